@@ -1,0 +1,3 @@
+"""lsgbench: fine-tune and benchmark efficient long-sequence attention models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,59 @@
+"""`python -m lsgbench` / `lsgbench`: the Hydra entry point for one run or a sweep (-m)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+
+from . import pipeline
+
+log = logging.getLogger("lsgbench")
+
+
+def config_dir() -> str:
+    """conf/ ships inside the wheel as lsgbench/conf; a source checkout has it beside the package."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return str(packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf")
+
+
+def summary(record: dict) -> str:
+    lines = [f"run {record['run_id']}: {record['status']}"]
+    if record["error"]:
+        lines.append(f"  error: {record['error']}")
+    prov = record["provenance"]
+    lines.append(f"  task={record['task']} model={record['model']} attention={record['attention']} "
+                 f"max_length={record['max_length']} data={prov['dataset']} init={prov['model_init']} "
+                 f"n_train={prov['n_train']} n_eval={prov['n_eval']}")
+    if record["metrics"]:
+        lines.append("  metrics:    " + "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
+    eff = record["efficiency"]
+    if "train_tokens_per_s" in eff:
+        lines.append(f"  efficiency: device={eff['device']}  train {eff['train_tokens_per_s']:.0f} tok/s "
+                     f"({eff['train_steps']} steps, {eff['train_s']:.1f}s, peak {eff['train_peak_mem_mb']:.0f} MB)"
+                     + (f"  eval {eff['eval_tokens_per_s']:.0f} tok/s ({eff['eval_s']:.1f}s, peak "
+                        f"{eff['eval_peak_mem_mb']:.0f} MB)" if "eval_tokens_per_s" in eff else ""))
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def _hydra_main(cfg) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    record = pipeline.run(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task))
+    print(summary(record), flush=True)
+    if record["status"] != "ok" and hydra_cfg.mode != RunMode.MULTIRUN:
+        sys.exit(1)  # a sweep goes on past a failed point; a single run says it failed
+    metrics = record["metrics"]
+    return next(iter(metrics.values())) if metrics else None
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

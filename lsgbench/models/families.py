@@ -1,0 +1,90 @@
+"""Hugging Face model families: config classes, heads, size presets and attention knobs.
+
+One `Family` per architecture; `model.family` in conf/model/*.yaml picks it. Long-sequence
+variants that lsgbench builds by conversion (LSG, local, SPADE) plug in through the same table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import transformers as tf
+
+from ..errors import ConfigError
+
+# Random-init size presets: (layers, hidden, heads, feed-forward). Encoder-decoders use the
+# layer count for both stacks. `base` matches the 12-layer, 768-hidden base checkpoints.
+SIZES = {
+    "tiny": (2, 64, 2, 128),
+    "small": (4, 256, 4, 1024),
+    "base": (12, 768, 12, 3072),
+}
+
+
+def _encoder_sizes(layers, hidden, heads, ffn):
+    return dict(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads, intermediate_size=ffn)
+
+
+def _seq2seq_sizes(layers, hidden, heads, ffn):
+    return dict(encoder_layers=layers, decoder_layers=layers, d_model=hidden, encoder_attention_heads=heads,
+                decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn)
+
+
+def _no_knobs(attention, layers):
+    return {}
+
+
+def _longformer_knobs(attention, layers):
+    window = int(attention.attention_window)
+    if window <= 0 or window % 2:
+        raise ConfigError(f"model.attention.attention_window={window} must be a positive even number")
+    return {"attention_window": [window] * layers}
+
+
+def _bigbird_knobs(attention, layers):
+    return {"attention_type": "block_sparse", "block_size": int(attention.block_size),
+            "num_random_blocks": int(attention.num_random_blocks)}
+
+
+@dataclass(frozen=True)
+class Family:
+    config_class: type
+    classifier: type | None           # AutoModelForSequenceClassification-style head, if any
+    seq2seq: type | None              # conditional generation head, if any
+    sizes: Callable                   # (layers, hidden, heads, ffn) -> config kwargs
+    position_field: str = "max_position_embeddings"
+    position_offset: int = 0          # RoBERTa-style embeddings reserve padding_idx + 1 positions
+    attention_knobs: Callable = _no_knobs
+    attention_types: tuple = ("full",)
+    global_first_token: bool = False  # Longformer/LED need global_attention_mask on token 0
+    fixed_padding: bool = False       # BigBird: pad every batch to max_length (see models.build)
+    attn_implementation: str = "sdpa"
+
+    def heads(self):
+        return {k: v for k, v in (("classification", self.classifier), ("summarization", self.seq2seq)) if v}
+
+    def num_layers(self, config) -> int:
+        return getattr(config, "num_hidden_layers", None) or config.encoder_layers
+
+    def capacity(self, config) -> int:
+        return getattr(config, self.position_field) - self.position_offset
+
+
+FAMILIES = {
+    "bert": Family(tf.BertConfig, tf.BertForSequenceClassification, None, _encoder_sizes),
+    "roberta": Family(tf.RobertaConfig, tf.RobertaForSequenceClassification, None, _encoder_sizes, position_offset=2),
+    "bart": Family(tf.BartConfig, tf.BartForSequenceClassification, tf.BartForConditionalGeneration, _seq2seq_sizes),
+    "longformer": Family(tf.LongformerConfig, tf.LongformerForSequenceClassification, None, _encoder_sizes,
+                         position_offset=2, attention_knobs=_longformer_knobs, attention_types=("longformer",),
+                         global_first_token=True, attn_implementation="eager"),
+    "led": Family(tf.LEDConfig, None, tf.LEDForConditionalGeneration, _seq2seq_sizes,
+                  position_field="max_encoder_position_embeddings", attention_knobs=_longformer_knobs,
+                  attention_types=("longformer",), global_first_token=True, attn_implementation="eager"),
+    "bigbird": Family(tf.BigBirdConfig, tf.BigBirdForSequenceClassification, None, _encoder_sizes,
+                      attention_knobs=_bigbird_knobs, attention_types=("bigbird",), fixed_padding=True,
+                      attn_implementation="eager"),
+    "bigbird_pegasus": Family(tf.BigBirdPegasusConfig, None, tf.BigBirdPegasusForConditionalGeneration,
+                              _seq2seq_sizes, attention_knobs=_bigbird_knobs, attention_types=("bigbird",),
+                              fixed_padding=True, attn_implementation="eager"),
+}

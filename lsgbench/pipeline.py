@@ -1,0 +1,109 @@
+"""The flow of one run: data -> model -> train -> evaluate -> record.
+
+`run(cfg, output_dir, overrides)` never raises for a failed run: whatever happens, it writes the
+run record (status ok | failed | oom, with the error) to `output_dir/run_record.json` and to the
+results store `cfg.store_dir/<run_id>.json`, and returns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from . import record as rec
+from .data import COLUMNS, load_task_data, tokenize
+from .errors import ConfigError
+from .evaluation import evaluate
+from .models import build_model
+from .tracking import NoTracker, make_tracker
+from .train import NonFiniteLoss, resolve_device, train, use_bf16
+
+log = logging.getLogger(__name__)
+
+
+def attention_summary(model_cfg) -> dict:
+    return OmegaConf.to_container(model_cfg.attention, resolve=True)
+
+
+def run(cfg, output_dir: str | Path, overrides: list[str] | None = None) -> dict:
+    output_dir = Path(output_dir)
+    record = {
+        "schema": rec.SCHEMA,
+        "run_id": rec.new_run_id(cfg.task.name, cfg.model.name),
+        "status": "failed",
+        "task": cfg.task.name,
+        "task_kind": cfg.task.kind,
+        "model": cfg.model.name,
+        "attention": attention_summary(cfg.model),
+        "max_length": None,
+        "metrics": {},
+        "efficiency": {},
+        "provenance": {"dataset": None, "model_init": None, "n_train": None, "n_eval": None, "seed": cfg.seed},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "overrides": list(overrides or []),
+        "env": rec.environment(),
+        "error": None,
+    }
+    tracker = NoTracker()
+    try:
+        tracker = make_tracker(cfg, record)
+        _execute(cfg, record, output_dir, tracker)
+        record["status"] = "ok"
+    except torch.OutOfMemoryError as err:
+        record.update(status="oom", error=f"out of memory: {err}".strip())
+    except (ConfigError, NonFiniteLoss) as err:
+        record["error"] = str(err)
+    except Exception as err:  # a bug or a library error: keep the run's record, say what broke
+        record["error"] = f"{type(err).__name__}: {err}"
+        log.error("run failed:\n%s", traceback.format_exc())
+    finally:
+        tracker.finish(record)
+        rec.write_json_atomic(output_dir / "run_record.json", record)
+        rec.write_json_atomic(Path(cfg.store_dir) / f"{record['run_id']}.json", record)
+    return record
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _execute(cfg, record: dict, output_dir: Path, tracker) -> None:
+    _seed_everything(cfg.seed)
+    device = resolve_device(cfg.trainer)
+    task = cfg.task
+    data = load_task_data(task)
+    record["provenance"].update(dataset=data.source, n_train=len(data.train), n_eval=len(data.eval))
+    if data.notes:
+        record["provenance"]["data_notes"] = data.notes
+
+    text_col, target_col = COLUMNS[task.kind]
+    train_texts = [r[text_col] for r in data.train] + ([r[target_col] for r in data.train]
+                                                       if task.kind == "summarization" else [])
+    built = build_model(cfg.model, task, train_texts, cfg.cache_dir)
+    record["max_length"] = built.max_length
+    record["provenance"].update(model_init=built.init, tokenizer=built.tokenizer_source,
+                                n_params=sum(p.numel() for p in built.model.parameters()))
+
+    tokenize_args = (built.tokenizer, task.kind, built.max_length, task.max_target_length, cfg.cache_dir)
+    train_ds = tokenize(data.train, *tokenize_args)
+    eval_ds = tokenize(data.eval, *tokenize_args)
+
+    efficiency = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    efficiency.update(train(built, train_ds, cfg, str(output_dir / "checkpoints"), device, tracker.report_to))
+    references = [r[target_col] for r in data.eval]
+    metrics, eval_eff, predictions = evaluate(built, eval_ds, references, task,
+                                              cfg.trainer.args.per_device_eval_batch_size, device,
+                                              use_bf16(cfg.trainer, device))
+    efficiency.update(eval_eff)
+    record.update(metrics=metrics, efficiency=efficiency)
+    if task.kind == "summarization":
+        rec.write_json_atomic(output_dir / "predictions.json",
+                              {"ids": [r["id"] for r in data.eval], "predictions": predictions})

@@ -1,0 +1,74 @@
+"""The run record (schema 1): one JSON document per run, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCHEMA = 1
+STATUSES = ("ok", "failed", "oom")
+REQUIRED_KEYS = ("schema", "run_id", "status", "task", "task_kind", "model", "attention", "max_length", "metrics",
+                 "efficiency", "provenance", "config", "overrides", "env", "error")
+
+
+def new_run_id(task: str, model: str) -> str:
+    """Sortable by start time, unique across processes starting in the same second."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{task}-{model}-{uuid.uuid4().hex[:8]}"
+
+
+def git_commit() -> str | None:
+    """The lsgbench source commit (with '+dirty' for uncommitted changes), or None outside a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def environment() -> dict:
+    import datasets
+    import torch
+    import transformers
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "datasets": datasets.__version__, "gpu": gpu, "git_commit": git_commit()}
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write to a temporary file in the same directory, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_records(paths) -> list[dict]:
+    """Every run record under the given files or directories (recursively)."""
+    records = []
+    for p in map(Path, paths):
+        files = sorted(p.rglob("*.json")) if p.is_dir() else [p]
+        for f in files:
+            with open(f) as fh:
+                data = json.load(fh)
+            if isinstance(data, dict) and data.get("schema") == SCHEMA and "run_id" in data:
+                records.append(data)
+    return records

@@ -1,0 +1,121 @@
+"""Built-in synthetic long-range tasks: deterministic by seed, no network.
+
+Both generators write filler prose from a fixed pseudo-word vocabulary and hide the answer in
+words planted far from the start of the document, so attention whose receptive field does not
+reach them fails. Rows follow the unified local schema ({"id", "text", "label"} or
+{"id", "article", "abstract"}).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import zlib
+
+from .errors import ConfigError
+
+# Pronounceable filler words ("bako", "demu", ...): in-vocabulary for any trained tokenizer,
+# and never equal to a label or topic word.
+_ONSETS = "bdfgklmnprstvz"
+_VOWELS = "aeiou"
+FILLER_WORDS = tuple(a + b + c + d for a, b, c, d in itertools.product(_ONSETS, _VOWELS, _ONSETS[:6], _VOWELS))
+TOPIC_WORDS = ("river", "garden", "engine", "castle", "forest", "harbor", "market", "temple")
+
+
+def _split_seed(seed: int, split: str) -> int:
+    return seed * 1_000_003 + zlib.crc32(split.encode())
+
+
+def _sentences(rng: random.Random, words: list[str]) -> list[list[str]]:
+    """Cut a word list into sentences of 6-14 words."""
+    out, i = [], 0
+    while i < len(words):
+        n = rng.randint(6, 14)
+        out.append(words[i : i + n])
+        i += n
+    return out
+
+
+def keys_rows(split: str, n: int, *, label_names, doc_words: int, num_keys: int,
+              num_distractors: int, key_start: float, seed: int) -> list[dict]:
+    """Classification: the label's name is planted num_keys times in [key_start, 1] of the text."""
+    if len(label_names) < 2:
+        raise ConfigError(f"task.label_names={list(label_names)}: synth_keys needs at least 2 labels")
+    if not 0 <= num_distractors < num_keys:
+        raise ConfigError(
+            f"task.synthetic.num_distractors={num_distractors} must be >= 0 and below "
+            f"task.synthetic.num_keys={num_keys}, so the planted majority decides the label"
+        )
+    if not 0.0 <= key_start < 1.0:
+        raise ConfigError(f"task.synthetic.key_start={key_start} must be in [0, 1)")
+    lo = int(key_start * doc_words)
+    if num_keys + num_distractors > doc_words - lo:
+        raise ConfigError(
+            f"task.synthetic: {num_keys} keys + {num_distractors} distractors do not fit in the "
+            f"{doc_words - lo} words after key_start={key_start} (doc_words={doc_words})"
+        )
+    rng = random.Random(_split_seed(seed, split))
+    rows = []
+    for i in range(n):
+        label = i % len(label_names)  # balanced classes
+        words = [rng.choice(FILLER_WORDS) for _ in range(doc_words)]
+        spots = rng.sample(range(lo, doc_words), num_keys + num_distractors)
+        others = [name for j, name in enumerate(label_names) if j != label]
+        for k, pos in enumerate(spots):
+            words[pos] = label_names[label] if k < num_keys else rng.choice(others)
+        text = "\n".join(" ".join(s) + " ." for s in _sentences(rng, words))
+        rows.append({"id": f"synth_keys-{split}-{i}", "text": text, "label": label_names[label]})
+    rng.shuffle(rows)
+    return rows
+
+
+def extract_rows(split: str, n: int, *, doc_sentences: int, num_selected: int, num_topics: int,
+                 key_start: float, seed: int) -> list[dict]:
+    """Summarization: the abstract is the sentences that mention the topic named up front."""
+    if not 2 <= num_topics <= len(TOPIC_WORDS):
+        raise ConfigError(f"task.synthetic.num_topics={num_topics} must be in [2, {len(TOPIC_WORDS)}]")
+    if not 0.0 <= key_start < 1.0:
+        raise ConfigError(f"task.synthetic.key_start={key_start} must be in [0, 1)")
+    lo = int(key_start * doc_sentences)
+    if not 1 <= num_selected <= doc_sentences - lo:
+        raise ConfigError(
+            f"task.synthetic.num_selected={num_selected} must be in [1, {doc_sentences - lo}] "
+            f"(the sentences after key_start={key_start} of doc_sentences={doc_sentences})"
+        )
+    topics = TOPIC_WORDS[:num_topics]
+    rng = random.Random(_split_seed(seed, split))
+    rows = []
+    for i in range(n):
+        topic = rng.choice(topics)
+        distractors = [t for t in topics if t != topic]
+        sentences = [[rng.choice(FILLER_WORDS) for _ in range(rng.randint(6, 12))] for _ in range(doc_sentences)]
+        selected = sorted(rng.sample(range(lo, doc_sentences), num_selected))
+        for j, sentence in enumerate(sentences):
+            word = topic if j in selected else rng.choice(distractors)
+            sentence.insert(rng.randrange(len(sentence) + 1), word)
+        lines = [" ".join(s) + " ." for s in sentences]
+        rows.append({
+            "id": f"synth_extract-{split}-{i}",
+            "article": "\n".join([f"the topic is {topic} ."] + lines),
+            "abstract": "\n".join(lines[j] for j in selected),
+        })
+    return rows
+
+
+GENERATORS = {"keys": keys_rows, "extract": extract_rows}
+
+
+def synthetic_rows(task, split: str, n: int) -> list[dict]:
+    """Rows of one split of a synthetic task, from its `task.synthetic` knobs."""
+    knobs = dict(task.synthetic)
+    name = knobs.pop("generator")
+    if name not in GENERATORS:
+        raise ConfigError(f"task.synthetic.generator={name!r} is unknown; choose one of {sorted(GENERATORS)}")
+    for key in [k for k in knobs if k.startswith("n_")]:
+        knobs.pop(key)
+    if name == "keys":
+        knobs["label_names"] = list(task.label_names)
+    try:
+        return GENERATORS[name](split, n, **knobs)
+    except TypeError as err:  # an unknown or missing knob
+        raise ConfigError(f"task.synthetic for generator {name!r}: {err}") from None

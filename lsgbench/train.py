@@ -1,0 +1,138 @@
+"""Training: HF Trainer with a batch collator, token counting, step timing and a finite-loss guard."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from .errors import ConfigError
+from .measure import Phase, synchronize
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def resolve_device(trainer_cfg) -> torch.device:
+    choice = trainer_cfg.device
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice not in ("cpu", "cuda"):
+        raise ConfigError(f"trainer.device={trainer_cfg.device!r} is unknown; choose cpu, cuda or auto")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA GPU is visible; use trainer=cpu or trainer.device=auto")
+    return torch.device(choice)
+
+
+def use_bf16(trainer_cfg, device: torch.device) -> bool:
+    if trainer_cfg.bf16 == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if trainer_cfg.bf16 and device.type != "cuda":
+        raise ConfigError("trainer.bf16=true needs a CUDA GPU; use trainer.bf16=false or auto on CPU")
+    return bool(trainer_cfg.bf16)
+
+
+class Collator:
+    """Pads a batch; labels padded with -100 (seq2seq); adds Longformer/LED's global attention mask."""
+
+    def __init__(self, tokenizer, kind: str, pad_to_length: int | None = None, global_first_token: bool = False):
+        self.tokenizer, self.kind = tokenizer, kind
+        self.pad_to_length, self.global_first_token = pad_to_length, global_first_token
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        inputs = [{"input_ids": f["input_ids"], "attention_mask": f["attention_mask"]} for f in features]
+        batch = self.tokenizer.pad(inputs, padding="max_length" if self.pad_to_length else "longest",
+                                   max_length=self.pad_to_length, return_tensors="pt")
+        batch = dict(batch)
+        if "labels" in features[0]:
+            labels = [f["labels"] for f in features]
+            if self.kind == "classification":
+                batch["labels"] = torch.tensor(labels, dtype=torch.long)
+            else:
+                width = max(len(x) for x in labels)
+                batch["labels"] = torch.tensor([x + [-100] * (width - len(x)) for x in labels], dtype=torch.long)
+        if self.global_first_token:
+            mask = torch.zeros_like(batch["input_ids"])
+            mask[:, 0] = 1
+            batch["global_attention_mask"] = mask
+        return batch
+
+
+class MeasuredTrainer(Trainer):
+    """Counts the tokens of every micro-batch and stops on a non-finite loss."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.token_log: list[tuple[int, int, int]] = []  # (optimizer step, non-pad tokens, padded tokens)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        mask = inputs["attention_mask"]
+        self.token_log.append((self.state.global_step, int(mask.sum()), mask.numel()))
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLoss(f"training loss became {loss.item()} at step {self.state.global_step + 1}; "
+                                f"lower trainer.args.learning_rate or check the data")
+        return loss
+
+
+class StepClock(TrainerCallback):
+    """Wall-clock time at the end of every optimizer step (device-synchronised)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.ends: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        synchronize(self.device)
+        self.ends.append(time.perf_counter())
+
+
+def training_arguments(cfg, output_dir: str, device: torch.device, report_to: list[str]) -> TrainingArguments:
+    args = dict(cfg.trainer.args)
+    try:
+        return TrainingArguments(output_dir=output_dir, seed=cfg.seed, use_cpu=device.type == "cpu",
+                                 bf16=use_bf16(cfg.trainer, device), report_to=report_to,
+                                 disable_tqdm=True, **args)
+    except TypeError as err:
+        raise ConfigError(f"trainer.args: {err} (keys are transformers.TrainingArguments names)") from None
+
+
+def train(built, train_ds, cfg, output_dir: str, device: torch.device, report_to: list[str]) -> dict:
+    """Fine-tune `built.model` on `train_ds`; returns the efficiency figures of training."""
+    args = training_arguments(cfg, output_dir, device, report_to)
+    collator = Collator(built.tokenizer, cfg.task.kind, built.max_length if built.family.fixed_padding else None,
+                        built.family.global_first_token)
+    clock = StepClock(device)
+    trainer = MeasuredTrainer(model=built.model, args=args, train_dataset=train_ds, data_collator=collator,
+                              processing_class=built.tokenizer, callbacks=[clock])
+    with Phase(device) as phase:
+        result = trainer.train()
+    return efficiency_of(trainer.token_log, clock.ends, phase, result.training_loss)
+
+
+def efficiency_of(token_log, step_ends, phase: Phase, final_loss: float) -> dict:
+    """Throughput over the optimizer steps after the first (which pays for warm-up), or over the
+    whole phase when there was only one step."""
+    steps = len(step_ends)
+    if steps >= 2:
+        seconds = step_ends[-1] - step_ends[0]
+        tokens = [(t, p) for step, t, p in token_log if step >= 1]
+    else:
+        seconds = phase.seconds
+        tokens = [(t, p) for _, t, p in token_log]
+    real, padded = sum(t for t, _ in tokens), sum(p for _, p in tokens)
+    return {
+        "train_tokens_per_s": real / seconds if seconds > 0 else math.nan,
+        "train_padded_tokens_per_s": padded / seconds if seconds > 0 else math.nan,
+        "train_step_s": seconds / max(steps - 1, 1) if steps >= 2 else phase.seconds,
+        "train_steps": steps,
+        "train_peak_mem_mb": phase.peak_mem_mb,
+        "train_s": phase.seconds,
+        "train_loss": final_loss,
+    }
