@@ -1,0 +1,41 @@
+"""The command line as a user types it (subprocesses)."""
+
+import json
+import os
+import subprocess
+import sys
+
+QUICK = ["task.synthetic.doc_words=100", "task.synthetic.n_train=16", "task.synthetic.n_test=8",
+         "trainer.args.max_steps=2"]
+
+
+def lsgbench(tmp_path, *args):
+    env = {**os.environ, "LSGBENCH_STORE": str(tmp_path / "store"), "LSGBENCH_CACHE": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, "-m", "lsgbench", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_help_lists_the_config_groups(tmp_path):
+    out = lsgbench(tmp_path, "--help")
+    assert out.returncode == 0
+    for line in ("task: arxiv, arxiv_classification, hyperpartisan, imdb, pubmed, synth_extract, synth_keys",
+                 "model: bart, bigbird, bigbird_pegasus, led, longformer, minilm, roberta",
+                 "trainer: cpu, gpu", "logger: none, wandb", "experiment: quickstart"):
+        assert line in out.stdout
+
+
+def test_quickstart_runs_and_writes_its_record(tmp_path):
+    out = lsgbench(tmp_path, "experiment=quickstart", *QUICK, "hydra.run.dir=run")
+    assert out.returncode == 0, out.stderr[-2000:]
+    record = json.loads((tmp_path / "run" / "run_record.json").read_text())
+    assert record["status"] == "ok" and record["efficiency"]["train_steps"] == 2
+    assert f"run {record['run_id']}: ok" in out.stdout and "accuracy=" in out.stdout
+    assert record["overrides"][0] == "experiment=quickstart"
+    assert [p.name for p in (tmp_path / "store").iterdir()] == [f"{record['run_id']}.json"]
+
+
+def test_a_failed_single_run_exits_nonzero_and_keeps_its_record(tmp_path):
+    out = lsgbench(tmp_path, "experiment=quickstart", *QUICK, "model.max_length=1024", "hydra.run.dir=run")
+    assert out.returncode == 1
+    assert "takes at most 512 tokens" in out.stdout
+    assert json.loads((tmp_path / "run" / "run_record.json").read_text())["status"] == "failed"

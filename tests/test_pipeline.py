@@ -1,0 +1,111 @@
+"""End-to-end runs on tiny random-init models: every family trains and evaluates, records are complete."""
+
+import json
+import math
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from lsgbench.pipeline import run
+from lsgbench.record import REQUIRED_KEYS, read_records
+
+TINY = ["model.init=random", "model.size=tiny", "trainer.args.per_device_train_batch_size=4",
+        "trainer.args.per_device_eval_batch_size=4"]
+KEYS_SMALL = ["task=synth_keys", "task.synthetic.doc_words=120", "task.synthetic.n_train=24",
+              "task.synthetic.n_test=8"]
+EXTRACT_SMALL = ["task=synth_extract", "task.synthetic.doc_sentences=12", "task.synthetic.num_selected=2",
+                 "task.synthetic.n_train=16", "task.synthetic.n_test=4", "task.generation.max_new_tokens=8"]
+
+
+def run_and_read(make_cfg, tmp_path, *overrides):
+    cfg = make_cfg(*TINY, *overrides)
+    record = run(cfg, tmp_path / "out", list(overrides))
+    on_disk = json.loads((tmp_path / "out" / "run_record.json").read_text())
+    assert on_disk == json.loads(json.dumps(record, default=str))
+    assert read_records([cfg.store_dir]) == [on_disk]
+    assert set(REQUIRED_KEYS) <= set(record)
+    return record
+
+
+def test_classification_run_record(make_cfg, tmp_path):
+    r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=roberta", "trainer.args.max_steps=6")
+    assert r["status"] == "ok" and r["error"] is None
+    assert (r["task"], r["task_kind"], r["model"], r["attention"]) == ("synth_keys", "classification", "roberta",
+                                                                      {"type": "full"})
+    assert r["provenance"]["n_train"] == 24 and r["provenance"]["n_eval"] == 8
+    assert r["provenance"]["dataset"] == "synthetic:keys(seed=0)"
+    assert r["provenance"]["model_init"] == "random:tiny" and r["provenance"]["seed"] == 42
+    assert r["max_length"] == 512
+    assert set(r["metrics"]) == {"accuracy", "f1_macro", "f1_micro"}
+    assert all(0 <= v <= 100 for v in r["metrics"].values())
+    assert r["metrics"]["accuracy"] * 8 / 100 == pytest.approx(round(r["metrics"]["accuracy"] * 8 / 100))
+    eff = r["efficiency"]
+    assert eff["device"] == "cpu" and eff["train_steps"] == 6
+    for key in ("train_tokens_per_s", "eval_tokens_per_s", "train_peak_mem_mb", "eval_peak_mem_mb", "train_s", "eval_s"):
+        assert eff[key] > 0 and math.isfinite(eff[key]), key
+    assert eff["train_padded_tokens_per_s"] >= eff["train_tokens_per_s"]
+    assert r["env"]["torch"] and r["env"]["transformers"] and r["config"]["model"]["size"] == "tiny"
+
+
+def test_summarization_run_record_has_rouge(make_cfg, tmp_path):
+    r = run_and_read(make_cfg, tmp_path, *EXTRACT_SMALL, "model=bart", "trainer.args.max_steps=2")
+    assert r["status"] == "ok", r["error"]
+    assert set(r["metrics"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"}
+    assert all(0 <= r["metrics"][k] <= 100 for k in ("rouge1", "rouge2", "rougeL", "rougeLsum"))
+    assert 1 <= r["metrics"]["gen_len"] <= 8
+    assert r["efficiency"]["generated_tokens_per_s"] > 0
+    predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert len(predictions["predictions"]) == r["provenance"]["n_eval"] == 4
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model=longformer", *KEYS_SMALL, "model.attention.attention_window=32"],
+    ["model=bigbird", *KEYS_SMALL, "model.max_length=256", "model.attention.block_size=16",
+     "model.attention.num_random_blocks=1"],
+    ["model=bart", *KEYS_SMALL],
+    ["model=led", *EXTRACT_SMALL, "model.attention.attention_window=32"],
+    ["model=bigbird_pegasus", *EXTRACT_SMALL, "model.max_length=256", "model.attention.block_size=16",
+     "model.attention.num_random_blocks=1"],
+], ids=["longformer", "bigbird", "bart-cls", "led", "bigbird_pegasus"])
+def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
+    r = run_and_read(make_cfg, tmp_path, *overrides, "trainer.args.max_steps=1")
+    assert r["status"] == "ok", r["error"]
+    assert r["efficiency"]["train_steps"] == 1 and r["metrics"]
+
+
+@pytest.mark.parametrize("overrides, status, message", [
+    (["model=roberta", *EXTRACT_SMALL], "failed", "model 'roberta' has no summarization head"),
+    (["model=led", *KEYS_SMALL], "failed", "model 'led' has no classification head"),
+    (["model=roberta", *KEYS_SMALL, "model.max_length=1024"], "failed", "takes at most 512 tokens"),
+    (["model=roberta", *KEYS_SMALL, "model.size=huge"], "failed", "model.size='huge' is unknown"),
+    (["model=roberta", *KEYS_SMALL, "trainer.args.learning_rate=1e30", "trainer.args.max_steps=8",
+      "trainer.args.max_grad_norm=0"], "failed", "training loss became"),
+    (["model=roberta", *KEYS_SMALL, "+trainer.args.not_an_argument=1"], "failed", "trainer.args"),
+])
+def test_failures_are_recorded_with_a_clear_error(make_cfg, tmp_path, overrides, status, message):
+    r = run_and_read(make_cfg, tmp_path, *overrides)
+    assert r["status"] == status and message in r["error"]
+    assert r["metrics"] == {}
+
+
+def test_pretrained_checkpoint_needs_the_hub_or_a_local_dir(make_cfg, tmp_path):
+    r = run_and_read(make_cfg, tmp_path, "model=roberta", "model.init=pretrained", *KEYS_SMALL)
+    assert r["status"] == "failed"
+    assert "model.init=random" in r["error"] and "FacebookAI/roberta-base" in r["error"]
+
+
+def test_every_task_and_model_composes(make_cfg):
+    tasks = ["imdb", "arxiv_classification", "hyperpartisan", "pubmed", "arxiv", "synth_keys", "synth_extract"]
+    models = ["roberta", "bart", "minilm", "longformer", "led", "bigbird", "bigbird_pegasus"]
+    for task in tasks:
+        for model in models:
+            cfg = make_cfg(f"task={task}", f"model={model}")
+            assert cfg.task.name == task and cfg.model.name == model
+            assert cfg.task.kind in ("classification", "summarization")
+            assert cfg.model.trust_remote_code is False
+
+
+def test_unknown_task_lists_the_choices(make_cfg):
+    with pytest.raises(MissingConfigException) as err:
+        make_cfg("task=pubmedd")
+    assert "pubmed" in str(err.value) and "synth_keys" in str(err.value)
