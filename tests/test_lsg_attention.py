@@ -1,0 +1,143 @@
+"""LSG attention: the fast path equals the dense-mask reference; the sparse reductions do what they say."""
+
+import itertools
+
+import pytest
+import torch
+
+from lsgbench.attention import SPARSITY_TYPES, lsg_attention, lsg_attention_reference
+from lsgbench.attention.lsg import sparse_keys
+from lsgbench.errors import ConfigError
+
+
+def inputs(B=2, H=4, N=53, D=8, pad=(0, 9), seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(B, H, N, D, generator=gen, dtype=torch.float64) for _ in range(3))
+    mask = torch.ones(B, N, dtype=torch.long)
+    for i, p in enumerate(pad[:B]):
+        if p:
+            mask[i, -p:] = 0
+    return q, k, v, mask
+
+
+CASES = list(itertools.product(SPARSITY_TYPES, [0, 1, 3], [True, False]))
+
+
+@pytest.mark.parametrize("sparsity_type, g, padded", CASES)
+def test_fast_path_matches_reference_forward_and_backward(sparsity_type, g, padded):
+    q, k, v, mask = inputs()
+    knobs = dict(block_size=8, sparse_block_size=4, sparsity_factor=2, sparsity_type=sparsity_type,
+                 num_global_tokens=g)
+    mask = mask if padded else None
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = lsg_attention(*leaves, mask, **knobs)
+    ref = lsg_attention_reference(*ref_leaves, mask, **knobs)
+    assert out.shape == q.shape
+    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-8)
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+    (out * weight).sum().backward()
+    (ref * weight).sum().backward()
+    for a, b in zip(leaves, ref_leaves):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("b, s, f, N", [(4, 8, 4, 70), (16, 16, 2, 100), (8, 8, 1, 41), (6, 3, 3, 37)])
+def test_fast_path_matches_reference_in_float32_across_shapes(b, s, f, N):
+    q, k, v, mask = (t.float() if t.is_floating_point() else t for t in inputs(N=N, pad=(5, 0)))
+    for sparsity_type in ("pooling", "stride", "block_stride", "bos_pooling") + (("norm", "lsh") if b % min(b, s) == 0 and min(b, s) % f == 0 else ()):
+        knobs = dict(block_size=b, sparse_block_size=s, sparsity_factor=f, sparsity_type=sparsity_type, num_global_tokens=2)
+        torch.testing.assert_close(lsg_attention(q, k, v, mask, **knobs), lsg_attention_reference(q, k, v, mask, **knobs),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def full_attention(q, k, v, mask):
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    scores = scores.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+@pytest.mark.parametrize("sparsity_type", SPARSITY_TYPES)
+def test_short_inputs_get_full_attention(sparsity_type):
+    q, k, v, mask = inputs(N=2 + 16, pad=(3, 0))  # N - g <= 2b
+    out = lsg_attention(q, k, v, mask, block_size=8, sparse_block_size=4, sparsity_factor=2,
+                        sparsity_type=sparsity_type, num_global_tokens=2)
+    torch.testing.assert_close(out, full_attention(q, k, v, mask))
+
+
+def test_stride_with_factor_one_widens_the_local_window():
+    # f = 1 keeps every token: sparse keys are the s tokens on each side of the 3-block window.
+    q, k, v, mask = inputs(B=1, N=64, pad=(0,), H=1)
+    b, s = 8, 4
+    out = lsg_attention(q, k, v, None, block_size=b, sparse_block_size=s, sparsity_factor=1, sparsity_type="stride",
+                        num_global_tokens=0)
+    i = 3  # block 3: local keys 16..39, sparse keys 12..15 and 40..43
+    keys = list(range(12, 44))
+    expected = full_attention(q[:, :, i * b:(i + 1) * b], k[:, :, keys], v[:, :, keys], torch.ones(1, len(keys)))
+    torch.testing.assert_close(out[:, :, i * b:(i + 1) * b], expected)
+
+
+def test_sparse_reductions_by_hand():
+    B, H, Np, D, f, b = 1, 2, 8, 1, 2, 4
+    kx = torch.arange(Np, dtype=torch.float64).view(1, 1, Np, 1).expand(B, H, Np, D).clone()
+    vx = kx * 10
+    keep = torch.tensor([[True] * 7 + [False]])
+    common = dict(sparsity_factor=f, block_size=b, sparse_block_size=4, query_first=None, scaling=1.0)
+    ks, vs, kept = sparse_keys(kx, vx, keep, sparsity_type="pooling", **common)
+    assert ks[0, 0, :, 0].tolist() == [0.5, 2.5, 4.5, 6.0]  # the last group averages only its kept token
+    assert vs[0, 1, :, 0].tolist() == [5.0, 25.0, 45.0, 60.0] and kept.tolist() == [[[True] * 4]]
+    ks, _, kept = sparse_keys(kx, vx, keep, sparsity_type="stride", **common)
+    assert ks[0, :, :, 0].tolist() == [[0, 2, 4, 6], [1, 3, 5, 7]]  # head h keeps j*f + h % f
+    assert kept[0].tolist() == [[True] * 4, [True, True, True, False]]
+    ks, _, _ = sparse_keys(kx, vx, keep, sparsity_type="block_stride", **common)
+    assert ks[0, :, :, 0].tolist() == [[0, 1, 4, 5], [2, 3, 6, 7]]  # head h keeps slice h of each block
+    signed = torch.tensor([3.0, -5.0, 1.0, 0.5, -0.1, 2.0, 9.0, 8.0], dtype=torch.float64).view(1, 1, 8, 1).expand(1, 2, 8, 1)
+    ks, _, kept = sparse_keys(signed, signed, keep, sparsity_type="norm", **common)
+    assert ks[0, 0, :, 0].tolist() == [3.0, -5.0, 2.0, 9.0]  # the 2 largest |k| of each chunk of 4, in order
+    q = torch.tensor([1.0], dtype=torch.float64).view(1, 1, 1).expand(1, 2, 1)
+    ks, _, _ = sparse_keys(kx, vx, keep, sparsity_type="bos_pooling", **{**common, "query_first": q})
+    w = torch.tensor([0.0, 1.0]).softmax(0)
+    assert ks[0, 0, 0, 0].item() == pytest.approx(float(w[1]))  # softmax(q.k) weights over {0, 1}
+    assert ks[0, 0, 3, 0].item() == pytest.approx(6.0)  # padding gets no weight
+
+
+def test_lsh_averages_the_keys_of_each_bucket():
+    from lsgbench.attention.lsg import LSH_SEED
+
+    H, Np, D, c, buckets = 2, 16, 4, 8, 4
+    kx = torch.randn(1, H, Np, D, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    keep = torch.ones(1, Np, dtype=torch.bool)
+    keep[0, -1] = False
+    ks, vs, kept = sparse_keys(kx, 2 * kx, keep, sparsity_type="lsh", sparsity_factor=2, block_size=8,
+                               sparse_block_size=8, query_first=None, scaling=1.0)
+    planes = torch.randn(H, D, buckets, generator=torch.Generator().manual_seed(LSH_SEED)).double()
+    for h in range(H):
+        for chunk in range(Np // c):
+            members = {}
+            for t in range(chunk * c, (chunk + 1) * c):
+                if keep[0, t]:
+                    members.setdefault(int((kx[0, h, t] @ planes[h]).argmax()), []).append(kx[0, h, t])
+            for bucket in range(buckets):
+                j = chunk * buckets + bucket
+                assert bool(kept[0, h, j]) == (bucket in members)
+                if bucket in members:
+                    torch.testing.assert_close(ks[0, h, j], torch.stack(members[bucket]).mean(0))
+                    torch.testing.assert_close(vs[0, h, j], 2 * ks[0, h, j])
+
+
+def test_long_inputs_are_not_full_attention():
+    q, k, v, mask = inputs(N=80, pad=(0, 0))
+    out = lsg_attention(q, k, v, mask, block_size=8, sparse_block_size=4, sparsity_factor=2, sparsity_type="pooling")
+    assert (out - full_attention(q, k, v, mask)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("knobs, message", [
+    (dict(sparsity_type="random"), "sparsity_type='random' is unknown"),
+    (dict(block_size=6, sparsity_factor=4), "block_size=6 must be divisible by sparsity_factor=4"),
+    (dict(num_global_tokens=-1), "num_global_tokens=-1"),
+    (dict(sparsity_type="norm", block_size=8, sparse_block_size=6, sparsity_factor=2), "chunks of"),
+])
+def test_bad_knobs_are_rejected(knobs, message):
+    q, k, v, mask = inputs(B=1, N=16)
+    with pytest.raises(ConfigError, match=message):
+        lsg_attention(q, k, v, None, **{**dict(block_size=8, sparse_block_size=4, sparsity_factor=2), **knobs})
