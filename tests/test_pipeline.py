@@ -66,7 +66,9 @@ def test_summarization_run_record_has_rouge(make_cfg, tmp_path):
     ["model=led", *EXTRACT_SMALL, "model.attention.attention_window=32"],
     ["model=bigbird_pegasus", *EXTRACT_SMALL, "model.max_length=256", "model.attention.block_size=16",
      "model.attention.num_random_blocks=1"],
-], ids=["longformer", "bigbird", "bart-cls", "led", "bigbird_pegasus"])
+    ["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=16", "model.attention.sparse_block_size=8"],
+    ["model=lsg_bart", *EXTRACT_SMALL, "model.attention.block_size=16", "model.attention.sparsity_type=stride"],
+], ids=["longformer", "bigbird", "bart-cls", "led", "bigbird_pegasus", "lsg_roberta", "lsg_bart"])
 def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
     r = run_and_read(make_cfg, tmp_path, *overrides, "trainer.args.max_steps=1")
     assert r["status"] == "ok", r["error"]
@@ -81,6 +83,9 @@ def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
     (["model=roberta", *KEYS_SMALL, "trainer.args.learning_rate=1e30", "trainer.args.max_steps=8",
       "trainer.args.max_grad_norm=0"], "failed", "training loss became"),
     (["model=roberta", *KEYS_SMALL, "+trainer.args.not_an_argument=1"], "failed", "trainer.args"),
+    (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=30", "model.attention.sparsity_factor=4"],
+     "failed", "block_size=30 must be divisible by sparsity_factor=4"),
+    (["model=longformer", *KEYS_SMALL, "model.attention.type=lsg"], "failed", "is not available for model"),
 ])
 def test_failures_are_recorded_with_a_clear_error(make_cfg, tmp_path, overrides, status, message):
     r = run_and_read(make_cfg, tmp_path, *overrides)
@@ -96,7 +101,8 @@ def test_pretrained_checkpoint_needs_the_hub_or_a_local_dir(make_cfg, tmp_path):
 
 def test_every_task_and_model_composes(make_cfg):
     tasks = ["imdb", "arxiv_classification", "hyperpartisan", "pubmed", "arxiv", "synth_keys", "synth_extract"]
-    models = ["roberta", "bart", "minilm", "longformer", "led", "bigbird", "bigbird_pegasus"]
+    models = ["roberta", "bart", "minilm", "longformer", "led", "bigbird", "bigbird_pegasus", "lsg_roberta", "lsg_bert",
+              "lsg_bart", "lsg_minilm"]
     for task in tasks:
         for model in models:
             cfg = make_cfg(f"task={task}", f"model={model}")

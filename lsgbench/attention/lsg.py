@@ -153,8 +153,9 @@ def split_and_pad(query, key, value, attention_mask, g, block_size):
 # ------------------------------------------------------------------ the fast path
 
 def lsg_attention(query, key, value, attention_mask=None, *, block_size=128, sparse_block_size=128,
-                  sparsity_factor=2, sparsity_type="norm", num_global_tokens=1, scaling=None):
-    """LSG attention over [B, H, N, D]; attention_mask [B, N] with 1 = keep, 0 = padding."""
+                  sparsity_factor=2, sparsity_type="norm", num_global_tokens=1, scaling=None, dropout=0.0):
+    """LSG attention over [B, H, N, D]; attention_mask [B, N] with 1 = keep, 0 = padding.
+    `dropout` drops attention probabilities (training only; the reference has none)."""
     check_lsg_knobs(block_size, sparse_block_size, sparsity_factor, sparsity_type, num_global_tokens)
     B, H, N, D = query.shape
     g, b, f, s = min(num_global_tokens, N), block_size, sparsity_factor, sparse_block_size
@@ -167,7 +168,7 @@ def lsg_attention(query, key, value, attention_mask=None, *, block_size=128, spa
     outputs = []
     if g:
         out_g = F.scaled_dot_product_attention(query[:, :, :g], key, value, attn_mask=keep[:, None, None, :],
-                                               scale=scaling)
+                                               dropout_p=dropout, scale=scaling)
         outputs.append(out_g.masked_fill(~keep.any(-1).view(B, 1, 1, 1), 0.0))
     if Np == 0:
         return torch.cat(outputs, dim=2)
@@ -209,7 +210,8 @@ def lsg_attention(query, key, value, attention_mask=None, *, block_size=128, spa
     K = keys.shape[3]
     q_blocks = qx.reshape(B, H * nb, b, D)
     out = F.scaled_dot_product_attention(q_blocks, keys.reshape(B, H * nb, K, D), values.reshape(B, H * nb, K, D),
-                                         attn_mask=mask.reshape(B, H * nb, 1, K), scale=scaling)
+                                         attn_mask=mask.reshape(B, H * nb, 1, K), dropout_p=dropout,
+                                         scale=scaling)
     out = out.masked_fill(~mask.any(-1).reshape(B, H * nb, 1, 1), 0.0)
     outputs.append(out.reshape(B, H, Np, D)[:, :, : N - g])
     return torch.cat(outputs, dim=2)

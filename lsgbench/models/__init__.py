@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..tokenizer import train_tokenizer
 from .families import FAMILIES, SIZES, Family
+from .lsg import convert_to_lsg, install_lsg, load_global_embeddings, lsg_knobs
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +78,25 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     checkpoint = resolve_checkpoint(model_cfg.checkpoint)
     tokenizer, tokenizer_source = _tokenizer(model_cfg, checkpoint, train_texts, cache_dir)
     tokenizer.model_max_length = max_length
+    lsg = model_cfg.attention.type == "lsg"
+    knobs = lsg_knobs(model_cfg.attention) if lsg else None
+    # A converted model starts from the base architecture at its own length, then is extended.
+    base_length = min(max_length, family.pretrained_positions) if lsg else max_length
     if model_cfg.init == "pretrained":
-        model = _pretrained(model_cfg, task_cfg, family, checkpoint, max_length)
+        model = _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable=lsg)
         init = f"pretrained:{model_cfg.checkpoint}"
     else:
-        model = _random(model_cfg, task_cfg, family, tokenizer, max_length)
+        model = _random(model_cfg, task_cfg, family, tokenizer, base_length)
         init = f"random:{model_cfg.size}"
+    if lsg and getattr(model.config, "sparsity_type", None) is not None:  # a saved LSG checkpoint
+        stored = {k: getattr(model.config, k) for k in knobs}
+        if stored != knobs:
+            log.warning("checkpoint %s carries its own LSG knobs %s; they are used instead of %s",
+                        model_cfg.checkpoint, stored, knobs)
+        install_lsg(model, model_cfg.family, stored, load_global_embeddings(checkpoint, model))
+    elif lsg:
+        convert_to_lsg(model, model_cfg.family, knobs, max_length, tokenizer.cls_token_id or tokenizer.bos_token_id,
+                       tokenizer.mask_token_id)
     if task_cfg.kind == "summarization":
         _set_generation(model, tokenizer, task_cfg)
     if family.fixed_padding:
@@ -105,7 +119,7 @@ def _tokenizer(model_cfg, checkpoint, train_texts, cache_dir):
                           f"model.init=random (trains a tokenizer on the task's text) or a local directory") from None
 
 
-def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length):
+def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable):
     from transformers import AutoConfig
 
     try:
@@ -118,9 +132,11 @@ def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length):
         raise ConfigError(f"model.checkpoint={model_cfg.checkpoint!r} is a {type(config).__name__}, but model.family="
                           f"{model_cfg.family!r} expects {family.config_class.__name__}")
     capacity = family.capacity(config)
-    if max_length > capacity:
+    already_lsg = getattr(config, "sparsity_type", None) is not None
+    if max_length > capacity and (already_lsg or not extendable):
         raise ConfigError(f"checkpoint {model_cfg.checkpoint!r} takes at most {capacity} tokens, but the run asks "
-                          f"for {max_length}; lower model.max_length / task.max_source_length")
+                          f"for {max_length}; lower model.max_length / task.max_source_length"
+                          + (", or convert it again with python -m lsgbench.convert --max-length" if already_lsg else ""))
     for key, value in family.attention_knobs(model_cfg.attention, family.num_layers(config)).items():
         setattr(config, key, value)
     head_cls = family.heads()[task_cfg.kind]
@@ -137,7 +153,9 @@ def _random(model_cfg, task_cfg, family, tokenizer, max_length):
         raise ConfigError(f"model.size={model_cfg.size!r} is unknown; choose one of {list(SIZES)}")
     layers, hidden, heads, ffn = SIZES[model_cfg.size]
     kwargs = family.sizes(layers, hidden, heads, ffn)
-    positions = max(model_cfg.max_positions, max_length, (task_cfg.max_target_length or 0) + 2)
+    positions = max(max_length, (task_cfg.max_target_length or 0) + 2)
+    if model_cfg.attention.type != "lsg":
+        positions = max(positions, model_cfg.max_positions)
     kwargs[family.position_field] = positions + family.position_offset
     if family.position_field == "max_encoder_position_embeddings":
         kwargs["max_decoder_position_embeddings"] = max(1024, (task_cfg.max_target_length or 0) + 2)

