@@ -98,3 +98,54 @@ def test_only_global_tokens_carry_the_far_end_to_the_first_token(make_cfg, num_g
         assert diff[0, 0].max() > 1e-6
     else:
         assert diff[0, :1900].max() == 0.0
+
+
+def test_saved_lsg_model_reloads_natively_with_weights_and_knobs(make_cfg, tmp_path):
+    """A directory in the ccdv layout (base config + LSG fields + auto_map, global_embeddings in the
+    weights) loads without remote code into the same function."""
+    import json
+
+    built = tiny(make_cfg, "lsg_roberta", "synth_keys", "model.max_length=1024", "model.attention.block_size=32",
+                 "model.attention.sparse_block_size=16", "model.attention.sparsity_factor=4",
+                 "model.attention.sparsity_type=stride", "model.attention.num_global_tokens=3")
+    with torch.no_grad():
+        built.model.roberta.embeddings.global_embeddings.weight.normal_()  # make the globals distinctive
+    built.model.save_pretrained(tmp_path / "ckpt")
+    built.tokenizer.save_pretrained(tmp_path / "ckpt")
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["model_type"] == "roberta" and config["sparsity_type"] == "stride"
+    assert config["block_size"] == 32 and config["num_global_tokens"] == 3
+    config["auto_map"] = {"AutoModel": "modeling_lsg_roberta.LSGRobertaModel"}  # as ccdv checkpoints have
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps(config))
+
+    cfg = make_cfg("model=lsg_roberta", "task=synth_keys", f"model.pretrained={tmp_path / 'ckpt'}",
+                   "model.max_length=1024")  # the yaml's knobs differ: the checkpoint's win
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    assert loaded.init == f"pretrained:{tmp_path / 'ckpt'}" and loaded.model.config.sparsity_factor == 4
+    ids = torch.randint(5, 200, (2, 700))
+    with torch.no_grad():
+        expected = built.model.eval()(input_ids=ids).logits
+        torch.testing.assert_close(loaded.model.eval()(input_ids=ids).logits, expected)
+    torch.testing.assert_close(loaded.model.roberta.embeddings.global_embeddings.weight,
+                               built.model.roberta.embeddings.global_embeddings.weight)
+
+
+def test_convert_cli_writes_a_loadable_lsg_directory(make_cfg, tmp_path):
+    from lsgbench.convert import main
+
+    base = tiny(make_cfg, "bart", "synth_extract")
+    base.model.save_pretrained(tmp_path / "bart")
+    base.tokenizer.save_pretrained(tmp_path / "bart")
+    assert main([str(tmp_path / "bart"), "--out", str(tmp_path / "lsg"), "--max-length", "2048", "--block-size", "64",
+                 "--sparsity-type", "pooling", "--sparsity-factor", "4"]) == 0
+    cfg = make_cfg("model=lsg_bart", "task=synth_extract", f"model.pretrained={tmp_path / 'lsg'}",
+                   "model.max_length=2048", "model.attention.block_size=64", "model.attention.sparsity_type=pooling",
+                   "model.attention.sparsity_factor=4")
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    shared = base.model.state_dict()["model.shared.weight"]
+    torch.testing.assert_close(loaded.model.state_dict()["model.shared.weight"], shared)
+    assert loaded.model.model.encoder.embed_positions.weight.shape[0] == 2048 + 2
+    ids = torch.randint(5, 200, (1, 1500))
+    out = loaded.model(input_ids=ids, labels=torch.randint(5, 200, (1, 8)))
+    assert torch.isfinite(out.loss)
+    assert main([str(tmp_path / "lsg"), "--out", str(tmp_path / "again")]) == 2  # already LSG: a clear refusal

