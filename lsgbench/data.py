@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,7 +255,7 @@ def tokenize(rows: list[dict], tokenizer, kind: str, max_length: int, max_target
         ds.save_to_disk(str(tmp))
         try:
             os.replace(tmp, path)  # atomic: a concurrent writer of the same key wrote the same bytes
-        except OSError:
-            pass
+        except OSError:  # another process cached the same key first
+            shutil.rmtree(tmp, ignore_errors=True)
         ds = datasets.load_from_disk(str(path if path.exists() else tmp))
     return ds

@@ -27,10 +27,6 @@ from .train import NonFiniteLoss, resolve_device, train, use_bf16
 log = logging.getLogger(__name__)
 
 
-def attention_summary(model_cfg) -> dict:
-    return OmegaConf.to_container(model_cfg.attention, resolve=True)
-
-
 def run(cfg, output_dir: str | Path, overrides: list[str] | None = None) -> dict:
     output_dir = Path(output_dir)
     record = {
@@ -40,20 +36,23 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None) -> dict
         "task": cfg.task.name,
         "task_kind": cfg.task.kind,
         "model": cfg.model.name,
-        "attention": attention_summary(cfg.model),
+        "attention": {},
         "max_length": None,
         "metrics": {},
         "efficiency": {},
         "provenance": {"dataset": None, "model_init": None, "n_train": None, "n_eval": None, "seed": cfg.seed},
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": None,
         "overrides": list(overrides or []),
-        "env": rec.environment(),
+        "env": {},
         "error": None,
     }
     tracker = NoTracker()
     try:
+        record["config"] = OmegaConf.to_container(cfg, resolve=True)
+        record["attention"] = record["config"]["model"]["attention"]
+        record["env"] = rec.environment()
         tracker = make_tracker(cfg, record)
-        _execute(cfg, record, output_dir, tracker)
+        _execute(cfg, record, output_dir)
         record["status"] = "ok"
     except torch.OutOfMemoryError as err:
         record.update(status="oom", error=f"out of memory: {err}".strip())
@@ -62,10 +61,12 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None) -> dict
     except Exception as err:  # a bug or a library error: keep the run's record, say what broke
         record["error"] = f"{type(err).__name__}: {err}"
         log.error("run failed:\n%s", traceback.format_exc())
-    finally:
+    rec.write_json_atomic(output_dir / "run_record.json", record)
+    rec.write_json_atomic(Path(cfg.store_dir) / f"{record['run_id']}.json", record)
+    try:
         tracker.finish(record)
-        rec.write_json_atomic(output_dir / "run_record.json", record)
-        rec.write_json_atomic(Path(cfg.store_dir) / f"{record['run_id']}.json", record)
+    except Exception as err:  # the record is safe on disk; a tracker failure must not hide it
+        log.error("tracker failed to finish: %s", err)
     return record
 
 
@@ -75,7 +76,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _execute(cfg, record: dict, output_dir: Path, tracker) -> None:
+def _execute(cfg, record: dict, output_dir: Path) -> None:
     _seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer)
     task = cfg.task
@@ -89,6 +90,7 @@ def _execute(cfg, record: dict, output_dir: Path, tracker) -> None:
                                                        if task.kind == "summarization" else [])
     built = build_model(cfg.model, task, train_texts, cfg.cache_dir)
     record["max_length"] = built.max_length
+    record["attention"] = built.attention
     record["provenance"].update(model_init=built.init, tokenizer=built.tokenizer_source,
                                 n_params=sum(p.numel() for p in built.model.parameters()))
 
@@ -96,14 +98,15 @@ def _execute(cfg, record: dict, output_dir: Path, tracker) -> None:
     train_ds = tokenize(data.train, *tokenize_args)
     eval_ds = tokenize(data.eval, *tokenize_args)
 
-    efficiency = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
-    efficiency.update(train(built, train_ds, cfg, str(output_dir / "checkpoints"), device, tracker.report_to))
+    efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
+    efficiency["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    efficiency.update(train(built, train_ds, cfg, str(output_dir / "checkpoints"), device))
     references = [r[target_col] for r in data.eval]
     metrics, eval_eff, predictions = evaluate(built, eval_ds, references, task,
                                               cfg.trainer.args.per_device_eval_batch_size, device,
                                               use_bf16(cfg.trainer, device))
     efficiency.update(eval_eff)
-    record.update(metrics=metrics, efficiency=efficiency)
+    record["metrics"] = metrics
     if task.kind == "summarization":
         rec.write_json_atomic(output_dir / "predictions.json",
                               {"ids": [r["id"] for r in data.eval], "predictions": predictions})

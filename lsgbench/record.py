@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA = 1
-STATUSES = ("ok", "failed", "oom")
 REQUIRED_KEYS = ("schema", "run_id", "status", "task", "task_kind", "model", "attention", "max_length", "metrics",
                  "efficiency", "provenance", "config", "overrides", "env", "error")
 
@@ -27,6 +26,10 @@ def git_commit() -> str | None:
     """The lsgbench source commit (with '+dirty' for uncommitted changes), or None outside a checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        if Path(top).resolve() != root:  # installed inside some other repository
+            return None
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=5, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,

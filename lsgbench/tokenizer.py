@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from .errors import ConfigError
@@ -58,6 +59,6 @@ def train_tokenizer(texts: list[str], vocab_size: int, cache_dir: str | Path | N
         try:
             os.replace(tmp, path)
         except OSError:  # another process cached the same key first
-            pass
+            shutil.rmtree(tmp, ignore_errors=True)
     log.info("trained a %d-token BPE tokenizer on %d texts", len(tokenizer), len(texts))
     return tokenizer

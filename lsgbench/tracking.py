@@ -8,8 +8,6 @@ from .errors import ConfigError
 
 
 class NoTracker:
-    report_to: list[str] = ["none"]
-
     def finish(self, record: dict) -> None:
         pass
 
@@ -17,8 +15,6 @@ class NoTracker:
 class WandbTracker:
     """One wandb run per lsgbench run: config up front, metrics and efficiency at the end.
     The HF Trainer logs its training curves into the same run (report_to=wandb)."""
-
-    report_to = ["wandb"]
 
     def __init__(self, cfg, record: dict):
         import wandb

@@ -93,19 +93,20 @@ class StepClock(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def training_arguments(cfg, output_dir: str, device: torch.device, report_to: list[str]) -> TrainingArguments:
+def training_arguments(cfg, output_dir: str, device: torch.device) -> TrainingArguments:
     args = dict(cfg.trainer.args)
+    report_to = ["wandb"] if cfg.logger.name == "wandb" else ["none"]  # the Trainer's curves join the wandb run
     try:
         return TrainingArguments(output_dir=output_dir, seed=cfg.seed, use_cpu=device.type == "cpu",
                                  bf16=use_bf16(cfg.trainer, device), report_to=report_to,
                                  disable_tqdm=True, **args)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise ConfigError(f"trainer.args: {err} (keys are transformers.TrainingArguments names)") from None
 
 
-def train(built, train_ds, cfg, output_dir: str, device: torch.device, report_to: list[str]) -> dict:
+def train(built, train_ds, cfg, output_dir: str, device: torch.device) -> dict:
     """Fine-tune `built.model` on `train_ds`; returns the efficiency figures of training."""
-    args = training_arguments(cfg, output_dir, device, report_to)
+    args = training_arguments(cfg, output_dir, device)
     collator = Collator(built.tokenizer, cfg.task.kind, built.max_length if built.family.fixed_padding else None,
                         built.family.global_first_token)
     clock = StepClock(device)

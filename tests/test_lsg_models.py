@@ -19,7 +19,7 @@ def tiny(make_cfg, model, task="synth_keys", *overrides):
 
 
 @pytest.mark.parametrize("model, task, family", [("roberta", "synth_keys", "roberta"), ("bart", "synth_extract", "bart"),
-                                                 ("minilm", "synth_keys", "bert")])
+                                                 ("pegasus", "synth_extract", "pegasus"), ("minilm", "synth_keys", "bert")])
 def test_identity_knobs_reproduce_the_original_model_on_short_inputs(make_cfg, model, task, family):
     overrides = ["model.init=random", "model.size=tiny"] if model != "minilm" else ["model.max_length=512"]
     cfg = make_cfg(f"model={model}", f"task={task}", *overrides)
@@ -59,7 +59,8 @@ def test_conversion_keeps_every_pretrained_weight_and_tiles_positions(make_cfg):
     assert lsg.model.config.max_position_embeddings == 4096 and lsg.model.config.sparsity_type == "norm"
 
 
-@pytest.mark.parametrize("model, task", [("lsg_roberta", "synth_keys"), ("lsg_bart", "synth_extract")])
+@pytest.mark.parametrize("model, task", [("lsg_roberta", "synth_keys"), ("lsg_bart", "synth_extract"),
+                                         ("lsg_pegasus", "synth_extract")])
 def test_long_forward_and_backward_of_a_tiny_lsg_model(make_cfg, model, task):
     built = tiny(make_cfg, model, task, "model.max_length=4096", "model.attention.block_size=64",
                  "model.attention.sparse_block_size=64", "model.attention.sparsity_factor=4",
@@ -77,6 +78,8 @@ def test_long_forward_and_backward_of_a_tiny_lsg_model(make_cfg, model, task):
     grad = m.get_input_embeddings().weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
     glob = (m.roberta.embeddings if model == "lsg_roberta" else m.model.encoder).global_embeddings.weight.grad
+    if model == "lsg_pegasus":  # sinusoidal positions were recomputed for the new length
+        assert m.model.encoder.embed_positions.weight.shape[0] == 4096 + 2 == m.config.max_position_embeddings
     assert glob[:2].abs().sum() > 0 and glob[2:].abs().sum() == 0  # only the used globals learn
 
 

@@ -68,7 +68,9 @@ def test_summarization_run_record_has_rouge(make_cfg, tmp_path):
      "model.attention.num_random_blocks=1"],
     ["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=16", "model.attention.sparse_block_size=8"],
     ["model=lsg_bart", *EXTRACT_SMALL, "model.attention.block_size=16", "model.attention.sparsity_type=stride"],
-], ids=["longformer", "bigbird", "bart-cls", "led", "bigbird_pegasus", "lsg_roberta", "lsg_bart"])
+    ["model=lsg_pegasus", *EXTRACT_SMALL, "model.attention.block_size=16", "model.attention.sparsity_type=norm",
+     "model.attention.sparse_block_size=8"],
+], ids=["longformer", "bigbird", "bart-cls", "led", "bigbird_pegasus", "lsg_roberta", "lsg_bart", "lsg_pegasus"])
 def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
     r = run_and_read(make_cfg, tmp_path, *overrides, "trainer.args.max_steps=1")
     assert r["status"] == "ok", r["error"]
@@ -86,6 +88,9 @@ def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
     (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=30", "model.attention.sparsity_factor=4"],
      "failed", "block_size=30 must be divisible by sparsity_factor=4"),
     (["model=longformer", *KEYS_SMALL, "model.attention.type=lsg"], "failed", "is not available for model"),
+    (["model=roberta", *KEYS_SMALL, "model.attention.type=lsg"], "failed", "needs the knobs"),
+    (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=big"], "failed", "must be an integer"),
+    (["model=roberta", *KEYS_SMALL, "trainer.args.lr_scheduler_type=sideways"], "failed", "trainer.args"),
 ])
 def test_failures_are_recorded_with_a_clear_error(make_cfg, tmp_path, overrides, status, message):
     r = run_and_read(make_cfg, tmp_path, *overrides)
@@ -102,7 +107,7 @@ def test_pretrained_checkpoint_needs_the_hub_or_a_local_dir(make_cfg, tmp_path):
 def test_every_task_and_model_composes(make_cfg):
     tasks = ["imdb", "arxiv_classification", "hyperpartisan", "pubmed", "arxiv", "synth_keys", "synth_extract"]
     models = ["roberta", "bart", "minilm", "longformer", "led", "bigbird", "bigbird_pegasus", "lsg_roberta", "lsg_bert",
-              "lsg_bart", "lsg_minilm"]
+              "lsg_bart", "lsg_minilm", "pegasus", "lsg_pegasus"]
     for task in tasks:
         for model in models:
             cfg = make_cfg(f"task={task}", f"model={model}")
@@ -115,3 +120,17 @@ def test_unknown_task_lists_the_choices(make_cfg):
     with pytest.raises(MissingConfigException) as err:
         make_cfg("task=pubmedd")
     assert "pubmed" in str(err.value) and "synth_keys" in str(err.value)
+
+
+def test_wandb_logger_records_config_metrics_and_efficiency_offline(make_cfg, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=roberta", "trainer.args.max_steps=2", "logger=wandb",
+                     "logger.group=sweep-a")
+    assert r["status"] == "ok", r["error"]
+    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1
+    data = runs[0].read_bytes()
+    for key in (b"final/accuracy", b"efficiency/train_tokens_per_s", b"sweep-a", r["run_id"].encode()):
+        assert key in data, key

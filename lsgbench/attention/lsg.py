@@ -134,7 +134,9 @@ SPARSE_REDUCTIONS = {"pooling": _pooling, "stride": _stride, "block_stride": _bl
 
 
 def sparse_keys(kx, vx, keep, *, sparsity_type, sparsity_factor, block_size, sparse_block_size, query_first, scaling):
-    """The sparse sequence of one LSG layer (see the module docstring)."""
+    """The sparse sequence of one LSG layer (see the module docstring). With f = 1 every token is kept."""
+    if sparsity_factor == 1:
+        return kx, vx, keep.unsqueeze(1)
     return SPARSE_REDUCTIONS[sparsity_type](kx, vx, keep, f=sparsity_factor, block_size=block_size,
                                             sparse_block_size=sparse_block_size, query_first=query_first,
                                             scaling=scaling)

@@ -11,10 +11,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from ..errors import ConfigError
 from ..tokenizer import train_tokenizer
 from .families import FAMILIES, SIZES, Family
-from .lsg import convert_to_lsg, install_lsg, load_global_embeddings, lsg_knobs
+from .lsg import convert_to_lsg, install_lsg, load_global_embeddings, lsg_knobs, stored_knobs
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ class BuiltModel:
     max_length: int        # encoder input length the model runs at
     init: str              # provenance: "pretrained:<checkpoint>" or "random:<size>"
     tokenizer_source: str  # provenance of the tokenizer
+    attention: dict        # the attention knobs the model actually runs
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -88,20 +91,22 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     else:
         model = _random(model_cfg, task_cfg, family, tokenizer, base_length)
         init = f"random:{model_cfg.size}"
+    attention = OmegaConf.to_container(model_cfg.attention, resolve=True)
     if lsg and getattr(model.config, "sparsity_type", None) is not None:  # a saved LSG checkpoint
-        stored = {k: getattr(model.config, k) for k in knobs}
+        stored = stored_knobs(model.config)
         if stored != knobs:
             log.warning("checkpoint %s carries its own LSG knobs %s; they are used instead of %s",
                         model_cfg.pretrained, stored, knobs)
         install_lsg(model, model_cfg.family, stored, load_global_embeddings(checkpoint, model))
+        attention.update(stored, from_checkpoint=True)
     elif lsg:
-        convert_to_lsg(model, model_cfg.family, knobs, max_length, tokenizer.cls_token_id or tokenizer.bos_token_id,
-                       tokenizer.mask_token_id)
+        bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        convert_to_lsg(model, model_cfg.family, knobs, max_length, bos, tokenizer.mask_token_id)
     if task_cfg.kind == "summarization":
         _set_generation(model, tokenizer, task_cfg)
-    if family.fixed_padding:
-        _keep_block_sparse(model, max_length)
-    return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source)
+    if family.fixed_padding and not _keep_block_sparse(model, max_length):
+        attention["runs_full_attention"] = True  # BigBird's own fallback at short lengths
+    return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source, attention)
 
 
 def _tokenizer(model_cfg, checkpoint, train_texts, cache_dir):
@@ -140,12 +145,17 @@ def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable)
     for key, value in family.attention_knobs(model_cfg.attention, family.num_layers(config)).items():
         setattr(config, key, value)
     head_cls = family.heads()[task_cfg.kind]
+    load_args = {}
     if task_cfg.kind == "classification":
+        if config.num_labels != len(task_cfg.label_names) and getattr(config, "id2label", None):
+            log.warning("checkpoint %s has a %d-label head; a new %d-label head is initialised",
+                        model_cfg.pretrained, config.num_labels, len(task_cfg.label_names))
+            load_args["ignore_mismatched_sizes"] = True
         config.num_labels = len(task_cfg.label_names)
         config.id2label = dict(enumerate(task_cfg.label_names))
         config.label2id = {n: i for i, n in enumerate(task_cfg.label_names)}
     return head_cls.from_pretrained(checkpoint, config=config, attn_implementation=family.attn_implementation,
-                                    trust_remote_code=model_cfg.trust_remote_code)
+                                    trust_remote_code=model_cfg.trust_remote_code, **load_args)
 
 
 def _random(model_cfg, task_cfg, family, tokenizer, max_length):
@@ -183,17 +193,19 @@ def _set_generation(model, tokenizer, task_cfg):
         gen.decoder_start_token_id = model.config.decoder_start_token_id
 
 
-def _keep_block_sparse(model, max_length):
-    """BigBird silently switches to full attention for short inputs and stays switched; undo that."""
+def _keep_block_sparse(model, max_length) -> bool:
+    """BigBird silently switches to full attention for short inputs and stays switched; undo that.
+    Returns False when even max_length is too short for block-sparse attention."""
     config = model.config
     threshold = (5 + 2 * config.num_random_blocks) * config.block_size
     if max_length <= threshold:
         log.warning("BigBird runs full attention at %d tokens (block-sparse needs more than %d = (5 + 2 * %d) * %d)",
                     max_length, threshold, config.num_random_blocks, config.block_size)
-        return
+        return False
     for module in model.modules():  # the modules that make the switch: BigBirdModel, BigBirdPegasusEncoder
         if all(hasattr(module, a) for a in ("set_attention_type", "attention_type", "block_size")):
             module.register_forward_pre_hook(_restore_block_sparse)
+    return True
 
 
 def _restore_block_sparse(module, args):

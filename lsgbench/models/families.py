@@ -79,6 +79,8 @@ FAMILIES = {
                       attention_types=("full", "lsg")),
     "bart": Family(tf.BartConfig, tf.BartForSequenceClassification, tf.BartForConditionalGeneration, _seq2seq_sizes,
                    attention_types=("full", "lsg"), pretrained_positions=1024),
+    "pegasus": Family(tf.PegasusConfig, None, tf.PegasusForConditionalGeneration, _seq2seq_sizes,
+                      attention_types=("full", "lsg"), pretrained_positions=1024),
     "longformer": Family(tf.LongformerConfig, tf.LongformerForSequenceClassification, None, _encoder_sizes,
                          position_offset=2, attention_knobs=_longformer_knobs, attention_types=("longformer",),
                          global_first_token=True, attn_implementation="eager"),

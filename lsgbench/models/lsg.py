@@ -17,6 +17,7 @@ saved with `save_pretrained` reloads through `load_lsg`, as published ccdv check
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,12 +29,11 @@ from transformers import AttentionInterface, AttentionMaskInterface
 from ..attention.lsg import check_lsg_knobs, lsg_attention
 from ..errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 GLOBAL_ROWS = 512  # ccdv checkpoints store 512 global embeddings; the first g are used
 KNOBS = ("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type", "num_global_tokens",
          "pool_with_global", "mask_first_token", "pass_global_tokens_to_decoder")
-# Written for ccdv compatibility; lsgbench does not implement their "adaptive" block size or
-# multi-round LSH, and refuses checkpoints that turn them on.
-CCDV_DEFAULTS = {"adaptive": True, "lsh_num_pre_rounds": 1}
 
 
 # ----------------------------------------------------------------- transformers plumbing
@@ -70,54 +70,72 @@ AttentionMaskInterface.register("lsg", lsg_padding_mask)
 
 @dataclass(frozen=True)
 class Layout:
-    base: Callable          # model -> the module that builds the encoder mask (BertModel, BartEncoder)
-    embed_out: Callable     # model -> module after whose output the globals are prepended
-    encoder: Callable       # model -> module whose output carries the globals
-    attentions: Callable    # model -> encoder self-attention modules
-    positions: Callable     # model -> [(owner, attribute)] learned position tables to tile
+    base: Callable              # model -> the module that builds the encoder mask (BertModel, BartEncoder)
+    encoder: Callable           # model -> module whose output carries the globals
+    attentions: Callable        # model -> encoder self-attention modules
     word_embeddings: Callable
-    norm: Callable          # model -> layer norm the globals go through (the embedding norm)
-    position_offset: int    # rows reserved before position 0 (RoBERTa/BART: 2)
-    config_offset: int      # of those, counted in config.max_position_embeddings (RoBERTa: 2, BART: 0)
+    global_owner: Callable      # model -> module that holds `global_embeddings` (the ccdv layout)
+    embed_out: Callable | None  # model -> module after whose output the globals are prepended (normalised
+                                # like it); None: they are prepended to the input embeddings (Pegasus)
+    positions: Callable         # model -> [(owner, attribute)] position tables (learned ones are tiled)
+    position_offset: int        # rows reserved before position 0 (RoBERTa/BART: 2)
+    config_offset: int          # of those, counted in config.max_position_embeddings (RoBERTa: 2, BART: 0)
     is_seq2seq: bool
+    sinusoidal: bool = False    # Pegasus: positions are computed, so extending is a resize
 
 
 def _bert_like(prefix: str, offset: int) -> Layout:
     base = lambda m: getattr(m, prefix)  # noqa: E731
     return Layout(
         base=base,
-        embed_out=lambda m: base(m).embeddings,
         encoder=lambda m: base(m).encoder,
         attentions=lambda m: [layer.attention.self for layer in base(m).encoder.layer],
-        positions=lambda m: [(base(m).embeddings, "position_embeddings")],
         word_embeddings=lambda m: base(m).embeddings.word_embeddings,
-        norm=lambda m: base(m).embeddings.LayerNorm,
+        global_owner=lambda m: base(m).embeddings,
+        embed_out=lambda m: base(m).embeddings.LayerNorm,
+        positions=lambda m: [(base(m).embeddings, "position_embeddings")],
         position_offset=offset,
         config_offset=offset,
         is_seq2seq=False,
     )
 
 
+def _seq2seq(embed_out, position_offset: int, sinusoidal: bool) -> Layout:
+    return Layout(
+        base=lambda m: m.model.encoder,
+        encoder=lambda m: m.model.encoder,
+        attentions=lambda m: [layer.self_attn for layer in m.model.encoder.layers],
+        word_embeddings=lambda m: m.model.shared,
+        global_owner=lambda m: m.model.encoder,
+        embed_out=embed_out,
+        positions=lambda m: [(m.model.encoder, "embed_positions"), (m.model.decoder, "embed_positions")],
+        position_offset=position_offset,
+        config_offset=0,
+        is_seq2seq=True,
+        sinusoidal=sinusoidal,
+    )
+
+
 LAYOUTS = {
     "bert": _bert_like("bert", 0),
     "roberta": _bert_like("roberta", 2),
-    "bart": Layout(
-        base=lambda m: m.model.encoder,
-        embed_out=lambda m: m.model.encoder.layernorm_embedding,
-        encoder=lambda m: m.model.encoder,
-        attentions=lambda m: [layer.self_attn for layer in m.model.encoder.layers],
-        positions=lambda m: [(m.model.encoder, "embed_positions"), (m.model.decoder, "embed_positions")],
-        word_embeddings=lambda m: m.model.shared,
-        norm=lambda m: m.model.encoder.layernorm_embedding,
-        position_offset=2,
-        config_offset=0,
-        is_seq2seq=True,
-    ),
+    "bart": _seq2seq(lambda m: m.model.encoder.layernorm_embedding, 2, sinusoidal=False),
+    "pegasus": _seq2seq(None, 0, sinusoidal=True),
 }
+DEFAULT_KNOBS = {"block_size": 128, "sparse_block_size": 128, "sparsity_factor": 2, "sparsity_type": "norm",
+                 "num_global_tokens": 1, "pool_with_global": True, "mask_first_token": False,
+                 "pass_global_tokens_to_decoder": True}
 
 
 def lsg_knobs(attention_cfg) -> dict:
+    missing = [k for k in KNOBS if k not in attention_cfg]
+    if missing:
+        raise ConfigError(f"model.attention.type=lsg needs the knobs {missing} under model.attention; "
+                          f"start from an lsg_* model (e.g. model=lsg_roberta)")
     knobs = {k: attention_cfg[k] for k in KNOBS}
+    for k in KNOBS[:5]:
+        if k != "sparsity_type" and (isinstance(knobs[k], bool) or not isinstance(knobs[k], int)):
+            raise ConfigError(f"model.attention.{k}={knobs[k]!r} must be an integer")
     check_lsg_knobs(knobs["block_size"], knobs["sparse_block_size"], knobs["sparsity_factor"],
                     knobs["sparsity_type"], knobs["num_global_tokens"])
     if knobs["num_global_tokens"] > GLOBAL_ROWS:
@@ -125,43 +143,61 @@ def lsg_knobs(attention_cfg) -> dict:
     return knobs
 
 
+def stored_knobs(config) -> dict:
+    """The LSG knobs of a saved checkpoint's config; ccdv configs may lack some (their defaults apply)."""
+    knobs = {k: getattr(config, k, DEFAULT_KNOBS[k]) for k in KNOBS}
+    if getattr(config, "adaptive", False):
+        log.warning("checkpoint asks for ccdv's adaptive block size; lsgbench keeps block_size=%d fixed "
+                    "(inputs of at most 2 blocks get full attention either way)", knobs["block_size"])
+    if getattr(config, "lsh_num_pre_rounds", 1) != 1:
+        log.warning("checkpoint asks for %d LSH pre-rounds; lsgbench hashes once", config.lsh_num_pre_rounds)
+    return knobs
+
+
 # ----------------------------------------------------------------- conversion
 
-def _tile_positions(table: nn.Embedding, offset: int, length: int) -> nn.Embedding:
-    """A (offset + length)-row table: the reserved rows, then the pretrained positions repeated."""
-    weight = table.weight.data
-    pretrained = weight[offset:]
-    reps = -(-length // pretrained.shape[0])
-    tiled = torch.cat([weight[:offset], pretrained.repeat(reps, 1)[:length]], dim=0)
-    new = type(table).__new__(type(table))
-    new.__dict__ = copy.copy(table.__dict__)  # keeps e.g. BART's offset attribute
-    new.weight = nn.Parameter(tiled.clone(), requires_grad=table.weight.requires_grad)
-    new.num_embeddings = tiled.shape[0]
-    return new
+def _extend_positions(layout: Layout, model, length: int) -> None:
+    """Learned tables: tile the pretrained rows to `length` (reserved rows kept). Sinusoidal: resize."""
+    for owner, attr in layout.positions(model):
+        if layout.sinusoidal:
+            owner.resize_position_embeddings(length)
+            continue
+        table = getattr(owner, attr)
+        reserved, pretrained = table.weight.data[:layout.position_offset], table.weight.data[layout.position_offset:]
+        reps = -(-length // pretrained.shape[0])
+        tiled = torch.cat([reserved, pretrained.repeat(reps, 1)[:length]], dim=0)
+        table.weight = nn.Parameter(tiled, requires_grad=table.weight.requires_grad)
+        table.num_embeddings = rows = tiled.shape[0]
+        if "position_ids" in owner._buffers:  # BERT/RoBERTa keep id buffers sized like the table
+            owner.position_ids = torch.arange(rows, device=tiled.device).expand(1, -1)
+        if "token_type_ids" in owner._buffers:
+            owner.token_type_ids = torch.zeros(1, rows, dtype=torch.long, device=tiled.device)
+    model.config.max_position_embeddings = length + layout.config_offset
 
 
-def convert_to_lsg(model, family: str, knobs: dict, max_length: int, bos_token_id: int, mask_token_id: int):
+def convert_to_lsg(model, family: str, knobs: dict, max_length: int, bos_token_id: int | None,
+                   mask_token_id: int | None):
     """Turn a loaded short-context model into an LSG model at `max_length`, in place."""
     layout = _layout(family)
-    config = model.config
-    old = layout.positions(model)[0]
-    pretrained_positions = getattr(*old).weight.shape[0] - layout.position_offset
-    if max_length > pretrained_positions:
-        for owner, attr in layout.positions(model):
-            table = _tile_positions(getattr(owner, attr), layout.position_offset, max_length)
-            setattr(owner, attr, table)
-            rows = table.num_embeddings
-            if "position_ids" in owner._buffers:  # BERT/RoBERTa keep id buffers sized like the table
-                owner.position_ids = torch.arange(rows, device=table.weight.device).expand(1, -1)
-            if "token_type_ids" in owner._buffers:
-                owner.token_type_ids = torch.zeros(1, rows, dtype=torch.long, device=table.weight.device)
-        config.max_position_embeddings = max_length + layout.config_offset
+    if bos_token_id is None or mask_token_id is None:
+        raise ConfigError("LSG conversion initialises global tokens from the tokenizer's CLS/BOS and MASK tokens; "
+                          f"this tokenizer has cls/bos id {bos_token_id} and mask id {mask_token_id}")
+    owner, attr = layout.positions(model)[0]
+    old_positions = getattr(owner, attr).weight.data.clone()[layout.position_offset:]
+    # Globals prepended to the input embeddings (Pegasus) take positions too.
+    needed = max_length + (knobs["num_global_tokens"] if layout.embed_out is None else 0)
+    if needed > old_positions.shape[0]:
+        _extend_positions(layout, model, needed)
     words = layout.word_embeddings(model).weight.data
-    positions = getattr(*old).weight.data[layout.position_offset: layout.position_offset + pretrained_positions]
-    stride = max(1, pretrained_positions // max(1, knobs["num_global_tokens"]))
-    rows = torch.arange(GLOBAL_ROWS) * stride % pretrained_positions
-    init = positions[rows] + words[mask_token_id]
-    init[0] = positions[0] + words[bos_token_id]
+    if layout.embed_out is None:  # globals join the input embeddings, which get positions added later
+        scale = layout.encoder(model).embed_scale
+        init = (words[mask_token_id] * scale).repeat(GLOBAL_ROWS, 1)
+        init[0] = words[bos_token_id] * scale
+    else:  # global j = position j * stride (spread over the pretrained positions) + MASK; global 0 = pos 0 + CLS
+        n = old_positions.shape[0]
+        stride = max(1, n // max(1, knobs["num_global_tokens"]))
+        init = old_positions[torch.arange(GLOBAL_ROWS) * stride % n] + words[mask_token_id]
+        init[0] = old_positions[0] + words[bos_token_id]
     globals_ = nn.Embedding(GLOBAL_ROWS, words.shape[1]).to(words.device, words.dtype)
     globals_.weight.data.copy_(init)
     install_lsg(model, family, knobs, globals_)
@@ -172,23 +208,31 @@ def install_lsg(model, family: str, knobs: dict, global_embeddings: nn.Embedding
     """Attach global embeddings, LSG attention and the global-token hooks (conversion and loading)."""
     layout = _layout(family)
     config = model.config
-    for k, v in {**CCDV_DEFAULTS, **knobs}.items():
+    for k, v in knobs.items():
         setattr(config, k, v)
-    config.adaptive = False
-    owner = layout.base(model) if layout.is_seq2seq else layout.base(model).embeddings
-    owner.global_embeddings = global_embeddings
+    config.adaptive, config.lsh_num_pre_rounds = False, 1  # what lsgbench runs (ccdv field names)
+    layout.global_owner(model).global_embeddings = global_embeddings
     lsg_config = copy.copy(config)
     lsg_config._attn_implementation = "lsg"
     for module in [layout.base(model), *layout.attentions(model)]:
         module.config = lsg_config
     g = knobs["num_global_tokens"]
-    norm = layout.norm(model)
 
-    def prepend_globals(module, args, output):
+    def with_globals(glob, x):
+        return torch.cat([glob.unsqueeze(0).expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+
+    def prepend_normalised(norm, args, output):  # the model's embedding dropout follows
         glob = F.layer_norm(global_embeddings.weight[:g], norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-        glob = F.dropout(glob, p=config.hidden_dropout_prob if not layout.is_seq2seq else config.dropout,
-                         training=module.training)
-        return torch.cat([glob.unsqueeze(0).expand(output.shape[0], -1, -1).to(output.dtype), output], dim=1)
+        return with_globals(glob, output)
+
+    def prepend_to_inputs(encoder, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is None:
+            ids = kwargs.pop("input_ids", None)
+            ids = args[0] if ids is None else ids
+            embeds = encoder.embed_tokens(ids) * encoder.embed_scale
+        kwargs.update(input_ids=None, inputs_embeds=with_globals(global_embeddings.weight[:g], embeds))
+        return (), kwargs
 
     def remove_globals(module, args, output):
         hidden = output.last_hidden_state
@@ -201,7 +245,10 @@ def install_lsg(model, family: str, knobs: dict, global_embeddings: nn.Embedding
         output.last_hidden_state = hidden
         return output
 
-    layout.embed_out(model).register_forward_hook(prepend_globals)
+    if layout.embed_out is None:
+        layout.encoder(model).register_forward_pre_hook(prepend_to_inputs, with_kwargs=True)
+    else:
+        layout.embed_out(model).register_forward_hook(prepend_normalised)
     layout.encoder(model).register_forward_hook(remove_globals)
     if layout.is_seq2seq and knobs["pass_global_tokens_to_decoder"]:
         model.model.decoder.register_forward_pre_hook(_extend_encoder_mask(g), with_kwargs=True)
