@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .local import check_local_knobs
 from .lsg import check_lsg_knobs, sparse_keys, split_and_pad, uses_sparse_keys
 
 
@@ -58,3 +59,23 @@ def lsg_attention_reference(query, key, value, attention_mask=None, *, block_siz
     queries = torch.cat([query[:, :, :g], qx], dim=2)
     out = masked_attention(queries, keys, values, allowed, scaling)
     return out[:, :, :N]
+
+
+def local_attention_reference(query, key, value, attention_mask=None, *, mode="sliding", window=256, block_size=256,
+                              num_global_tokens=0, scaling=None):
+    check_local_knobs(mode, window, block_size, num_global_tokens)
+    B, H, N, D = query.shape
+    g = min(num_global_tokens, N)
+    scaling = D ** -0.5 if scaling is None else scaling
+    keep = torch.ones(B, N, dtype=torch.bool, device=query.device) if attention_mask is None \
+        else attention_mask.to(torch.bool)
+    pos = torch.arange(N, device=query.device)
+    is_global = pos < g
+    if mode == "sliding":
+        near = (pos[:, None] - pos[None, :]).abs() <= window // 2
+    else:
+        block = (pos - g).div(block_size, rounding_mode="floor")
+        near = block[:, None] == block[None, :]
+    pattern = is_global[:, None] | is_global[None, :] | near
+    allowed = (pattern[None, None] & keep[:, None, None, :]).expand(B, H, N, N)
+    return masked_attention(query, key, value, allowed, scaling)
