@@ -15,7 +15,9 @@ import sys
 
 from .errors import ConfigError
 from .models import resolve_checkpoint
-from .models.lsg import LAYOUTS, convert_to_lsg, lsg_knobs
+from omegaconf import OmegaConf
+
+from .models.conversion import LAYOUTS, conversion_knobs, convert as convert_model, stored_knobs
 
 
 def convert(pretrained: str, out: str, max_length: int, knobs: dict, head: str | None = None, num_labels: int = 2,
@@ -28,8 +30,8 @@ def convert(pretrained: str, out: str, max_length: int, knobs: dict, head: str |
     family = config.model_type
     if family not in LAYOUTS:
         raise ConfigError(f"{pretrained!r} is a {family!r} model; LSG conversion supports {sorted(LAYOUTS)}")
-    if getattr(config, "sparsity_type", None) is not None:
-        raise ConfigError(f"{pretrained!r} is already an LSG model")
+    if stored_knobs(config) is not None:
+        raise ConfigError(f"{pretrained!r} is already a converted long model")
     head = head or ("seq2seq" if LAYOUTS[family].is_seq2seq else "classification")
     if head == "seq2seq" and not LAYOUTS[family].is_seq2seq:
         raise ConfigError(f"--head seq2seq needs an encoder-decoder; {pretrained!r} is {family!r}")
@@ -39,8 +41,9 @@ def convert(pretrained: str, out: str, max_length: int, knobs: dict, head: str |
     else:
         model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    convert_to_lsg(model, family, lsg_knobs(knobs), max_length, tokenizer.cls_token_id or tokenizer.bos_token_id,
-                   tokenizer.mask_token_id)
+    bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    convert_model(model, family, conversion_knobs(OmegaConf.create({"type": "lsg", **knobs})), max_length, bos,
+                  tokenizer.mask_token_id)
     tokenizer.model_max_length = max_length
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -1,4 +1,5 @@
-"""LSG conversion of BERT / RoBERTa / BART: weights kept, equivalence on short inputs, long inputs run."""
+"""Long-sequence conversion (LSG, local) of BERT / RoBERTa / BART / Pegasus: weights kept, equivalence
+on short inputs, long inputs run, saved models reload."""
 
 import copy
 
@@ -6,10 +7,10 @@ import pytest
 import torch
 
 from lsgbench.models import build_model
-from lsgbench.models.lsg import convert_to_lsg
+from lsgbench.models.conversion import convert
 
 TEXTS = ["alpha beta gamma delta epsilon . " * 40, "zeta eta theta iota kappa . " * 40]
-IDENTITY = dict(block_size=64, sparse_block_size=0, sparsity_factor=1, sparsity_type="none", num_global_tokens=0,
+IDENTITY = dict(type="lsg", block_size=64, sparse_block_size=0, sparsity_factor=1, sparsity_type="none", num_global_tokens=0,
                 pool_with_global=False, mask_first_token=False, pass_global_tokens_to_decoder=False)
 
 
@@ -25,7 +26,7 @@ def test_identity_knobs_reproduce_the_original_model_on_short_inputs(make_cfg, m
     cfg = make_cfg(f"model={model}", f"task={task}", *overrides)
     built = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
     original = built.model.eval()
-    converted = convert_to_lsg(copy.deepcopy(original), family, IDENTITY, 2048, built.tokenizer.cls_token_id,
+    converted = convert(copy.deepcopy(original), family, IDENTITY, 2048, built.tokenizer.cls_token_id,
                                built.tokenizer.mask_token_id).eval()
     ids = torch.randint(5, 200, (2, 40))
     mask = torch.ones_like(ids)
@@ -59,12 +60,17 @@ def test_conversion_keeps_every_pretrained_weight_and_tiles_positions(make_cfg):
     assert lsg.model.config.max_position_embeddings == 4096 and lsg.model.config.sparsity_type == "norm"
 
 
+LSG_KNOBS = ["model.attention.block_size=64", "model.attention.sparse_block_size=64",
+             "model.attention.sparsity_factor=4", "model.attention.sparsity_type=pooling"]
+LOCAL_KNOBS = ["model.attention.mode=disjoint", "model.attention.block_size=128"]
+
+
 @pytest.mark.parametrize("model, task", [("lsg_roberta", "synth_keys"), ("lsg_bart", "synth_extract"),
-                                         ("lsg_pegasus", "synth_extract")])
-def test_long_forward_and_backward_of_a_tiny_lsg_model(make_cfg, model, task):
-    built = tiny(make_cfg, model, task, "model.max_length=4096", "model.attention.block_size=64",
-                 "model.attention.sparse_block_size=64", "model.attention.sparsity_factor=4",
-                 "model.attention.sparsity_type=pooling", "model.attention.num_global_tokens=2")
+                                         ("lsg_pegasus", "synth_extract"), ("local_roberta", "synth_keys"),
+                                         ("local_bart", "synth_extract")])
+def test_long_forward_and_backward_of_a_tiny_converted_model(make_cfg, model, task):
+    knobs = LSG_KNOBS if model.startswith("lsg") else LOCAL_KNOBS
+    built = tiny(make_cfg, model, task, "model.max_length=4096", "model.attention.num_global_tokens=2", *knobs)
     m = built.model.train()
     ids = torch.randint(5, 200, (1, 4096))
     inputs = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
@@ -77,7 +83,7 @@ def test_long_forward_and_backward_of_a_tiny_lsg_model(make_cfg, model, task):
     assert torch.isfinite(out.loss)
     grad = m.get_input_embeddings().weight.grad
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
-    glob = (m.roberta.embeddings if model == "lsg_roberta" else m.model.encoder).global_embeddings.weight.grad
+    glob = (m.roberta.embeddings if model.endswith("roberta") else m.model.encoder).global_embeddings.weight.grad
     if model == "lsg_pegasus":  # sinusoidal positions were recomputed for the new length
         assert m.model.encoder.embed_positions.weight.shape[0] == 4096 + 2 == m.config.max_position_embeddings
     assert glob[:2].abs().sum() > 0 and glob[2:].abs().sum() == 0  # only the used globals learn
@@ -131,6 +137,32 @@ def test_saved_lsg_model_reloads_natively_with_weights_and_knobs(make_cfg, tmp_p
         torch.testing.assert_close(loaded.model.eval()(input_ids=ids).logits, expected)
     torch.testing.assert_close(loaded.model.roberta.embeddings.global_embeddings.weight,
                                built.model.roberta.embeddings.global_embeddings.weight)
+
+
+def test_local_window_covering_the_input_is_the_original_model(make_cfg):
+    cfg = make_cfg("model=roberta", "task=synth_keys", "model.init=random", "model.size=tiny")
+    built = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    knobs = dict(type="local", mode="sliding", window=128, block_size=64, num_global_tokens=0, pool_with_global=False,
+                 mask_first_token=False, pass_global_tokens_to_decoder=False)
+    converted = convert(copy.deepcopy(built.model), "roberta", knobs, 4096, 0, 4).eval()
+    ids = torch.randint(5, 200, (2, 60))
+    with torch.no_grad():
+        torch.testing.assert_close(converted(input_ids=ids).logits, built.model.eval()(input_ids=ids).logits,
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_saved_local_model_reloads_with_its_knobs(make_cfg, tmp_path):
+    built = tiny(make_cfg, "local_roberta", "synth_keys", "model.max_length=1024", "model.attention.mode=disjoint",
+                 "model.attention.block_size=64", "model.attention.num_global_tokens=1")
+    built.model.save_pretrained(tmp_path / "ckpt")
+    built.tokenizer.save_pretrained(tmp_path / "ckpt")
+    cfg = make_cfg("model=local_roberta", "task=synth_keys", f"model.pretrained={tmp_path / 'ckpt'}",
+                   "model.max_length=1024")
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    assert loaded.attention["mode"] == "disjoint" and loaded.attention["from_checkpoint"] is True
+    ids = torch.randint(5, 200, (1, 900))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model.eval()(input_ids=ids).logits, built.model.eval()(input_ids=ids).logits)
 
 
 def test_convert_cli_writes_a_loadable_lsg_directory(make_cfg, tmp_path):

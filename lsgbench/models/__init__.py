@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from ..errors import ConfigError
 from ..tokenizer import train_tokenizer
 from .families import FAMILIES, SIZES, Family
-from .lsg import convert_to_lsg, install_lsg, load_global_embeddings, lsg_knobs, stored_knobs
+from .conversion import VARIANTS, conversion_knobs, convert, install, load_global_embeddings, stored_knobs
 
 log = logging.getLogger(__name__)
 
@@ -81,27 +81,27 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     checkpoint = resolve_checkpoint(model_cfg.pretrained)
     tokenizer, tokenizer_source = _tokenizer(model_cfg, checkpoint, train_texts, cache_dir)
     tokenizer.model_max_length = max_length
-    lsg = model_cfg.attention.type == "lsg"
-    knobs = lsg_knobs(model_cfg.attention) if lsg else None
+    converted = model_cfg.attention.type in VARIANTS  # lsg, local: built by converting the base model
+    knobs = conversion_knobs(model_cfg.attention) if converted else None
     # A converted model starts from the base architecture at its own length, then is extended.
-    base_length = min(max_length, family.pretrained_positions) if lsg else max_length
+    base_length = min(max_length, family.pretrained_positions) if converted else max_length
     if model_cfg.init == "pretrained":
-        model = _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable=lsg)
+        model = _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable=converted)
         init = f"pretrained:{model_cfg.pretrained}"
     else:
         model = _random(model_cfg, task_cfg, family, tokenizer, base_length)
         init = f"random:{model_cfg.size}"
     attention = OmegaConf.to_container(model_cfg.attention, resolve=True)
-    if lsg and getattr(model.config, "sparsity_type", None) is not None:  # a saved LSG checkpoint
-        stored = stored_knobs(model.config)
+    stored = stored_knobs(model.config) if converted else None
+    if stored is not None:  # a saved converted checkpoint (lsgbench's or ccdv's) carries its own knobs
         if stored != knobs:
-            log.warning("checkpoint %s carries its own LSG knobs %s; they are used instead of %s",
+            log.warning("checkpoint %s carries its own knobs %s; they are used instead of %s",
                         model_cfg.pretrained, stored, knobs)
-        install_lsg(model, model_cfg.family, stored, load_global_embeddings(checkpoint, model))
-        attention.update(stored, from_checkpoint=True)
-    elif lsg:
+        install(model, model_cfg.family, stored, load_global_embeddings(checkpoint, model))
+        attention = {**stored, "from_checkpoint": True}
+    elif converted:
         bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        convert_to_lsg(model, model_cfg.family, knobs, max_length, bos, tokenizer.mask_token_id)
+        convert(model, model_cfg.family, knobs, max_length, bos, tokenizer.mask_token_id)
     if task_cfg.kind == "summarization":
         _set_generation(model, tokenizer, task_cfg)
     if family.fixed_padding and not _keep_block_sparse(model, max_length):
@@ -137,11 +137,11 @@ def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable)
         raise ConfigError(f"model.pretrained={model_cfg.pretrained!r} is a {type(config).__name__}, but model.family="
                           f"{model_cfg.family!r} expects {family.config_class.__name__}")
     capacity = family.capacity(config)
-    already_lsg = getattr(config, "sparsity_type", None) is not None
-    if max_length > capacity and (already_lsg or not extendable):
+    already_long = stored_knobs(config) is not None
+    if max_length > capacity and (already_long or not extendable):
         raise ConfigError(f"checkpoint {model_cfg.pretrained!r} takes at most {capacity} tokens, but the run asks "
                           f"for {max_length}; lower model.max_length / task.max_source_length"
-                          + (", or convert it again with python -m lsgbench.convert --max-length" if already_lsg else ""))
+                          + (", or convert it again with python -m lsgbench.convert --max-length" if already_long else ""))
     for key, value in family.attention_knobs(model_cfg.attention, family.num_layers(config)).items():
         setattr(config, key, value)
     head_cls = family.heads()[task_cfg.kind]
@@ -164,7 +164,7 @@ def _random(model_cfg, task_cfg, family, tokenizer, max_length):
     layers, hidden, heads, ffn = SIZES[model_cfg.size]
     kwargs = family.sizes(layers, hidden, heads, ffn)
     positions = max(max_length, (task_cfg.max_target_length or 0) + 2)
-    if model_cfg.attention.type != "lsg":
+    if model_cfg.attention.type not in VARIANTS:
         positions = max(positions, model_cfg.max_positions)
     kwargs[family.position_field] = positions + family.position_offset
     if family.position_field == "max_encoder_position_embeddings":

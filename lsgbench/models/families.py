@@ -74,13 +74,13 @@ class Family:
 
 FAMILIES = {
     "bert": Family(tf.BertConfig, tf.BertForSequenceClassification, None, _encoder_sizes,
-                   attention_types=("full", "lsg")),
+                   attention_types=("full", "lsg", "local")),
     "roberta": Family(tf.RobertaConfig, tf.RobertaForSequenceClassification, None, _encoder_sizes, position_offset=2,
-                      attention_types=("full", "lsg")),
+                      attention_types=("full", "lsg", "local")),
     "bart": Family(tf.BartConfig, tf.BartForSequenceClassification, tf.BartForConditionalGeneration, _seq2seq_sizes,
-                   attention_types=("full", "lsg"), pretrained_positions=1024),
+                   attention_types=("full", "lsg", "local"), pretrained_positions=1024),
     "pegasus": Family(tf.PegasusConfig, None, tf.PegasusForConditionalGeneration, _seq2seq_sizes,
-                      attention_types=("full", "lsg"), pretrained_positions=1024),
+                      attention_types=("full", "lsg", "local"), pretrained_positions=1024),
     "longformer": Family(tf.LongformerConfig, tf.LongformerForSequenceClassification, None, _encoder_sizes,
                          position_offset=2, attention_knobs=_longformer_knobs, attention_types=("longformer",),
                          global_first_token=True, attn_implementation="eager"),

@@ -1,17 +1,19 @@
-"""LSG models: convert a short-context BERT / RoBERTa / BART into an LSG model of any length.
+"""Long-sequence conversion: turn a short-context BERT / RoBERTa / BART / Pegasus into an LSG or a
+local-attention model of any length.
 
-Conversion (Condevaux & Harispe 2023):
-- position embeddings are tiled from the pretrained ones up to `max_length`;
+Conversion (Condevaux & Harispe 2023; the same for local attention, Xiong et al. 2022):
+- learned position embeddings are tiled from the pretrained ones up to `max_length`
+  (Pegasus' sinusoidal ones are recomputed);
 - `global_embeddings` (512 rows, the ccdv checkpoint layout) are added and initialised as the
-  paper does: global 0 = position 0 + the BOS/CLS embedding, global j = the position j * stride
+  LSG paper does: global 0 = position 0 + the BOS/CLS embedding, global j = the position j * stride
   (spread over the pretrained positions) + the MASK embedding;
-- the encoder's self-attention, and only it, switches to `lsg_attention` through transformers'
-  AttentionInterface ("lsg"); decoder self- and cross-attention stay as they were.
+- the encoder's self-attention, and only it, switches to the variant's attention function through
+  transformers' AttentionInterface ("lsg" or "local"); decoder self- and cross-attention stay.
 At run time the g global tokens are prepended to the embedded sequence and removed from the
 encoder output (classifiers with `pool_with_global` take the first global token's output as the
-first real token's; BART keeps them for the decoder when `pass_global_tokens_to_decoder`).
-The LSG knobs are stored in the model config under the ccdv field names, so a converted model
-saved with `save_pretrained` reloads through `load_lsg`, as published ccdv checkpoints do.
+first real token's; encoder-decoders keep them for the decoder when `pass_global_tokens_to_decoder`).
+The knobs are stored in the model config (`long_attention`, and for LSG also under the ccdv field
+names), so a converted model saved with `save_pretrained` reloads as published ccdv checkpoints do.
 """
 
 from __future__ import annotations
@@ -26,47 +28,82 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AttentionInterface, AttentionMaskInterface
 
+from ..attention.local import check_local_knobs, local_attention
 from ..attention.lsg import check_lsg_knobs, lsg_attention
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 GLOBAL_ROWS = 512  # ccdv checkpoints store 512 global embeddings; the first g are used
-KNOBS = ("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type", "num_global_tokens",
-         "pool_with_global", "mask_first_token", "pass_global_tokens_to_decoder")
+GLOBAL_KNOBS = ("num_global_tokens", "pool_with_global", "mask_first_token", "pass_global_tokens_to_decoder")
+
+
+@dataclass(frozen=True)
+class Variant:
+    knobs: tuple[str, ...]  # the variant's own knobs under model.attention (besides GLOBAL_KNOBS)
+    check: Callable         # knobs -> None, raising ConfigError
+    attend: Callable        # (q, k, v, mask, knobs, scaling, dropout) -> [B, H, N, D]
+
+
+VARIANTS = {
+    "lsg": Variant(
+        ("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type"),
+        lambda k: check_lsg_knobs(k["block_size"], k["sparse_block_size"], k["sparsity_factor"], k["sparsity_type"],
+                                  k["num_global_tokens"]),
+        lambda q, key, v, mask, k, scaling, dropout: lsg_attention(
+            q, key, v, mask, block_size=k["block_size"], sparse_block_size=k["sparse_block_size"],
+            sparsity_factor=k["sparsity_factor"], sparsity_type=k["sparsity_type"],
+            num_global_tokens=k["num_global_tokens"], scaling=scaling, dropout=dropout)),
+    "local": Variant(
+        ("mode", "window", "block_size"),
+        lambda k: check_local_knobs(k["mode"], k["window"], k["block_size"], k["num_global_tokens"]),
+        lambda q, key, v, mask, k, scaling, dropout: local_attention(
+            q, key, v, mask, mode=k["mode"], window=k["window"], block_size=k["block_size"],
+            num_global_tokens=k["num_global_tokens"], scaling=scaling, dropout=dropout)),
+}
+STRING_KNOBS = ("sparsity_type", "mode")
+BOOL_KNOBS = ("pool_with_global", "mask_first_token", "pass_global_tokens_to_decoder")
+# ccdv LSG configs may lack some fields; these are their defaults.
+CCDV_DEFAULTS = {"block_size": 128, "sparse_block_size": 128, "sparsity_factor": 2, "sparsity_type": "norm",
+                 "num_global_tokens": 1, "pool_with_global": True, "mask_first_token": False,
+                 "pass_global_tokens_to_decoder": True}
 
 
 # ----------------------------------------------------------------- transformers plumbing
 
-def lsg_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **_):
-    """AttentionInterface function: [B, H, N, D] in, [B, N, H, D] out. `attention_mask` is the 2D
-    padding mask (see `lsg_padding_mask`), without the prepended global tokens."""
-    cfg = module.config
-    B, _, N, _ = query.shape
-    g = cfg.num_global_tokens
-    mask = torch.ones(B, N, dtype=torch.bool, device=query.device) if attention_mask is None \
-        else attention_mask.to(torch.bool)
-    if mask.shape[-1] < N:  # globals prepended after the mask was made
-        mask = torch.cat([mask.new_ones(B, N - mask.shape[-1]), mask], dim=-1)
-    if cfg.mask_first_token and N > g:
-        mask = mask.clone()
-        mask[:, g] = False  # the first real token (BOS/CLS) duplicates global 0
-    out = lsg_attention(query, key, value, mask, block_size=cfg.block_size, sparse_block_size=cfg.sparse_block_size,
-                        sparsity_factor=cfg.sparsity_factor, sparsity_type=cfg.sparsity_type,
-                        num_global_tokens=g, scaling=scaling, dropout=dropout if module.training else 0.0)
-    return out.transpose(1, 2).contiguous(), None
+def _variant_forward(name: str):
+    variant = VARIANTS[name]
+
+    def forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **_):
+        """AttentionInterface function: [B, H, N, D] in, [B, N, H, D] out. `attention_mask` is the 2D
+        padding mask (see `padding_mask_only`), made before the global tokens were prepended."""
+        knobs = module.config.long_attention
+        B, _, N, _ = query.shape
+        g = knobs["num_global_tokens"]
+        mask = torch.ones(B, N, dtype=torch.bool, device=query.device) if attention_mask is None \
+            else attention_mask.to(torch.bool)
+        if mask.shape[-1] < N:  # globals prepended after the mask was made
+            mask = torch.cat([mask.new_ones(B, N - mask.shape[-1]), mask], dim=-1)
+        if knobs["mask_first_token"] and N > g:
+            mask = mask.clone()
+            mask[:, g] = False  # the first real token (BOS/CLS) duplicates global 0
+        out = variant.attend(query, key, value, mask, knobs, scaling, dropout if module.training else 0.0)
+        return out.transpose(1, 2).contiguous(), None
+
+    return forward
 
 
-def lsg_padding_mask(batch_size, q_length, kv_length, attention_mask=None, **_):
+def padding_mask_only(batch_size, q_length, kv_length, attention_mask=None, **_):
     """AttentionMaskInterface function: pass the 2D padding mask through; never build N x N."""
     return attention_mask
 
 
-AttentionInterface.register("lsg", lsg_attention_forward)
-AttentionMaskInterface.register("lsg", lsg_padding_mask)
+for _name in VARIANTS:
+    AttentionInterface.register(_name, _variant_forward(_name))
+    AttentionMaskInterface.register(_name, padding_mask_only)
 
 
-# ----------------------------------------------------------------- where LSG plugs into a family
+# ----------------------------------------------------------------- where conversion plugs into a family
 
 @dataclass(frozen=True)
 class Layout:
@@ -122,30 +159,33 @@ LAYOUTS = {
     "bart": _seq2seq(lambda m: m.model.encoder.layernorm_embedding, 2, sinusoidal=False),
     "pegasus": _seq2seq(None, 0, sinusoidal=True),
 }
-DEFAULT_KNOBS = {"block_size": 128, "sparse_block_size": 128, "sparsity_factor": 2, "sparsity_type": "norm",
-                 "num_global_tokens": 1, "pool_with_global": True, "mask_first_token": False,
-                 "pass_global_tokens_to_decoder": True}
-
-
-def lsg_knobs(attention_cfg) -> dict:
-    missing = [k for k in KNOBS if k not in attention_cfg]
+def conversion_knobs(attention_cfg) -> dict:
+    """The validated knobs of a converted variant from `model.attention` (type lsg or local)."""
+    variant = VARIANTS[attention_cfg.type]
+    names = ("type", *variant.knobs, *GLOBAL_KNOBS)
+    missing = [k for k in names if k not in attention_cfg]
     if missing:
-        raise ConfigError(f"model.attention.type=lsg needs the knobs {missing} under model.attention; "
-                          f"start from an lsg_* model (e.g. model=lsg_roberta)")
-    knobs = {k: attention_cfg[k] for k in KNOBS}
-    for k in KNOBS[:5]:
-        if k != "sparsity_type" and (isinstance(knobs[k], bool) or not isinstance(knobs[k], int)):
-            raise ConfigError(f"model.attention.{k}={knobs[k]!r} must be an integer")
-    check_lsg_knobs(knobs["block_size"], knobs["sparse_block_size"], knobs["sparsity_factor"],
-                    knobs["sparsity_type"], knobs["num_global_tokens"])
+        raise ConfigError(f"model.attention.type={attention_cfg.type} needs the knobs {missing} under "
+                          f"model.attention; start from a {attention_cfg.type}_* model (e.g. model={attention_cfg.type}_roberta)")
+    knobs = {k: attention_cfg[k] for k in names}
+    for k in names[1:]:
+        kind = str if k in STRING_KNOBS else bool if k in BOOL_KNOBS else int
+        if not isinstance(knobs[k], kind) or (kind is int and isinstance(knobs[k], bool)):
+            name = {str: "a string", bool: "true or false", int: "an integer"}[kind]
+            raise ConfigError(f"model.attention.{k}={knobs[k]!r} must be {name}")
+    variant.check(knobs)
     if knobs["num_global_tokens"] > GLOBAL_ROWS:
         raise ConfigError(f"model.attention.num_global_tokens={knobs['num_global_tokens']} exceeds {GLOBAL_ROWS}")
     return knobs
 
 
-def stored_knobs(config) -> dict:
-    """The LSG knobs of a saved checkpoint's config; ccdv configs may lack some (their defaults apply)."""
-    knobs = {k: getattr(config, k, DEFAULT_KNOBS[k]) for k in KNOBS}
+def stored_knobs(config) -> dict | None:
+    """The knobs of a saved converted checkpoint (lsgbench's, or a ccdv LSG config); None if it is not one."""
+    if getattr(config, "long_attention", None):
+        return dict(config.long_attention)
+    if getattr(config, "sparsity_type", None) is None:
+        return None
+    knobs = {"type": "lsg", **{k: getattr(config, k, CCDV_DEFAULTS[k]) for k in CCDV_DEFAULTS}}
     if getattr(config, "adaptive", False):
         log.warning("checkpoint asks for ccdv's adaptive block size; lsgbench keeps block_size=%d fixed "
                     "(inputs of at most 2 blocks get full attention either way)", knobs["block_size"])
@@ -175,12 +215,11 @@ def _extend_positions(layout: Layout, model, length: int) -> None:
     model.config.max_position_embeddings = length + layout.config_offset
 
 
-def convert_to_lsg(model, family: str, knobs: dict, max_length: int, bos_token_id: int | None,
-                   mask_token_id: int | None):
-    """Turn a loaded short-context model into an LSG model at `max_length`, in place."""
+def convert(model, family: str, knobs: dict, max_length: int, bos_token_id: int | None, mask_token_id: int | None):
+    """Turn a loaded short-context model into a long model at `max_length` (knobs from `conversion_knobs`)."""
     layout = _layout(family)
     if bos_token_id is None or mask_token_id is None:
-        raise ConfigError("LSG conversion initialises global tokens from the tokenizer's CLS/BOS and MASK tokens; "
+        raise ConfigError("conversion initialises global tokens from the tokenizer's CLS/BOS and MASK tokens; "
                           f"this tokenizer has cls/bos id {bos_token_id} and mask id {mask_token_id}")
     owner, attr = layout.positions(model)[0]
     old_positions = getattr(owner, attr).weight.data.clone()[layout.position_offset:]
@@ -200,22 +239,24 @@ def convert_to_lsg(model, family: str, knobs: dict, max_length: int, bos_token_i
         init[0] = old_positions[0] + words[bos_token_id]
     globals_ = nn.Embedding(GLOBAL_ROWS, words.shape[1]).to(words.device, words.dtype)
     globals_.weight.data.copy_(init)
-    install_lsg(model, family, knobs, globals_)
+    install(model, family, knobs, globals_)
     return model
 
 
-def install_lsg(model, family: str, knobs: dict, global_embeddings: nn.Embedding):
-    """Attach global embeddings, LSG attention and the global-token hooks (conversion and loading)."""
+def install(model, family: str, knobs: dict, global_embeddings: nn.Embedding):
+    """Attach global embeddings, the variant's attention and the global-token hooks (conversion and loading)."""
     layout = _layout(family)
     config = model.config
-    for k, v in knobs.items():
-        setattr(config, k, v)
-    config.adaptive, config.lsh_num_pre_rounds = False, 1  # what lsgbench runs (ccdv field names)
+    config.long_attention = dict(knobs)
+    if knobs["type"] == "lsg":  # also the ccdv field names, so ccdv tools read lsgbench checkpoints
+        for k in CCDV_DEFAULTS:
+            setattr(config, k, knobs[k])
+        config.adaptive, config.lsh_num_pre_rounds = False, 1
     layout.global_owner(model).global_embeddings = global_embeddings
-    lsg_config = copy.copy(config)
-    lsg_config._attn_implementation = "lsg"
+    encoder_config = copy.copy(config)
+    encoder_config._attn_implementation = knobs["type"]
     for module in [layout.base(model), *layout.attentions(model)]:
-        module.config = lsg_config
+        module.config = encoder_config
     g = knobs["num_global_tokens"]
 
     def with_globals(glob, x):
@@ -266,7 +307,7 @@ def _extend_encoder_mask(g: int):
 
 def _layout(family: str) -> Layout:
     if family not in LAYOUTS:
-        raise ConfigError(f"LSG conversion supports model families {sorted(LAYOUTS)}, not {family!r}")
+        raise ConfigError(f"long-sequence conversion supports model families {sorted(LAYOUTS)}, not {family!r}")
     return LAYOUTS[family]
 
 
@@ -290,4 +331,4 @@ def load_global_embeddings(checkpoint_dir: str, model) -> nn.Embedding:
             embedding.weight.data.copy_(weight)
             ref = model.get_input_embeddings().weight
             return embedding.to(ref.device, ref.dtype)
-    raise ConfigError(f"{checkpoint_dir} has an LSG config but no global_embeddings.weight in its weight files")
+    raise ConfigError(f"{checkpoint_dir} has a converted config but no global_embeddings.weight in its weight files")
