@@ -184,3 +184,42 @@ def test_convert_cli_writes_a_loadable_lsg_directory(make_cfg, tmp_path):
     out = loaded.model(input_ids=ids, labels=torch.randint(5, 200, (1, 8)))
     assert torch.isfinite(out.loss)
     assert main([str(tmp_path / "lsg"), "--out", str(tmp_path / "again")]) == 2  # already LSG: a clear refusal
+
+
+def test_spade_ssm_branch_gives_local_attention_global_reach(make_cfg):
+    """Local attention alone (window 32, 2 layers) cannot carry the far end to the first token; SPADE's
+    bidirectional S4D branch in layer 0 can."""
+    outputs = {}
+    for model in ("local_roberta", "spade_roberta"):
+        torch.manual_seed(0)
+        built = tiny(make_cfg, model, "synth_keys", "model.max_length=2048", "model.attention.window=32")
+        encoder = built.model.roberta.eval()
+        ids = torch.randint(5, 200, (1, 2048))
+        changed = ids.clone()
+        changed[0, -5] = 7 if ids[0, -5] != 7 else 8
+        with torch.no_grad():
+            outputs[model] = (encoder(input_ids=ids).last_hidden_state
+                              - encoder(input_ids=changed).last_hidden_state).abs()[0, 0].max()
+    assert outputs["local_roberta"] == 0.0 and outputs["spade_roberta"] > 1e-6
+
+
+def test_spade_model_trains_on_long_inputs_and_reloads(make_cfg, tmp_path):
+    built = tiny(make_cfg, "spade_bart", "synth_extract", "model.max_length=4096", "model.attention.window=64",
+                 "model.attention.combine=add", "model.attention.combine_weight=0.5")
+    m = built.model.train()
+    branch = m.model.encoder.layers[0].self_attn.spade
+    assert not hasattr(m.model.encoder.layers[1].self_attn, "spade")
+    ids = torch.randint(5, 200, (1, 4096))
+    out = m(input_ids=ids, labels=torch.randint(5, 200, (1, 8)))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and branch.s4d.c.grad.abs().sum() > 0 and branch.s4d.b.grad is None
+    m.save_pretrained(tmp_path / "spade")
+    built.tokenizer.save_pretrained(tmp_path / "spade")
+    cfg = make_cfg("model=spade_bart", "task=synth_extract", f"model.pretrained={tmp_path / 'spade'}",
+                   "model.max_length=4096")
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir).model.eval()
+    torch.testing.assert_close(loaded.model.encoder.layers[0].self_attn.spade.s4d.c, branch.s4d.c)
+    decoder_ids = torch.randint(5, 200, (1, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids[:, :1000], decoder_input_ids=decoder_ids).logits,
+                                   m.eval()(input_ids=ids[:, :1000], decoder_input_ids=decoder_ids).logits)

@@ -73,8 +73,9 @@ def test_summarization_run_record_has_rouge(make_cfg, tmp_path):
     ["model=local_roberta", *KEYS_SMALL, "model.attention.mode=disjoint", "model.attention.block_size=16",
      "model.attention.num_global_tokens=1"],
     ["model=local_bart", *EXTRACT_SMALL, "model.attention.window=16"],
+    ["model=spade_roberta", *KEYS_SMALL, "model.attention.window=16", "model.attention.state_size=8"],
 ], ids=["longformer", "bigbird", "bart-cls", "led", "bigbird_pegasus", "lsg_roberta", "lsg_bart", "lsg_pegasus",
-        "local_roberta", "local_bart"])
+        "local_roberta", "local_bart", "spade_roberta"])
 def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
     r = run_and_read(make_cfg, tmp_path, *overrides, "trainer.args.max_steps=1")
     assert r["status"] == "ok", r["error"]
@@ -96,6 +97,8 @@ def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
     (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=big"], "failed", "must be an integer"),
     (["model=roberta", *KEYS_SMALL, "trainer.args.lr_scheduler_type=sideways"], "failed", "trainer.args"),
     (["model=local_roberta", *KEYS_SMALL, "model.attention.mode=diagonal"], "failed", "mode='diagonal' is unknown"),
+    (["model=spade_roberta", *KEYS_SMALL, "model.attention.spade_layers=[5]"], "failed", "the encoder has 2 layers"),
+    (["model=spade_roberta", *KEYS_SMALL, "model.attention.combine=multiply"], "failed", "combine='multiply'"),
 ])
 def test_failures_are_recorded_with_a_clear_error(make_cfg, tmp_path, overrides, status, message):
     r = run_and_read(make_cfg, tmp_path, *overrides)
@@ -112,7 +115,7 @@ def test_pretrained_checkpoint_needs_the_hub_or_a_local_dir(make_cfg, tmp_path):
 def test_every_task_and_model_composes(make_cfg):
     tasks = ["imdb", "arxiv_classification", "hyperpartisan", "pubmed", "arxiv", "synth_keys", "synth_extract"]
     models = ["roberta", "bart", "minilm", "longformer", "led", "bigbird", "bigbird_pegasus", "lsg_roberta", "lsg_bert",
-              "lsg_bart", "lsg_minilm", "pegasus", "lsg_pegasus", "local_roberta", "local_bart", "local_minilm"]
+              "lsg_bart", "lsg_minilm", "pegasus", "lsg_pegasus", "local_roberta", "local_bart", "local_minilm", "spade_roberta", "spade_bart"]
     for task in tasks:
         for model in models:
             cfg = make_cfg(f"task={task}", f"model={model}")

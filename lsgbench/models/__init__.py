@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from ..errors import ConfigError
 from ..tokenizer import train_tokenizer
 from .families import FAMILIES, SIZES, Family
-from .conversion import VARIANTS, conversion_knobs, convert, install, load_global_embeddings, stored_knobs
+from .conversion import LAYOUTS, VARIANTS, conversion_knobs, convert, load_converted, stored_knobs
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,10 @@ def _family(model_cfg, task_cfg) -> Family:
             f"model {model_cfg.name!r} has no {task_cfg.kind} head (it supports {sorted(family.heads())}); "
             f"task {task_cfg.name!r} is {task_cfg.kind}"
         )
-    if model_cfg.attention.type not in family.attention_types:
+    allowed = family.attention_types + (tuple(VARIANTS) if model_cfg.family in LAYOUTS else ())
+    if model_cfg.attention.type not in allowed:
         raise ConfigError(f"model.attention.type={model_cfg.attention.type!r} is not available for model "
-                          f"{model_cfg.name!r}; it runs {list(family.attention_types)}")
+                          f"{model_cfg.name!r}; it runs {list(allowed)}")
     return family
 
 
@@ -97,7 +98,7 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
         if stored != knobs:
             log.warning("checkpoint %s carries its own knobs %s; they are used instead of %s",
                         model_cfg.pretrained, stored, knobs)
-        install(model, model_cfg.family, stored, load_global_embeddings(checkpoint, model))
+        load_converted(checkpoint, model, model_cfg.family, stored)
         attention = {**stored, "from_checkpoint": True}
     elif converted:
         bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id

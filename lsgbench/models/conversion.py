@@ -26,16 +26,28 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from omegaconf import OmegaConf
 from transformers import AttentionInterface, AttentionMaskInterface
 
 from ..attention.local import check_local_knobs, local_attention
 from ..attention.lsg import check_lsg_knobs, lsg_attention
+from ..attention.s4d import S4D
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 GLOBAL_ROWS = 512  # ccdv checkpoints store 512 global embeddings; the first g are used
 GLOBAL_KNOBS = ("num_global_tokens", "pool_with_global", "mask_first_token", "pass_global_tokens_to_decoder")
+
+
+SPADE_KNOBS = ("state_size", "s4d_init", "combine", "combine_weight", "spade_layers", "freeze_ssm")
+KNOB_TYPES = {"sparsity_type": str, "mode": str, "s4d_init": str, "combine": str, "combine_weight": float,
+              "spade_layers": list, "pool_with_global": bool, "mask_first_token": bool,
+              "pass_global_tokens_to_decoder": bool, "freeze_ssm": bool}  # the others are integers
+# ccdv LSG configs may lack some fields; these are their defaults.
+CCDV_DEFAULTS = {"block_size": 128, "sparse_block_size": 128, "sparsity_factor": 2, "sparsity_type": "norm",
+                 "num_global_tokens": 1, "pool_with_global": True, "mask_first_token": False,
+                 "pass_global_tokens_to_decoder": True}
 
 
 @dataclass(frozen=True)
@@ -45,28 +57,40 @@ class Variant:
     attend: Callable        # (q, k, v, mask, knobs, scaling, dropout) -> [B, H, N, D]
 
 
+def _lsg(q, key, v, mask, k, scaling, dropout):
+    return lsg_attention(q, key, v, mask, block_size=k["block_size"], sparse_block_size=k["sparse_block_size"],
+                         sparsity_factor=k["sparsity_factor"], sparsity_type=k["sparsity_type"],
+                         num_global_tokens=k["num_global_tokens"], scaling=scaling, dropout=dropout)
+
+
+def _local(q, key, v, mask, k, scaling, dropout):
+    return local_attention(q, key, v, mask, mode=k["mode"], window=k["window"], block_size=k["block_size"],
+                           num_global_tokens=k["num_global_tokens"], scaling=scaling, dropout=dropout)
+
+
+def _check_lsg(k):
+    check_lsg_knobs(k["block_size"], k["sparse_block_size"], k["sparsity_factor"], k["sparsity_type"],
+                    k["num_global_tokens"])
+
+
+def _check_local(k):
+    check_local_knobs(k["mode"], k["window"], k["block_size"], k["num_global_tokens"])
+
+
+def _check_spade(k):
+    _check_local(k)
+    if k["combine"] not in ("concat", "add"):
+        raise ConfigError(f"model.attention.combine={k['combine']!r} is unknown; choose concat or add")
+    if not k["spade_layers"] or not all(isinstance(i, int) and i >= 0 for i in k["spade_layers"]):
+        raise ConfigError(f"model.attention.spade_layers={k['spade_layers']} must be a non-empty list of layer indices")
+
+
+LOCAL_KNOBS = ("mode", "window", "block_size")
 VARIANTS = {
-    "lsg": Variant(
-        ("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type"),
-        lambda k: check_lsg_knobs(k["block_size"], k["sparse_block_size"], k["sparsity_factor"], k["sparsity_type"],
-                                  k["num_global_tokens"]),
-        lambda q, key, v, mask, k, scaling, dropout: lsg_attention(
-            q, key, v, mask, block_size=k["block_size"], sparse_block_size=k["sparse_block_size"],
-            sparsity_factor=k["sparsity_factor"], sparsity_type=k["sparsity_type"],
-            num_global_tokens=k["num_global_tokens"], scaling=scaling, dropout=dropout)),
-    "local": Variant(
-        ("mode", "window", "block_size"),
-        lambda k: check_local_knobs(k["mode"], k["window"], k["block_size"], k["num_global_tokens"]),
-        lambda q, key, v, mask, k, scaling, dropout: local_attention(
-            q, key, v, mask, mode=k["mode"], window=k["window"], block_size=k["block_size"],
-            num_global_tokens=k["num_global_tokens"], scaling=scaling, dropout=dropout)),
+    "lsg": Variant(("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type"), _check_lsg, _lsg),
+    "local": Variant(LOCAL_KNOBS, _check_local, _local),
+    "spade": Variant(LOCAL_KNOBS + SPADE_KNOBS, _check_spade, _local),  # local attention + an S4D branch
 }
-STRING_KNOBS = ("sparsity_type", "mode")
-BOOL_KNOBS = ("pool_with_global", "mask_first_token", "pass_global_tokens_to_decoder")
-# ccdv LSG configs may lack some fields; these are their defaults.
-CCDV_DEFAULTS = {"block_size": 128, "sparse_block_size": 128, "sparsity_factor": 2, "sparsity_type": "norm",
-                 "num_global_tokens": 1, "pool_with_global": True, "mask_first_token": False,
-                 "pass_global_tokens_to_decoder": True}
 
 
 # ----------------------------------------------------------------- transformers plumbing
@@ -167,11 +191,14 @@ def conversion_knobs(attention_cfg) -> dict:
     if missing:
         raise ConfigError(f"model.attention.type={attention_cfg.type} needs the knobs {missing} under "
                           f"model.attention; start from a {attention_cfg.type}_* model (e.g. model={attention_cfg.type}_roberta)")
-    knobs = {k: attention_cfg[k] for k in names}
+    knobs = OmegaConf.to_container(attention_cfg, resolve=True)
+    knobs = {k: knobs[k] for k in names}
     for k in names[1:]:
-        kind = str if k in STRING_KNOBS else bool if k in BOOL_KNOBS else int
-        if not isinstance(knobs[k], kind) or (kind is int and isinstance(knobs[k], bool)):
-            name = {str: "a string", bool: "true or false", int: "an integer"}[kind]
+        kind = KNOB_TYPES.get(k, int)
+        ok = isinstance(knobs[k], (int, float) if kind is float else kind) and not (
+            kind in (int, float) and isinstance(knobs[k], bool))
+        if not ok:
+            name = {str: "a string", bool: "true or false", int: "an integer", float: "a number", list: "a list"}[kind]
             raise ConfigError(f"model.attention.{k}={knobs[k]!r} must be {name}")
     variant.check(knobs)
     if knobs["num_global_tokens"] > GLOBAL_ROWS:
@@ -293,7 +320,43 @@ def install(model, family: str, knobs: dict, global_embeddings: nn.Embedding):
     layout.encoder(model).register_forward_hook(remove_globals)
     if layout.is_seq2seq and knobs["pass_global_tokens_to_decoder"]:
         model.model.decoder.register_forward_pre_hook(_extend_encoder_mask(g), with_kwargs=True)
+    if knobs["type"] == "spade":
+        attentions = layout.attentions(model)
+        for i in knobs["spade_layers"]:
+            if i >= len(attentions):
+                raise ConfigError(f"model.attention.spade_layers={knobs['spade_layers']}: the encoder has "
+                                  f"{len(attentions)} layers")
+            attentions[i].spade = SpadeBranch(config.hidden_size if hasattr(config, "hidden_size") else config.d_model,
+                                              knobs).to(global_embeddings.weight.device)
+            attentions[i].register_forward_hook(_spade_hook, with_kwargs=True)
     return model
+
+
+class SpadeBranch(nn.Module):
+    """SPADE (Zuo et al. 2022): an S4D branch beside an encoder layer's local attention. Both read the
+    layer's (normalised) input; each output is layer-normalised, then they are combined."""
+
+    def __init__(self, hidden: int, knobs: dict):
+        super().__init__()
+        self.s4d = S4D(hidden, knobs["state_size"], knobs["s4d_init"], freeze=knobs["freeze_ssm"])
+        self.norm_attention, self.norm_ssm = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
+        self.combine, self.weight = knobs["combine"], knobs["combine_weight"]
+        self.mix = nn.Linear(2 * hidden, hidden) if self.combine == "concat" else None
+
+    def forward(self, attention_out, hidden_states, keep):
+        u = hidden_states * keep.unsqueeze(-1).to(hidden_states.dtype)  # padding must not enter the scan
+        a, s = self.norm_attention(attention_out), self.norm_ssm(self.s4d(u))
+        return self.mix(torch.cat([a, s], dim=-1)) if self.combine == "concat" else a + self.weight * s
+
+
+def _spade_hook(module, args, kwargs, output):
+    hidden = args[0] if args else kwargs["hidden_states"]
+    mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
+    B, N = hidden.shape[:2]
+    keep = torch.ones(B, N, dtype=torch.bool, device=hidden.device) if mask is None else mask.to(torch.bool)
+    if keep.shape[-1] < N:  # the global tokens are never padding
+        keep = torch.cat([keep.new_ones(B, N - keep.shape[-1]), keep], dim=-1)
+    return (module.spade(output[0], hidden, keep), *output[1:])
 
 
 def _extend_encoder_mask(g: int):
@@ -311,24 +374,41 @@ def _layout(family: str) -> Layout:
     return LAYOUTS[family]
 
 
-def load_global_embeddings(checkpoint_dir: str, model) -> nn.Embedding:
-    """The `global_embeddings.weight` tensor of a saved LSG checkpoint (safetensors or .bin)."""
+ADDED_WEIGHTS = ("global_embeddings.", ".spade.")  # what conversion adds to the base architecture
+
+
+def checkpoint_tensors(checkpoint_dir: str, wanted) -> dict[str, torch.Tensor]:
+    """Tensors of a saved checkpoint (safetensors or .bin files) whose names contain one of `wanted`."""
     from pathlib import Path
 
     files = sorted(Path(checkpoint_dir).glob("*.safetensors")) or sorted(Path(checkpoint_dir).glob("*.bin"))
+    tensors = {}
     for file in files:
         if file.suffix == ".safetensors":
             from safetensors import safe_open
 
             with safe_open(str(file), framework="pt") as f:
-                key = next((k for k in f.keys() if k.endswith("global_embeddings.weight")), None)
-                weight = f.get_tensor(key) if key else None
+                tensors.update({k: f.get_tensor(k) for k in f.keys() if any(w in k for w in wanted)})
         else:
             state = torch.load(file, map_location="cpu", weights_only=True)
-            weight = next((v for k, v in state.items() if k.endswith("global_embeddings.weight")), None)
-        if weight is not None:
-            embedding = nn.Embedding(*weight.shape)
-            embedding.weight.data.copy_(weight)
-            ref = model.get_input_embeddings().weight
-            return embedding.to(ref.device, ref.dtype)
-    raise ConfigError(f"{checkpoint_dir} has a converted config but no global_embeddings.weight in its weight files")
+            tensors.update({k: v for k, v in state.items() if any(w in k for w in wanted)})
+    return tensors
+
+
+def load_converted(checkpoint_dir: str, model, family: str, knobs: dict):
+    """Install a saved converted model's variant and load the weights conversion added."""
+    saved = checkpoint_tensors(checkpoint_dir, ADDED_WEIGHTS)
+    glob = next((v for k, v in saved.items() if k.endswith("global_embeddings.weight")), None)
+    if glob is None:
+        raise ConfigError(f"{checkpoint_dir} has a converted config but no global_embeddings.weight in its weights")
+    ref = model.get_input_embeddings().weight
+    embedding = nn.Embedding(*glob.shape).to(ref.device, ref.dtype)
+    embedding.weight.data.copy_(glob)
+    install(model, family, knobs, embedding)
+    spade = {k: v for k, v in saved.items() if ".spade." in k}
+    if spade:
+        missing = [k for k in spade if k not in model.state_dict()]
+        if missing:
+            raise ConfigError(f"{checkpoint_dir}: SPADE weights {missing[:3]} do not fit the model")
+        model.load_state_dict(spade, strict=False)
+    return model

@@ -56,7 +56,7 @@ class Family:
     position_field: str = "max_position_embeddings"
     position_offset: int = 0          # RoBERTa-style embeddings reserve padding_idx + 1 positions
     attention_knobs: Callable = _no_knobs
-    attention_types: tuple = ("full",)
+    attention_types: tuple = ("full",)  # its own; families with a conversion layout add lsg, local, spade
     global_first_token: bool = False  # Longformer/LED need global_attention_mask on token 0
     fixed_padding: bool = False       # BigBird: pad every batch to max_length (see models.build)
     attn_implementation: str = "sdpa"
@@ -73,14 +73,12 @@ class Family:
 
 
 FAMILIES = {
-    "bert": Family(tf.BertConfig, tf.BertForSequenceClassification, None, _encoder_sizes,
-                   attention_types=("full", "lsg", "local")),
-    "roberta": Family(tf.RobertaConfig, tf.RobertaForSequenceClassification, None, _encoder_sizes, position_offset=2,
-                      attention_types=("full", "lsg", "local")),
+    "bert": Family(tf.BertConfig, tf.BertForSequenceClassification, None, _encoder_sizes),
+    "roberta": Family(tf.RobertaConfig, tf.RobertaForSequenceClassification, None, _encoder_sizes, position_offset=2),
     "bart": Family(tf.BartConfig, tf.BartForSequenceClassification, tf.BartForConditionalGeneration, _seq2seq_sizes,
-                   attention_types=("full", "lsg", "local"), pretrained_positions=1024),
+                   pretrained_positions=1024),
     "pegasus": Family(tf.PegasusConfig, None, tf.PegasusForConditionalGeneration, _seq2seq_sizes,
-                      attention_types=("full", "lsg", "local"), pretrained_positions=1024),
+                      pretrained_positions=1024),
     "longformer": Family(tf.LongformerConfig, tf.LongformerForSequenceClassification, None, _encoder_sizes,
                          position_offset=2, attention_knobs=_longformer_knobs, attention_types=("longformer",),
                          global_first_token=True, attn_implementation="eager"),
