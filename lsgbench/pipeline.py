@@ -56,8 +56,10 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None) -> dict
         record["status"] = "ok"
     except torch.OutOfMemoryError as err:
         record.update(status="oom", error=f"out of memory: {err}".strip())
-    except (ConfigError, NonFiniteLoss) as err:
+    except (ConfigError, NonFiniteLoss) as err:  # the user's to fix: the message says how; debug=true adds where
         record["error"] = str(err)
+        if cfg.debug:
+            log.error("run failed:\n%s", traceback.format_exc())
     except Exception as err:  # a bug or a library error: keep the run's record, say what broke
         record["error"] = f"{type(err).__name__}: {err}"
         log.error("run failed:\n%s", traceback.format_exc())
@@ -88,13 +90,14 @@ def _execute(cfg, record: dict, output_dir: Path) -> None:
     text_col, target_col = COLUMNS[task.kind]
     train_texts = [r[text_col] for r in data.train] + ([r[target_col] for r in data.train]
                                                        if task.kind == "summarization" else [])
-    built = build_model(cfg.model, task, train_texts, cfg.cache_dir)
+    cache_dir = Path(cfg.cache_dir).expanduser()
+    built = build_model(cfg.model, task, train_texts, cache_dir)
     record["max_length"] = built.max_length
     record["attention"] = built.attention
     record["provenance"].update(model_init=built.init, tokenizer=built.tokenizer_source,
                                 n_params=sum(p.numel() for p in built.model.parameters()))
 
-    tokenize_args = (built.tokenizer, task.kind, built.max_length, task.max_target_length, cfg.cache_dir)
+    tokenize_args = (built.tokenizer, task.kind, built.max_length, task.max_target_length, cache_dir)
     train_ds = tokenize(data.train, *tokenize_args)
     eval_ds = tokenize(data.eval, *tokenize_args)
 
