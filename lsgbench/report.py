@@ -40,6 +40,9 @@ def attention_label(attention: dict) -> str:
     for key, value in attention.items():
         if key in HIDDEN_KNOBS or key == unused:
             continue
+        if key == "runs_full_attention":
+            parts.append("(full-attention fallback)")
+            continue
         parts.append(f"{short[key]}={value}" if key in short else str(value))
     return " ".join(parts)
 

@@ -142,3 +142,18 @@ def test_wandb_logger_records_config_metrics_and_efficiency_offline(make_cfg, tm
     data = runs[0].read_bytes()
     for key in (b"final/accuracy", b"efficiency/train_tokens_per_s", b"sweep-a", r["run_id"].encode()):
         assert key in data, key
+
+
+def test_default_config_resolves_with_no_overrides(monkeypatch):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from lsgbench.cli import config_dir
+
+    monkeypatch.delenv("LSGBENCH_CACHE", raising=False)
+    monkeypatch.delenv("LSGBENCH_STORE", raising=False)
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        for name in ("config", "bench"):
+            cfg = OmegaConf.to_container(compose(name), resolve=True)
+            assert cfg["cache_dir"] == "~/.cache/lsgbench"
+        assert OmegaConf.to_container(compose("config"), resolve=True)["store_dir"] == "results/runs"

@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import lsgbench.bench as bench
+from lsgbench.cli import config_dir
+
+
+def bench_cfg(tmp_path, *overrides):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("bench", overrides=[f"cache_dir={tmp_path}", "bench.tokens_per_batch=256", "bench.repeats=1",
+                                           "bench.warmup=1", *overrides])
+
+
+def test_rows_hold_tokens_per_batch_constant_and_measure_both_phases(tmp_path):
+    cfg = bench_cfg(tmp_path, "model=lsg_roberta", "bench.seq_lens=[64,128,512]", "model.attention.block_size=16",
+                    "model.attention.sparse_block_size=16")
+    rows = bench.run_bench(cfg)
+    assert [(r["seq_len"], r["batch"], r["phase"]) for r in rows] == [
+        (64, 4, "infer"), (64, 4, "train"), (128, 2, "infer"), (128, 2, "train"), (512, 1, "infer"), (512, 1, "train")]
+    for r in rows:
+        assert r["status"] == "ok" and r["step_s"] > 0 and r["peak_mem_mb"] >= 0
+        assert r["tokens_per_s"] == pytest.approx(r["tokens"] / r["step_s"])
+        assert r["attention"].startswith("lsg b=16 s=16")
+
+
+def test_attention_only_mode_times_the_kernel(tmp_path):
+    rows = bench.run_bench(bench_cfg(tmp_path, "model=local_roberta", "bench.mode=attention", "bench.seq_lens=[128]",
+                                     "model.attention.window=32"))
+    assert [r["phase"] for r in rows] == ["infer", "train"] and all(r["status"] == "ok" for r in rows)
+
+
+def test_an_out_of_memory_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    real = bench._model_steps
+
+    def flaky(cfg, length, batch, device):
+        if length == 128:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(cfg, length, batch, device)
+
+    monkeypatch.setattr(bench, "_model_steps", flaky)
+    rows = bench.run_bench(bench_cfg(tmp_path, "model=roberta", "bench.seq_lens=[64,128,256]", "bench.mode=infer"))
+    assert [(r["seq_len"], r["status"]) for r in rows] == [(64, "ok"), (128, "oom"), (256, "ok")]
+    assert "simulated" in rows[1]["error"]
+
+
+def test_bench_command_writes_json(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lsgbench.bench", "model=roberta", "bench.seq_lens=[64]",
+                          "bench.tokens_per_batch=128", "bench.repeats=1", f"bench.out={tmp_path / 'rows'}",
+                          f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (path,) = (tmp_path / "rows").glob("*.json")
+    result = json.loads(path.read_text())
+    assert result["device"] == "cpu" and result["env"]["torch"] and len(result["rows"]) == 2
+    bad = subprocess.run([sys.executable, "-m", "lsgbench.bench", "bench.size=huge", f"hydra.run.dir={tmp_path / 'r2'}"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "bench.size='huge' is unknown" in bad.stderr
