@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .lsg import split_and_pad
+from .lsg import global_query_attention, neighbour_blocks, split_and_pad
 
 MODES = ("sliding", "disjoint")
 
@@ -44,19 +44,13 @@ def local_attention(query, key, value, attention_mask=None, *, mode="sliding", w
     Np = qx.shape[2]
     nb = Np // b
 
-    outputs = []
-    if g:  # global queries: every non-padding key
-        out_g = F.scaled_dot_product_attention(query[:, :, :g], key, value, attn_mask=keep[:, None, None, :],
-                                               dropout_p=dropout, scale=scaling)
-        outputs.append(out_g.masked_fill(~keep.any(-1).view(B, 1, 1, 1), 0.0))
+    outputs = [global_query_attention(query, key, value, keep, g, scaling, dropout)] if g else []
     if Np == 0:
         return torch.cat(outputs, dim=2)
 
     if mode == "sliding":  # blocks i-1, i, i+1 under the band |i - j| <= w
-        def blocks(x, fill):  # [B, ..., Np, *] -> [B, ..., nb, 3b, *]
-            dim = 2 if x.dim() == 4 else 1
-            padded = F.pad(x, [0, 0] * (x.dim() - 1 - dim) + [b, b], value=fill)
-            return padded.unfold(dim, 3 * b, b).movedim(-1, dim + 1)
+        def blocks(x, fill):
+            return neighbour_blocks(x, b, fill)
         offset = torch.arange(3 * b, device=query.device)[None, :] - b - torch.arange(b, device=query.device)[:, None]
         band = offset.abs() <= b                                   # [b, 3b]: key j - query i
     else:

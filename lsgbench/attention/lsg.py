@@ -154,6 +154,20 @@ def split_and_pad(query, key, value, attention_mask, g, block_size):
 
 # ------------------------------------------------------------------ the fast path
 
+def global_query_attention(query, key, value, keep, g, scaling, dropout):
+    """The g global queries attend to every non-padding key: [B, H, g, D]."""
+    out = F.scaled_dot_product_attention(query[:, :, :g], key, value, attn_mask=keep[:, None, None, :],
+                                         dropout_p=dropout, scale=scaling)
+    return out.masked_fill(~keep.any(-1).view(-1, 1, 1, 1), 0.0)
+
+
+def neighbour_blocks(x, b: int, fill):
+    """[B, (H,) Np, (D)] -> [B, (H,) nb, 3b, (D)]: for block i, blocks i-1, i, i+1 (`fill` outside)."""
+    dim = 2 if x.dim() == 4 else 1
+    padded = F.pad(x, [0, 0] * (x.dim() - 1 - dim) + [b, b], value=fill)
+    return padded.unfold(dim, 3 * b, b).movedim(-1, dim + 1)
+
+
 def lsg_attention(query, key, value, attention_mask=None, *, block_size=128, sparse_block_size=128,
                   sparsity_factor=2, sparsity_type="norm", num_global_tokens=1, scaling=None, dropout=0.0):
     """LSG attention over [B, H, N, D]; attention_mask [B, N] with 1 = keep, 0 = padding.
@@ -166,25 +180,14 @@ def lsg_attention(query, key, value, attention_mask=None, *, block_size=128, spa
     Np = qx.shape[2]
     nb = Np // b
 
-    # Global queries: every non-padding key.
-    outputs = []
-    if g:
-        out_g = F.scaled_dot_product_attention(query[:, :, :g], key, value, attn_mask=keep[:, None, None, :],
-                                               dropout_p=dropout, scale=scaling)
-        outputs.append(out_g.masked_fill(~keep.any(-1).view(B, 1, 1, 1), 0.0))
+    outputs = [global_query_attention(query, key, value, keep, g, scaling, dropout)] if g else []
     if Np == 0:
         return torch.cat(outputs, dim=2)
 
-    # Local keys: blocks i-1, i, i+1 of the padded sequence (one empty block at each end).
-    def neighbours(x, fill):  # [B, ..., Np, *] -> [B, ..., nb, 3b, *]
-        dim = 2 if x.dim() == 4 else 1
-        padded = F.pad(x, [0, 0] * (x.dim() - 1 - dim) + [b, b], value=fill)
-        blocks = padded.unfold(dim, 3 * b, b)  # [.., nb, *, 3b]
-        return blocks.movedim(-1, dim + 1)
-
-    keys = [neighbours(kx, 0.0)]            # [B, H, nb, 3b, D]
-    values = [neighbours(vx, 0.0)]
-    masks = [neighbours(keep_x, False).unsqueeze(1)]  # [B, 1, nb, 3b]
+    # Local keys: blocks i-1, i, i+1 of the padded sequence.
+    keys = [neighbour_blocks(kx, b, 0.0)]                    # [B, H, nb, 3b, D]
+    values = [neighbour_blocks(vx, b, 0.0)]
+    masks = [neighbour_blocks(keep_x, b, False).unsqueeze(1)]  # [B, 1, nb, 3b]
 
     if g:  # global keys, shared by every block
         keys.insert(0, key[:, :, None, :g].expand(B, H, nb, g, D))
