@@ -3,7 +3,8 @@
     python -m lsgbench.report [PATHS...] [--by task,model,attention,max_length] [--format md,csv] [--out DIR]
 
 Reads every run record (schema 1) under PATHS (default: results/runs), groups runs that differ
-only by seed, and prints one row per configuration: the task metrics as mean ± std over seeds with
+only by seed, and prints one row per configuration (for benchmark results from
+`python -m lsgbench.bench`, one row per model, length and phase): the task metrics as mean ± std over seeds with
 the number of seeds, training and evaluation tokens/s, peak memory, and the run status. Failed and
 out-of-memory runs are rows too, never dropped.
 """
@@ -129,6 +130,37 @@ def render(records: list[dict], by: list[str], fmt: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def read_bench(paths) -> list[dict]:
+    """Rows of benchmark result files (`python -m lsgbench.bench`) under the given paths, with their device."""
+    rows = []
+    for p in map(Path, paths):
+        for f in sorted(p.rglob("*.json")) if p.is_dir() else [p]:
+            data = json.loads(f.read_text())
+            if isinstance(data, dict) and data.get("kind") == "bench":
+                rows += [{**row, "device": data["device"]} for row in data["rows"]]
+    return rows
+
+
+def render_bench(rows: list[dict], fmt: str) -> str:
+    """One line per (device, model, attention, length, phase): step time, tokens/s, peak memory, status."""
+    header = ["device", "model", "attention", "size", "dtype", "mode", "seq_len", "batch", "phase", "step ms",
+              "tok/s", "peak MB", "status"]
+    lines = []
+    for r in rows:
+        ok = r["status"] == "ok"
+        lines.append([r["device"], r["model"], r.get("attention", "?"), r["size"], r["dtype"], r["bench_mode"],
+                      str(r["seq_len"]), str(r["batch"]), r["phase"],
+                      f"{r['step_s'] * 1000:.1f}" if ok else "—", f"{r['tokens_per_s']:.0f}" if ok else "—",
+                      f"{r['peak_mem_mb']:.0f}" if ok else "—", r["status"]])
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.writer(buf).writerows([header, *lines])
+        return buf.getvalue()
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lsgbench.report", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run records or folders of them")
@@ -145,15 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: {missing} do not exist", file=sys.stderr)
         return 2
-    records = read_records(args.paths)
-    if not records:
-        print(f"error: no run records under {args.paths}", file=sys.stderr)
+    records, bench_rows = read_records(args.paths), read_bench(args.paths)
+    if not records and not bench_rows:
+        print(f"error: no run records or benchmark results under {args.paths}", file=sys.stderr)
         return 2
     for fmt in args.format.split(","):
         if fmt not in ("md", "csv"):
             print(f"error: --format {fmt!r} unknown; choose md or csv", file=sys.stderr)
             return 2
-        text = render(records, by, fmt)
+        text = render(records, by, fmt) if records else render_bench(bench_rows, fmt)
         print(text)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)

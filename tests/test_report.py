@@ -50,7 +50,7 @@ def test_csv_parses_back_to_the_same_numbers(store, tmp_path, capsys):
 def test_report_errors_are_clear(tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2
     assert main([str(tmp_path)]) == 2
-    assert "no run records" in capsys.readouterr().err
+    assert "no run records or benchmark results" in capsys.readouterr().err
     assert main([str(tmp_path), "--by", "colour"]) == 2
 
 
@@ -58,3 +58,15 @@ def test_attention_labels():
     assert attention_label({"type": "local", "mode": "disjoint", "window": 512, "block_size": 128,
                             "num_global_tokens": 0}) == "local disjoint b=128 g=0"
     assert attention_label({"type": "full"}) == "full"
+
+
+def test_benchmark_results_render_as_a_table(tmp_path, capsys):
+    rows = [{"model": "lsg_roberta", "attention": "lsg b=128", "size": "tiny", "dtype": "fp32", "bench_mode": "both",
+             "seq_len": 1024, "batch": 16, "tokens": 16384, "phase": "train", "status": "ok", "step_s": 0.5,
+             "tokens_per_s": 32768.0, "peak_mem_mb": 120.4},
+            {"model": "roberta", "size": "tiny", "dtype": "fp32", "bench_mode": "both", "seq_len": 16384, "batch": 1,
+             "tokens": 16384, "phase": "train", "status": "oom", "error": "out of memory"}]
+    (tmp_path / "b.json").write_text(json.dumps({"schema": 1, "kind": "bench", "device": "cpu", "rows": rows}))
+    assert main([str(tmp_path), "--format", "csv"]) == 0
+    table = list(csv.reader(io.StringIO(capsys.readouterr().out.strip())))
+    assert table[1][-4:] == ["500.0", "32768", "120", "ok"] and table[2][-4:] == ["—", "—", "—", "oom"]
