@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# CPU efficiency benchmark (2 cores): 16,384 tokens per batch at 1k, 4k and 16k tokens, fp32.
+# Attention alone at base shape (12 heads x 64 dims), then tiny whole models (2 layers, 64 hidden).
+# Regenerate: bash results/bench/run_cpu.sh   (the tables are rebuilt from the JSON rows)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=results/bench
+common=(bench.seq_lens=[1024,4096,16384] bench.tokens_per_batch=16384 bench.device=cpu bench.repeats=3
+        bench.out=$out/cpu "hydra.sweep.dir=outputs/bench/\${now:%H-%M-%S}")
+lsg=(model.attention.block_size=128 model.attention.sparse_block_size=128 model.attention.sparsity_factor=4)
+python -m lsgbench.bench -m "${common[@]}" bench.mode=attention bench.size=base model=roberta
+python -m lsgbench.bench -m "${common[@]}" bench.mode=attention bench.size=base model=lsg_roberta "${lsg[@]}" \
+    model.attention.sparsity_type=pooling,stride,norm
+python -m lsgbench.bench -m "${common[@]}" bench.mode=attention bench.size=base model=local_roberta \
+    model.attention.mode=sliding,disjoint model.attention.window=256 model.attention.block_size=128
+python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny model=roberta,longformer,bigbird
+python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny model=lsg_roberta "${lsg[@]}" \
+    model.attention.sparsity_type=pooling
+python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny model=local_roberta \
+    model.attention.mode=disjoint model.attention.block_size=128
+python -m lsgbench.report $out/cpu --format md,csv --out $out
