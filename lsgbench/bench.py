@@ -76,7 +76,7 @@ def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[floa
 def _model_steps(cfg, length: int, batch: int, device: torch.device):
     model_cfg = cfg.model.copy()
     model_cfg.init, model_cfg.size, model_cfg.max_length = "random", cfg.bench.size, length
-    if model_cfg.attention.type == "full":  # random weights: full attention may run past the checkpoint's length
+    if model_cfg.attention.type not in VARIANTS:  # random weights: any architecture may run past its checkpoint's length
         model_cfg.max_positions = max(model_cfg.max_positions, length)
     built = build_model(model_cfg, BENCH_TASK, TOKENIZER_TEXT, Path(cfg.cache_dir).expanduser())
     model = built.model.to(device)
@@ -139,8 +139,9 @@ def run_bench(cfg) -> list[dict]:
     rows = []
     for length in bench.seq_lens:
         batch = max(1, bench.tokens_per_batch // length)
-        base = {"model": cfg.model.name, "size": bench.size, "seq_len": length, "batch": batch,
-                "tokens": batch * length, "dtype": bench.dtype, "bench_mode": bench.mode}
+        base = {"model": cfg.model.name, "attention": attention_label(dict(cfg.model.attention)), "size": bench.size,
+                "seq_len": length, "batch": batch, "tokens": batch * length, "dtype": bench.dtype,
+                "bench_mode": bench.mode}
         steps, attention = None, dict(cfg.model.attention)
         try:
             if bench.mode == "attention":
