@@ -80,7 +80,7 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     if model_cfg.init not in ("pretrained", "random"):
         raise ConfigError(f"model.init={model_cfg.init!r} is unknown; choose pretrained or random")
     checkpoint = resolve_checkpoint(model_cfg.pretrained)
-    tokenizer, tokenizer_source = _tokenizer(model_cfg, checkpoint, train_texts, cache_dir)
+    tokenizer, tokenizer_source = _tokenizer(model_cfg, train_texts, cache_dir)
     tokenizer.model_max_length = max_length
     converted = model_cfg.attention.type in VARIANTS  # lsg, local: built by converting the base model
     knobs = conversion_knobs(model_cfg.attention) if converted else None
@@ -110,16 +110,16 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source, attention)
 
 
-def _tokenizer(model_cfg, checkpoint, train_texts, cache_dir):
+def _tokenizer(model_cfg, train_texts, cache_dir):
     from transformers import AutoTokenizer
 
-    name = model_cfg.tokenizer or (checkpoint if model_cfg.init == "pretrained" else None)
-    if name is None:
+    source = model_cfg.tokenizer or (model_cfg.pretrained if model_cfg.init == "pretrained" else None)
+    if source is None:
         return train_tokenizer(train_texts, model_cfg.tokenizer_vocab_size, cache_dir), \
             f"trained:bpe{model_cfg.tokenizer_vocab_size}"
-    name = resolve_checkpoint(name)
-    try:
-        return AutoTokenizer.from_pretrained(name, trust_remote_code=model_cfg.trust_remote_code), f"pretrained:{name}"
+    name = resolve_checkpoint(source)
+    try:  # provenance names the source as configured (package:..., hub id), not this machine's path
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=model_cfg.trust_remote_code), f"pretrained:{source}"
     except (OSError, ValueError) as err:
         raise ConfigError(f"model {model_cfg.name!r}: cannot load tokenizer {name!r} ({err}). Offline? Use "
                           f"model.init=random (trains a tokenizer on the task's text) or a local directory") from None
