@@ -82,7 +82,7 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     checkpoint = resolve_checkpoint(model_cfg.pretrained)
     tokenizer, tokenizer_source = _tokenizer(model_cfg, train_texts, cache_dir)
     tokenizer.model_max_length = max_length
-    converted = model_cfg.attention.type in VARIANTS  # lsg, local: built by converting the base model
+    converted = model_cfg.attention.type in VARIANTS  # lsg, local, spade: built by converting the base model
     knobs = conversion_knobs(model_cfg.attention) if converted else None
     # A converted model starts from the base architecture at its own length, then is extended.
     base_length = min(max_length, family.pretrained_positions) if converted else max_length
