@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from .attention import local_attention, lsg_attention
 from .errors import ConfigError
-from .measure import _reset_cpu_peak, cpu_peak_rss_mb, synchronize
+from .cli import config_dir
+from .measure import cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
 from .models import SIZES, build_model
 from .models.conversion import VARIANTS, conversion_knobs
 from .record import environment, new_run_id, write_json_atomic
@@ -39,11 +39,6 @@ BENCH_TASK = OmegaConf.create({"name": "bench", "kind": "classification", "label
 TOKENIZER_TEXT = ["the quick brown fox jumps over the lazy dog . " * 200]
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
-
-
 def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
     """(median seconds per step, peak memory in MB above what was held before the first step).
     The peak is taken from the warm-up on: allocators keep freed memory, so later steps reuse it."""
@@ -52,8 +47,8 @@ def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[floa
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
     else:
-        _reset_cpu_peak()
-        base = _rss_mb()
+        reset_cpu_peak()
+        base = cpu_rss_mb()
     for _ in range(warmup):
         step()
     times = []
@@ -102,13 +97,9 @@ def _attention_steps(cfg, length: int, batch: int, device: torch.device, dtype):
     _, hidden, heads, _ = SIZES[cfg.bench.size]
     if kind == "full":
         fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
-    elif kind in VARIANTS:
+    elif kind in VARIANTS:  # the same kernel call the converted models make
         knobs = conversion_knobs(cfg.model.attention)
-        kernel = lsg_attention if kind == "lsg" else local_attention
-        names = ("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type") if kind == "lsg" \
-            else ("mode", "window", "block_size")
-        fn = lambda q, k, v: kernel(q, k, v, None, num_global_tokens=knobs["num_global_tokens"],  # noqa: E731
-                                    **{n: knobs[n] for n in names})
+        fn = lambda q, k, v: VARIANTS[kind].attend(q, k, v, None, knobs, None, 0.0)  # noqa: E731
     else:
         raise ConfigError(f"bench.mode=attention covers full, lsg, local and spade attention, not {kind!r}")
     q, k, v = (torch.randn(batch, heads, length, hidden // heads, device=device, dtype=dtype, requires_grad=True)
@@ -178,12 +169,6 @@ def _line(row: dict) -> str:
         return f"{row['model']:<16} {row['seq_len']:>6} {row['phase']:<6} {row['status']}: {row.get('error', '')}"
     return (f"{row['model']:<16} {row['seq_len']:>6} x{row['batch']:<3} {row['phase']:<6} {row['step_s'] * 1000:9.1f} ms"
             f" {row['tokens_per_s']:>11.0f} tok/s {row['peak_mem_mb']:>9.1f} MB")
-
-
-def config_dir() -> str:
-    from .cli import config_dir as cli_config_dir
-
-    return cli_config_dir()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="bench")

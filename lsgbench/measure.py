@@ -7,6 +7,7 @@ CPU: the process's peak resident set (VmHWM), reset at the start of the phase th
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 
@@ -18,12 +19,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _reset_cpu_peak() -> None:
+def reset_cpu_peak() -> None:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
     except OSError:
         pass
+
+
+def cpu_rss_mb() -> float:
+    """The process's resident set now."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def cpu_peak_rss_mb() -> float:
@@ -50,7 +57,7 @@ class Phase:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            _reset_cpu_peak()
+            reset_cpu_peak()
         self._start = time.perf_counter()
         return self
 
