@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from . import pipeline
 
@@ -21,8 +23,21 @@ def config_dir() -> str:
     return str(packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf")
 
 
+def register_resolvers() -> None:
+    """`${uid:}`: a random id, one per config (cached), for output dirs that never collide;
+    `${floordiv:a,b}`: a // b and at least 1, e.g. a batch size that holds tokens per batch constant."""
+    if not OmegaConf.has_resolver("uid"):
+        OmegaConf.register_new_resolver("uid", lambda: uuid.uuid4().hex[:6], use_cache=True)
+    if not OmegaConf.has_resolver("floordiv"):
+        OmegaConf.register_new_resolver("floordiv", lambda a, b: max(int(a) // int(b), 1))
+
+
+register_resolvers()
+
+
 def summary(record: dict) -> str:
-    lines = [f"run {record['run_id']}: {record['status']}"]
+    reused = " (skipped: reused from the store; force=true reruns it)" if record.get("reused") else ""
+    lines = [f"run {record['run_id']}: {record['status']}{reused}"]
     if record["error"]:
         lines.append(f"  error: {record['error']}")
     prov = record["provenance"]
@@ -43,9 +58,13 @@ def summary(record: dict) -> str:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _hydra_main(cfg) -> float | None:
     hydra_cfg = HydraConfig.get()
-    record = pipeline.run(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task))
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    sweep = Path(hydra_cfg.sweep.dir).name if multirun else None
+    record = pipeline.run(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task), sweep)
+    if pipeline.rank() != 0:
+        return None
     print(summary(record), flush=True)
-    if record["status"] != "ok" and hydra_cfg.mode != RunMode.MULTIRUN:
+    if record["status"] != "ok" and not multirun:
         sys.exit(1)  # a sweep goes on past a failed point; a single run says it failed
     metrics = record["metrics"]
     return next(iter(metrics.values())) if metrics else None

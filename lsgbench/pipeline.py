@@ -3,11 +3,16 @@
 `run(cfg, output_dir, overrides)` never raises for a failed run: whatever happens, it writes the
 run record (status ok | failed | oom, with the error) to `output_dir/run_record.json` and to the
 results store `cfg.store_dir/<run_id>.json`, and returns it.
+
+A configuration the store already holds an ok record of is not run again (`force=true` reruns it):
+the stored record is copied to `output_dir` and returned with `"reused": true`. Under torchrun
+(DDP) every rank trains; rank 0 alone evaluates and writes the record.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import traceback
 from pathlib import Path
@@ -27,7 +32,12 @@ from .train import NonFiniteLoss, resolve_device, train, use_bf16
 log = logging.getLogger(__name__)
 
 
-def run(cfg, output_dir: str | Path, overrides: list[str] | None = None) -> dict:
+def rank() -> int:
+    return int(os.environ.get("RANK", 0))
+
+
+def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: str | None = None) -> dict:
+    """`sweep`: the id of the multirun this run belongs to (the wandb group of its runs)."""
     output_dir = Path(output_dir)
     record = {
         "schema": rec.SCHEMA,
@@ -43,6 +53,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None) -> dict
         "provenance": {"dataset": None, "model_init": None, "n_train": None, "n_eval": None, "seed": cfg.seed},
         "config": None,
         "overrides": list(overrides or []),
+        "sweep": sweep,
         "env": {},
         "error": None,
     }
@@ -50,9 +61,18 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None) -> dict
     try:
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
         record["attention"] = record["config"]["model"]["attention"]
+        done = None if cfg.force else rec.find_done(cfg.store_dir, record["config"])
+        if done:
+            log.info("skipped: the store %s holds ok run %s of this configuration (force=true reruns it)",
+                     cfg.store_dir, done["run_id"])
+            if rank() == 0:
+                rec.write_json_atomic(output_dir / "run_record.json", done)
+            return {**done, "reused": True}
         record["env"] = rec.environment()
-        tracker = make_tracker(cfg, record)
-        _execute(cfg, record, output_dir)
+        if rank() == 0:
+            tracker = make_tracker(cfg, record)
+        if not _execute(cfg, record, output_dir):
+            return record  # a DDP rank > 0: rank 0 writes the record
         record["status"] = "ok"
     except torch.OutOfMemoryError as err:
         record.update(status="oom", error=f"out of memory: {err}".strip())
@@ -78,7 +98,8 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _execute(cfg, record: dict, output_dir: Path) -> None:
+def _execute(cfg, record: dict, output_dir: Path) -> bool:
+    """Fill `record`; False on a DDP rank > 0, which stops after training."""
     _seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer)
     task = cfg.task
@@ -104,6 +125,8 @@ def _execute(cfg, record: dict, output_dir: Path) -> None:
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
     efficiency["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     efficiency.update(train(built, train_ds, cfg, str(output_dir / "checkpoints"), device))
+    if rank() != 0:
+        return False
     references = [r[target_col] for r in data.eval]
     metrics, eval_eff, predictions = evaluate(built, eval_ds, references, task,
                                               cfg.trainer.args.per_device_eval_batch_size, device,
@@ -113,3 +136,4 @@ def _execute(cfg, record: dict, output_dir: Path) -> None:
     if task.kind == "summarization":
         rec.write_json_atomic(output_dir / "predictions.json",
                               {"ids": [r["id"] for r in data.eval], "predictions": predictions})
+    return True

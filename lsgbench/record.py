@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -14,6 +15,16 @@ from pathlib import Path
 SCHEMA = 1
 REQUIRED_KEYS = ("schema", "run_id", "status", "task", "task_kind", "model", "attention", "max_length", "metrics",
                  "efficiency", "provenance", "config", "overrides", "env", "error")
+
+
+# Config keys that say where and how a run is kept, not what it computes.
+RUN_ONLY_KEYS = ("store_dir", "cache_dir", "debug", "logger", "force")
+
+
+def config_hash(config: dict, ignore: tuple[str, ...] = ()) -> str:
+    """A fingerprint of what a run computes: its resolved config less RUN_ONLY_KEYS (and `ignore`)."""
+    kept = {k: v for k, v in config.items() if k not in RUN_ONLY_KEYS + ignore}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def new_run_id(task: str, model: str) -> str:
@@ -68,13 +79,23 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
 
 
 def read_records(paths) -> list[dict]:
-    """Every run record under the given files or directories (recursively)."""
-    records = []
+    """Every run record under the given files or directories (recursively), once per run_id (a run
+    dir's run_record.json and the store's copy are the same run)."""
+    records = {}
     for p in map(Path, paths):
         files = sorted(p.rglob("*.json")) if p.is_dir() else [p]
         for f in files:
             with open(f) as fh:
                 data = json.load(fh)
             if isinstance(data, dict) and data.get("schema") == SCHEMA and "run_id" in data:
-                records.append(data)
-    return records
+                records.setdefault(data["run_id"], data)
+    return list(records.values())
+
+
+def find_done(store_dir: str | Path, config: dict) -> dict | None:
+    """The newest ok record in the store with the same config fingerprint, if any."""
+    if not Path(store_dir).is_dir():
+        return None
+    wanted = config_hash(config)
+    done = [r for r in read_records([store_dir]) if r["status"] == "ok" and config_hash(r.get("config") or {}) == wanted]
+    return max(done, key=lambda r: r["run_id"], default=None)

@@ -1,12 +1,17 @@
-"""Comparison tables from run records.
+"""Comparison tables and plots from run records.
 
-    python -m lsgbench.report [PATHS...] [--by task,model,attention,max_length] [--format md,csv] [--out DIR]
+    python -m lsgbench.report [PATHS...] [--by task,model,attention,max_length] [--metric accuracy,...]
+                              [--format md,csv,tex] [--out DIR]
 
 Reads every run record (schema 1) under PATHS (default: results/runs), groups runs that differ
-only by seed, and prints one row per configuration (for benchmark results from
-`python -m lsgbench.bench`, one row per model, length and phase): the task metrics as mean ± std over seeds with
-the number of seeds, training and evaluation tokens/s, peak memory, and the run status. Failed and
-out-of-memory runs are rows too, never dropped.
+only by seed, and prints one row per configuration: the task metrics as mean ± std over seeds with
+the number of seeds, the published score of that task and model from the task cards (with its
+source) where one exists, training and evaluation tokens/s, peak training memory, max length and
+the run status. Failed and out-of-memory runs are rows too, never dropped. With --out, the tables
+are written there as table.<format>, and the plots that the runs support as PNG files: metric
+against LSG block size and sparsity factor, tokens/s and peak memory against length, and
+quality against speed with the Pareto front. Benchmark results from `python -m lsgbench.bench`
+render as one row per model, length and phase, with tokens/s- and memory-vs-length plots.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from .record import read_records
+from .record import config_hash, read_records
+from .references import published
 
+BY_CHOICES = ("task", "model", "attention", "max_length")
+FORMATS = ("md", "csv", "tex")
 EFFICIENCY = [("train_tokens_per_s", "train tok/s", 0), ("eval_tokens_per_s", "eval tok/s", 0),
               ("train_peak_mem_mb", "train MB", 0)]
 HIDDEN_KNOBS = {"type", "pool_with_global", "mask_first_token", "pass_global_tokens_to_decoder", "from_checkpoint",
@@ -48,18 +56,10 @@ def attention_label(attention: dict) -> str:
     return " ".join(parts)
 
 
-NOT_CONFIGURATION = ("seed", "store_dir", "cache_dir", "debug", "logger")  # runs differing only here are grouped
-
-
 def _label(record: dict, by: list[str]) -> tuple:
     values = {"task": record["task"], "model": record["model"], "attention": attention_label(record["attention"]),
               "max_length": record["max_length"]}
     return tuple(values[b] for b in by)
-
-
-def _configuration(record: dict) -> str:
-    config = {k: v for k, v in (record.get("config") or {}).items() if k not in NOT_CONFIGURATION}
-    return json.dumps(config, sort_keys=True, default=str)
 
 
 def _overrides(record: dict) -> str:
@@ -70,19 +70,22 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def rows(records: list[dict], by: list[str]) -> tuple[list[str], list[dict]]:
-    """(metric names, one row per configuration) in first-seen order."""
+def rows(records: list[dict], by: list[str], metrics: list[str] | None = None) -> tuple[list[str], list[dict]]:
+    """(metric names, one row per configuration in first-seen order). Runs of one configuration
+    differ only by seed; each row keeps its runs under "runs_of" (for plots)."""
     groups: dict[tuple, list[dict]] = {}
     for r in sorted(records, key=lambda r: r["run_id"]):
-        groups.setdefault((_label(r, by), _configuration(r)), []).append(r)
+        groups.setdefault((_label(r, by), config_hash(r.get("config") or {}, ignore=("seed",))), []).append(r)
     labels = [label for label, _ in groups]
-    metrics = list(dict.fromkeys(m for r in records for m in r.get("metrics", {})))
+    metrics = metrics or list(dict.fromkeys(m for r in records for m in r.get("metrics", {})))
     out = []
     for (label, _), runs in groups.items():
         ok = [r for r in runs if r["status"] == "ok"]
         row = dict(zip(by, label))
         if labels.count(label) > 1:  # same columns, different configuration: say how they differ
             row[by[-1]] = f"{row[by[-1]]} ({_overrides(runs[0])})"
+        row["runs_of"] = runs
+        row["seeds"] = len(ok)
         row["runs"] = f"{len(ok)}/{len(runs)}"
         row["status"] = "ok" if len(ok) == len(runs) else ", ".join(sorted({r["status"] for r in runs if r["status"] != "ok"}))
         for m in metrics:
@@ -105,29 +108,72 @@ def _cell(value, digits=2, seeds=1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:.{digits}f}"
 
 
-def render(records: list[dict], by: list[str], fmt: str) -> str:
-    metrics, table = rows(records, by)
+def _published(row: dict, metrics: list[str]) -> tuple[dict[str, str], str]:
+    """The row's published scores by metric, and their sources as one cell."""
+    first = row["runs_of"][0]
+    refs = published(first["task"])
+    found = {m: refs[(first["model"], m)] for m in metrics if (first["model"], m) in refs}
+    sources = dict.fromkeys(f"{ref.paper_model}: {ref.source}" for ref in found.values())
+    return {m: ref.score for m, ref in found.items()}, "; ".join(sources)
+
+
+def table(records: list[dict], by: list[str], metrics: list[str] | None = None) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, cells, notes) of the comparison table; notes name the errors of failed rows."""
+    metrics, grouped = rows(records, by, metrics)
+    scores = [_published(row, metrics) for row in grouped]
+    cited = [m for m in metrics if any(m in found for found, _ in scores)]
     header = by + [f"{m} {'↑' if m in HIGHER_IS_BETTER else ''}".strip() for m in metrics] + \
-        [name for _, name, _ in EFFICIENCY] + ["runs", "status"]
-    lines = []
-    for row in table:
-        seeds = int(row["runs"].split("/")[0])
-        cells = [str(row[b]) for b in by] + [_cell(row[m], 2, seeds) for m in metrics] + \
-            [_cell(row[f], d, seeds) for f, _, d in EFFICIENCY] + [row["runs"], row["status"]]
-        lines.append(cells)
+        [f"published {m}" for m in cited] + (["published source"] if cited else []) + \
+        [name for _, name, _ in EFFICIENCY] + ([] if "max_length" in by else ["max_length"]) + ["runs", "status"]
+    cells = []
+    for row, (found, source) in zip(grouped, scores):
+        cells.append([str(row[b]) for b in by] + [_cell(row[m], 2, row["seeds"]) for m in metrics] +
+                     [found.get(m, "—") for m in cited] + ([source or "—"] if cited else []) +
+                     [_cell(row[f], d, row["seeds"]) for f, _, d in EFFICIENCY] +
+                     ([] if "max_length" in by else [str(row["runs_of"][0]["max_length"])]) +
+                     [row["runs"], row["status"]])
+    notes = [f"{' / '.join(str(r[b]) for b in by)}: {r['status']}: {r['error']}" for r in grouped
+             if r["status"] != "ok" and r["error"]]
+    return header, cells, notes
+
+
+TEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "—": "--"}
+TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+               "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text: str) -> str:
+    escaped = "".join(TEX_SPECIAL.get(ch, ch) for ch in text)
+    for symbol, tex in TEX_SYMBOLS.items():
+        escaped = escaped.replace(symbol, tex)
+    return escaped
+
+
+def format_table(header: list[str], cells: list[list[str]], fmt: str, notes: list[str] = ()) -> str:
+    """md (a pipe table, notes as a list), csv, or tex (a booktabs tabular, notes as comments)."""
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(header)
-        writer.writerows(lines)
+        csv.writer(buf).writerows([header, *cells])
         return buf.getvalue()
+    if fmt == "tex":
+        align = "".join("r" if all(_numeric(row[i]) for row in cells) else "l" for i in range(len(header)))
+        out = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(map(_tex, header)) + r" \\", r"\midrule"]
+        out += [" & ".join(map(_tex, row)) + r" \\" for row in cells]
+        out += [r"\bottomrule", r"\end{tabular}"] + [f"% {_tex(note)}" for note in notes]
+        return "\n".join(out) + "\n"
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in lines]
-    failed = [r for r in table if r["status"] != "ok" and r["error"]]
-    if failed:
-        out.append("")
-        out += [f"- {' / '.join(str(r[b]) for b in by)}: {r['status']}: {r['error']}" for r in failed]
+    out += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in cells]
+    if notes:
+        out += [""] + [f"- {note}" for note in notes]
     return "\n".join(out) + "\n"
+
+
+def _numeric(cell: str) -> bool:
+    try:
+        float(cell.split(" ± ")[0])
+        return True
+    except ValueError:
+        return cell == "—"
 
 
 def read_bench(paths) -> list[dict]:
@@ -141,55 +187,65 @@ def read_bench(paths) -> list[dict]:
     return rows
 
 
-def render_bench(rows: list[dict], fmt: str) -> str:
+def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """One line per (device, model, attention, length, phase): step time, tokens/s, peak memory, status."""
     header = ["device", "model", "attention", "size", "dtype", "mode", "seq_len", "batch", "phase", "step ms",
               "tok/s", "peak MB", "status"]
-    lines = []
+    cells = []
     for r in rows:
         ok = r["status"] == "ok"
-        lines.append([r["device"], r["model"], r.get("attention", "?"), r["size"], r["dtype"], r["bench_mode"],
+        cells.append([r["device"], r["model"], r.get("attention", "?"), r["size"], r["dtype"], r["bench_mode"],
                       str(r["seq_len"]), str(r["batch"]), r["phase"],
                       f"{r['step_s'] * 1000:.1f}" if ok else "—", f"{r['tokens_per_s']:.0f}" if ok else "—",
                       f"{r['peak_mem_mb']:.0f}" if ok else "—", r["status"]])
-    if fmt == "csv":
-        buf = io.StringIO()
-        csv.writer(buf).writerows([header, *lines])
-        return buf.getvalue()
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(cells) + " |" for cells in lines]
-    return "\n".join(out) + "\n"
+    return header, cells
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lsgbench.report", description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run records or folders of them")
-    p.add_argument("--by", default="task,model,attention,max_length", help="columns that define a configuration")
-    p.add_argument("--format", default="md", help="md, csv, or both as md,csv")
-    p.add_argument("--out", default=None, help="write table.<format> files here as well as printing")
+    p.add_argument("--by", default="task,model,attention,max_length", help=f"columns that define a row, of {BY_CHOICES}")
+    p.add_argument("--metric", default=None, help="metrics to show, e.g. accuracy,f1_macro (default: all recorded); "
+                                                  "the first is the quality axis of the plots")
+    p.add_argument("--format", default="md", help=f"one or more of {FORMATS}, e.g. md,csv,tex")
+    p.add_argument("--out", default=None, help="write table.<format> files and plots here as well as printing")
     args = p.parse_args(argv)
-    by = args.by.split(",")
-    unknown = [b for b in by if b not in ("task", "model", "attention", "max_length")]
-    if unknown:
-        print(f"error: --by {unknown} unknown; choose from task, model, attention, max_length", file=sys.stderr)
-        return 2
-    missing = [path for path in args.paths if not Path(path).exists()]
-    if missing:
-        print(f"error: {missing} do not exist", file=sys.stderr)
-        return 2
+    by, formats = args.by.split(","), args.format.split(",")
+    if unknown := [b for b in by if b not in BY_CHOICES]:
+        return _fail(f"--by {unknown} unknown; choose from {', '.join(BY_CHOICES)}")
+    if unknown := [f for f in formats if f not in FORMATS]:
+        return _fail(f"--format {unknown} unknown; choose from {', '.join(FORMATS)}")
+    if missing := [path for path in args.paths if not Path(path).exists()]:
+        return _fail(f"{missing} do not exist")
     records, bench_rows = read_records(args.paths), read_bench(args.paths)
     if not records and not bench_rows:
-        print(f"error: no run records or benchmark results under {args.paths}", file=sys.stderr)
-        return 2
-    for fmt in args.format.split(","):
-        if fmt not in ("md", "csv"):
-            print(f"error: --format {fmt!r} unknown; choose md or csv", file=sys.stderr)
-            return 2
-        text = render(records, by, fmt) if records else render_bench(bench_rows, fmt)
+        return _fail(f"no run records or benchmark results under {args.paths}")
+    metrics = args.metric.split(",") if args.metric else None
+    recorded = {m for r in records for m in r.get("metrics", {})}
+    if metrics and (unknown := [m for m in metrics if m not in recorded]):
+        return _fail(f"--metric {unknown} is not in the records; they have {sorted(recorded)}")
+    if records:
+        header, cells, notes = table(records, by, metrics)
+    else:
+        (header, cells), notes = bench_table(bench_rows), []
+    out = Path(args.out) if args.out else None
+    for fmt in formats:
+        text = format_table(header, cells, fmt, notes)
         print(text)
-        if args.out:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            (Path(args.out) / f"table.{fmt}").write_text(text)
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"table.{fmt}").write_text(text)
+    if out:
+        from .plots import plot_bench, plot_records
+
+        written = plot_records(records, by, metrics, out) if records else plot_bench(bench_rows, out)
+        for path in written:
+            print(f"plot: {path}")
     return 0
 
 

@@ -14,14 +14,15 @@ class NoTracker:
 
 class WandbTracker:
     """One wandb run per lsgbench run: config up front, metrics and efficiency at the end.
-    The HF Trainer logs its training curves into the same run (report_to=wandb)."""
+    The HF Trainer logs its training curves into the same run (report_to=wandb). The runs of one
+    sweep share a group (the sweep's id) unless logger.group names one."""
 
     def __init__(self, cfg, record: dict):
         import wandb
 
         logger = cfg.logger
         self.wandb = wandb
-        self.run = wandb.init(project=logger.project, entity=logger.entity, group=logger.group, mode=logger.mode,
+        self.run = wandb.init(project=logger.project, entity=logger.entity, group=logger.group or record["sweep"], mode=logger.mode,
                               name=record["run_id"], tags=list(logger.tags),
                               config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous")
 

@@ -114,7 +114,18 @@ def train(built, train_ds, cfg, output_dir: str, device: torch.device) -> dict:
                               processing_class=built.tokenizer, callbacks=[clock])
     with Phase(device) as phase:
         result = trainer.train()
-    return efficiency_of(trainer.token_log, clock.ends, phase, result.training_loss)
+    efficiency = efficiency_of(_all_ranks(trainer.token_log), clock.ends, phase, result.training_loss)
+    efficiency["world_size"] = trainer.args.world_size
+    return efficiency
+
+
+def _all_ranks(token_log: list) -> list:
+    """Under DDP, every rank's token counts (throughput is the whole job's); otherwise `token_log`."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return token_log
+    logs = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(logs, token_log)
+    return [entry for log_ in logs for entry in log_]
 
 
 def efficiency_of(token_log, step_ends, phase: Phase, final_loss: float) -> dict:

@@ -17,9 +17,9 @@ EXTRACT_SMALL = ["task=synth_extract", "task.synthetic.doc_sentences=12", "task.
                  "task.synthetic.n_train=16", "task.synthetic.n_test=4", "task.generation.max_new_tokens=8"]
 
 
-def run_and_read(make_cfg, tmp_path, *overrides):
+def run_and_read(make_cfg, tmp_path, *overrides, sweep=None):
     cfg = make_cfg(*TINY, *overrides)
-    record = run(cfg, tmp_path / "out", list(overrides))
+    record = run(cfg, tmp_path / "out", list(overrides), sweep)
     on_disk = json.loads((tmp_path / "out" / "run_record.json").read_text())
     assert on_disk == json.loads(json.dumps(record, default=str))
     assert read_records([cfg.store_dir]) == [on_disk]
@@ -135,7 +135,7 @@ def test_wandb_logger_records_config_metrics_and_efficiency_offline(make_cfg, tm
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_MODE", "offline")
     r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=roberta", "trainer.args.max_steps=2", "logger=wandb",
-                     "logger.group=sweep-a")
+                     sweep="sweep-a")  # logger.group=null: the sweep's runs share its id as their group
     assert r["status"] == "ok", r["error"]
     runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1

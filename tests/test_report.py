@@ -1,22 +1,27 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
 from lsgbench.record import read_records
-from lsgbench.report import attention_label, main, render
+from lsgbench.plots import pareto_front
+from lsgbench.references import cards_dir, published
+from lsgbench.report import attention_label, format_table, main, table
 
 
-def record(run_id, seed, accuracy, status="ok", block=64, error=None):
-    return {"schema": 1, "run_id": run_id, "status": status, "task": "synth_keys", "task_kind": "classification",
-            "model": "lsg_roberta", "attention": {"type": "lsg", "block_size": block, "sparse_block_size": 32,
-                                                  "sparsity_factor": 4, "sparsity_type": "pooling",
-                                                  "num_global_tokens": 1, "pool_with_global": True},
-            "max_length": 1024, "metrics": {"accuracy": accuracy} if status == "ok" else {},
-            "efficiency": {"train_tokens_per_s": 1000.0 * seed, "eval_tokens_per_s": 5000.0, "train_peak_mem_mb": 700.0}
-            if status == "ok" else {},
-            "provenance": {}, "config": {"seed": seed, "model": {"attention": {"block_size": block}}},
+def record(run_id, seed, accuracy, status="ok", block=64, error=None, factor=4, task="synth_keys",
+           model="lsg_roberta", length=1024, speed=1000.0):
+    attention = {"type": "lsg", "block_size": block, "sparse_block_size": 32, "sparsity_factor": factor,
+                 "sparsity_type": "pooling", "num_global_tokens": 1, "pool_with_global": True}
+    return {"schema": 1, "run_id": run_id, "status": status, "task": task, "task_kind": "classification",
+            "model": model, "attention": attention, "max_length": length,
+            "metrics": {"accuracy": accuracy} if status == "ok" else {},
+            "efficiency": {"train_tokens_per_s": speed * seed, "eval_tokens_per_s": 5000.0,
+                           "train_peak_mem_mb": 0.5 * length} if status == "ok" else {},
+            "provenance": {}, "config": {"seed": seed, "task": task, "model": {"attention": attention},
+                                         "max_length": length},
             "overrides": [f"seed={seed}"], "env": {}, "error": error}
 
 
@@ -30,8 +35,8 @@ def store(tmp_path):
 
 
 def test_seeds_are_grouped_with_mean_std_and_failures_stay_visible(store):
-    text = render(read_records([store]),
-                  ["task", "model", "attention"], "md")
+    header, cells, notes = table(read_records([store]), ["task", "model", "attention"])
+    text = format_table(header, cells, "md", notes)
     lines = text.splitlines()
     assert lines[0].startswith("| task | model | attention | accuracy ↑ |")
     assert "| lsg b=64 s=32 f=4 pooling g=1 | 90.00 ± 10.00 |" in lines[2]  # stdev of 80, 90, 100
@@ -40,11 +45,26 @@ def test_seeds_are_grouped_with_mean_std_and_failures_stay_visible(store):
     assert "out of memory" in text
 
 
-def test_csv_parses_back_to_the_same_numbers(store, tmp_path, capsys):
-    assert main([str(store), "--format", "md,csv", "--out", str(tmp_path / "out"), "--by", "model,attention"]) == 0
-    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "table.csv").read_text())))
-    assert len(rows) == 2 and rows[0]["accuracy ↑"] == "90.00 ± 10.00" and rows[1]["status"] == "oom"
-    assert (tmp_path / "out" / "table.md").read_text() in capsys.readouterr().out
+def _tex_rows(text):
+    body = text.split("\\midrule\n")[1].split("\\bottomrule")[0]
+    return [[c.strip().replace("$\\pm$", "±").replace("--", "—").replace("\\_", "_") for c in line[:-2].split(" & ")]
+            for line in body.strip().splitlines()]
+
+
+def _md_rows(text):
+    return [[c.strip() for c in line.strip("|").split(" | ")] for line in text.splitlines()[2:] if line.startswith("|")]
+
+
+def test_md_csv_and_tex_parse_back_to_the_same_numbers(store, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(store), "--format", "md,csv,tex", "--out", str(out), "--by", "model,attention"]) == 0
+    rows = list(csv.reader(io.StringIO((out / "table.csv").read_text())))
+    header, cells = rows[0], rows[1:]
+    assert header[:3] == ["model", "attention", "accuracy ↑"] and "max_length" in header
+    assert len(cells) == 2 and cells[0][2] == "90.00 ± 10.00" and cells[1][-1] == "oom"
+    assert _md_rows((out / "table.md").read_text()) == [[c.replace("|", "/") for c in row] for row in cells]
+    assert _tex_rows((out / "table.tex").read_text()) == cells
+    assert (out / "table.md").read_text() in capsys.readouterr().out
 
 
 def test_report_errors_are_clear(tmp_path, capsys):
@@ -52,6 +72,12 @@ def test_report_errors_are_clear(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "no run records or benchmark results" in capsys.readouterr().err
     assert main([str(tmp_path), "--by", "colour"]) == 2
+    (tmp_path / "a.json").write_text(json.dumps(record("a", 1, 50.0)))
+    assert main([str(tmp_path), "--format", "docx"]) == 2
+    assert main([str(tmp_path), "--metric", "bleu"]) == 2
+    err = capsys.readouterr().err
+    assert "--format ['docx'] unknown; choose from md, csv, tex" in err
+    assert "--metric ['bleu'] is not in the records; they have ['accuracy']" in err
 
 
 def test_attention_labels():
@@ -70,3 +96,52 @@ def test_benchmark_results_render_as_a_table(tmp_path, capsys):
     assert main([str(tmp_path), "--format", "csv"]) == 0
     table = list(csv.reader(io.StringIO(capsys.readouterr().out.strip())))
     assert table[1][-4:] == ["500.0", "32768", "120", "ok"] and table[2][-4:] == ["—", "—", "—", "oom"]
+
+
+def test_published_scores_sit_beside_the_runs_with_their_source(tmp_path, capsys):
+    runs = [record("a", 1, 88.0, task="imdb", model="roberta", length=512),
+            record("b", 1, 91.0, task="imdb", model="lsg_roberta", length=4096)]
+    for r in runs:
+        (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
+    assert main([str(tmp_path), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.strip())))
+    assert rows[0]["published accuracy"] == "95.3" and "Beltagy et al. 2020" in rows[0]["published source"]
+    assert rows[1]["published accuracy"] == "—" and rows[1]["published source"] == "—"
+
+
+def test_every_task_card_reference_names_a_model_and_a_metric_of_its_task():
+    from omegaconf import OmegaConf
+
+    from lsgbench.cli import config_dir
+
+    conf = Path(config_dir())
+    models = {p.stem for p in (conf / "model").glob("*.yaml")}
+    counted = 0
+    for card in sorted(cards_dir().glob("*/README.md")):
+        task = card.parent.name
+        metrics = set(OmegaConf.load(conf / "task" / f"{task}.yaml").metrics)
+        for (model, metric), ref in published(task).items():
+            assert model in models and metric in metrics, (task, model, metric)
+            assert float(ref.score.split(" ± ")[0]) > 0 and ref.source
+            counted += 1
+    assert counted == 27  # imdb 3, arxiv_classification 2, hyperpartisan 4, arxiv 9, pubmed 9 (rows marked — excluded)
+
+
+def test_pareto_front():
+    points = [(1.0, 90.0), (2.0, 95.0), (3.0, 80.0), (3.0, 70.0), (0.5, 99.0), (2.5, 60.0)]
+    assert pareto_front(points) == [4, 1, 2]
+
+
+def test_plots_are_written_for_grids_lengths_and_quality_vs_speed(tmp_path, capsys):
+    runs = [record(f"g{b}{f}", 1, 50.0 + b / 8 + f, block=b, factor=f) for b in (16, 32, 64) for f in (2, 4)]
+    runs += [record(f"l{n}", 1, 70.0, model="local_roberta", length=n, speed=9e4 / (n / 1024) ** 0.5)
+             for n in (1024, 2048, 4096)]
+    for r in runs:
+        (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
+    out = tmp_path / "out"
+    assert main([str(tmp_path), "--out", str(out)]) == 0
+    names = {p.name for p in out.glob("*.png")}
+    assert names == {"quality_speed_synth_keys.png", "lsg_grid_synth_keys.png", "length_scaling.png"}
+    for name in names:
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

@@ -1,0 +1,149 @@
+"""PNG plots for the report: what a sweep's runs support, each written only when it has data.
+
+- `lsg_grid_<task>.png`: the metric against LSG block size and against sparsity factor;
+- `length_scaling.png`: training tokens/s and peak memory against max_length, per model;
+- `quality_speed_<task>.png`: the metric against training tokens/s, Pareto front marked;
+- `bench_scaling.png`: benchmark tokens/s and peak memory against length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .report import attention_label, rows  # noqa: E402
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (higher is better on both), by x."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
+    front, best_y = [], float("-inf")
+    for i in order:
+        if points[i][1] > best_y:
+            front.append(i)
+            best_y = points[i][1]
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _ok(grouped: list[dict], metric: str | None = None) -> list[dict]:
+    return [r for r in grouped if r["seeds"] and (metric is None or r.get(metric)) and r.get("train_tokens_per_s")]
+
+
+def plot_records(records: list[dict], by: list[str], metrics: list[str] | None, out: Path) -> list[Path]:
+    names, grouped = rows(records, by, metrics)
+    metric = next((m for m in names if m != "gen_len"), None)
+    written = []
+    for task in dict.fromkeys(r["task"] for r in records):
+        mine = _ok([r for r in grouped if r["runs_of"][0]["task"] == task], metric)
+        if metric and len(mine) >= 2:
+            written.append(quality_speed(mine, metric, out / f"quality_speed_{task}.png", task))
+        lsg = [r for r in mine if r["runs_of"][0]["attention"].get("type") == "lsg"]
+        if metric and max(len({_knob(r, k) for r in lsg}) for k in ("block_size", "sparsity_factor")) >= 2:
+            written.append(lsg_grid(lsg, metric, out / f"lsg_grid_{task}.png", task))
+    series = _series(_ok(grouped), lambda r: r["runs_of"][0]["max_length"])
+    if any(len(points) >= 2 for points in series.values()):
+        written.append(length_scaling(series, out / "length_scaling.png"))
+    return written
+
+
+def _knob(row: dict, name: str):
+    return row["runs_of"][0]["attention"].get(name)
+
+
+def _name(row: dict) -> str:
+    first = row["runs_of"][0]
+    return f"{first['model']} {attention_label(first['attention'])} @{first['max_length']}"
+
+
+def quality_speed(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
+    points = [(r["train_tokens_per_s"][0], r[metric][0]) for r in grouped]
+    front = pareto_front(points)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(*zip(*points), color="tab:blue", zorder=2)
+    for (x, y), row in zip(points, grouped):
+        ax.annotate(_name(row), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="tab:red", zorder=1,
+            label="Pareto front")
+    ax.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=90, facecolors="none",
+               edgecolors="tab:red", zorder=3)
+    ax.set(xscale="log", xlabel="training tokens/s", ylabel=metric, title=f"{task}: quality vs speed")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def lsg_grid(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
+    """Two panels: the metric vs block size (a line per sparsity factor and type), and vs sparsity factor
+    (a line per block size and type); error bars are the std over seeds."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, x_knob, line_knob in ((axes[0], "block_size", "sparsity_factor"), (axes[1], "sparsity_factor", "block_size")):
+        lines: dict[tuple, list[dict]] = {}
+        for r in grouped:
+            lines.setdefault((_knob(r, line_knob), _knob(r, "sparsity_type")), []).append(r)
+        for (value, kind), members in sorted(lines.items(), key=lambda kv: (str(kv[0][1]), kv[0][0])):
+            members.sort(key=lambda r: _knob(r, x_knob))
+            ax.errorbar([_knob(r, x_knob) for r in members], [r[metric][0] for r in members],
+                        yerr=[r[metric][1] for r in members], marker="o", capsize=3,
+                        label=f"{line_knob.replace('_', ' ')}={value} {kind}")
+        ax.set(xlabel=x_knob.replace("_", " "), ylabel=metric)
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{task}: LSG knobs")
+    return _save(fig, path)
+
+
+def _series(items: list, length_of) -> dict[str, list]:
+    series: dict[str, list] = {}
+    for item in items:
+        first = item["runs_of"][0]
+        series.setdefault(f"{first['task']}: {first['model']} {attention_label(first['attention'])}", []).append(item)
+    return {name: sorted(points, key=length_of) for name, points in series.items()}
+
+
+def length_scaling(series: dict[str, list[dict]], path: Path) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, points in series.items():
+        if len(points) < 2:
+            continue
+        lengths = [p["runs_of"][0]["max_length"] for p in points]
+        for ax, field in zip(axes, ("train_tokens_per_s", "train_peak_mem_mb")):
+            if all(p.get(field) for p in points):
+                ax.plot(lengths, [p[field][0] for p in points], marker="o", label=name)
+    _length_axes(axes, "training tokens/s", "training peak memory (MB)")
+    return _save(fig, path)
+
+
+def _length_axes(axes, speed_label: str, memory_label: str) -> None:
+    for ax, label in zip(axes, (speed_label, memory_label)):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set(xlabel="sequence length (tokens)", ylabel=label)
+        ax.legend(fontsize=7)
+
+
+def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
+    series: dict[str, list[dict]] = {}
+    for r in bench_rows:
+        if r["status"] == "ok":
+            key = f"{r['model']} {r.get('attention', '')} {r['phase']} ({r['device']}, {r['dtype']})"
+            series.setdefault(key, []).append(r)
+    series = {k: sorted(v, key=lambda r: r["seq_len"]) for k, v in series.items() if len(v) >= 2}
+    if not series:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, points in series.items():
+        lengths = [p["seq_len"] for p in points]
+        axes[0].plot(lengths, [p["tokens_per_s"] for p in points], marker="o", label=name)
+        axes[1].plot(lengths, [p["peak_mem_mb"] for p in points], marker="o", label=name)
+    _length_axes(axes, "tokens/s", "peak memory (MB)")
+    return [_save(fig, out / "bench_scaling.png")]

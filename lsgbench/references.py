@@ -1,0 +1,62 @@
+"""Published reference scores, read from the task cards (`tasks/<task>/README.md`).
+
+A card's reference table sits under a heading that starts with "## Published reference scores":
+columns `model` (the paper's name for it), `lsgbench` (the lsgbench model it is the reference
+for, or `—`), one column per metric under lsgbench's metric name, and `source`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+HEADING = "## Published reference scores"
+NONE = ("—", "-", "")
+
+
+@dataclass(frozen=True)
+class Reference:
+    score: str   # as published, e.g. "95.2 ± 0.2"
+    paper_model: str
+    source: str
+
+
+def cards_dir() -> Path:
+    """tasks/ ships inside the wheel as lsgbench/tasks; a source checkout has it beside the package."""
+    packaged = Path(__file__).resolve().parent / "tasks"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "tasks"
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+@functools.cache
+def published(task: str) -> dict[tuple[str, str], Reference]:
+    """{(lsgbench model, metric): Reference} from the task's card; the first row wins; {} without a card."""
+    card = cards_dir() / task / "README.md"
+    if not card.is_file():
+        return {}
+    lines = card.read_text().splitlines()
+    refs: dict[tuple[str, str], Reference] = {}
+    for i, line in enumerate(lines):
+        if not line.startswith(HEADING):
+            continue
+        table = []
+        for x in lines[i + 1:]:
+            if not x.startswith("|"):
+                if table:
+                    break
+                continue
+            table.append(_cells(x))
+        header, body = table[0], table[2:]  # table[1] is the |---| rule
+        metrics = header[2:-1]
+        for row in body:
+            paper_model, model, scores, source = row[0], row[1], row[2:-1], row[-1]
+            if model in NONE:
+                continue
+            for metric, score in zip(metrics, scores):
+                if score not in NONE:
+                    refs.setdefault((model, metric), Reference(score, paper_model, source))
+    return refs

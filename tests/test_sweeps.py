@@ -1,0 +1,154 @@
+"""Sweeps as a user types them: Hydra multirun grids, resuming, failures, launchers, DDP."""
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from lsgbench.pipeline import run
+from lsgbench.record import read_records
+from lsgbench.report import main as report
+
+TINY_TASK = ["task=synth_keys", "task.synthetic.doc_words=80", "task.synthetic.n_train=16", "task.synthetic.n_test=8",
+             "model.init=random", "model.size=tiny", "trainer=cpu", "trainer.args.max_steps=2",
+             "trainer.args.per_device_train_batch_size=4"]
+GRID = ["model=lsg_roberta", "model.max_length=128", "model.attention.sparse_block_size=8",
+        "model.attention.block_size=16,32", "model.attention.sparsity_factor=2,4"]
+
+
+def lsgbench(tmp_path, *args, module="lsgbench", launcher=(sys.executable, "-m")):
+    env = {**os.environ, "LSGBENCH_STORE": str(tmp_path / "store"), "LSGBENCH_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([*launcher, module, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def test_a_2x2_grid_gives_4_records_a_4_row_table_and_reruns_skip(tmp_path, capsys):
+    first = lsgbench(tmp_path, "-m", *TINY_TASK, *GRID)
+    records = read_records([tmp_path / "store"])
+    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
+    knobs = {(r["attention"]["block_size"], r["attention"]["sparsity_factor"]) for r in records}
+    assert knobs == {(16, 2), (16, 4), (32, 2), (32, 4)}
+    assert len({r["sweep"] for r in records}) == 1 and records[0]["sweep"]  # one sweep: one wandb group
+    assert first.count(": ok") == 4
+
+    assert report([str(tmp_path / "store"), "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out.strip())))
+    assert len(table) == 4
+    by_label = {row["attention"]: row for row in table}
+    for r in records:
+        row = by_label[f"lsg b={r['attention']['block_size']} s=8 f={r['attention']['sparsity_factor']} norm g=1"]
+        assert row["accuracy ↑"] == f"{r['metrics']['accuracy']:.2f}"
+        assert row["train tok/s"] == f"{r['efficiency']['train_tokens_per_s']:.0f}"
+
+    again = lsgbench(tmp_path, "-m", *TINY_TASK, *GRID)
+    assert again.count("skipped: reused from the store") == 4
+    assert len(list((tmp_path / "store").iterdir())) == 4  # nothing new ran
+    sweeps = sorted((tmp_path / "multirun").iterdir())
+    assert len(sweeps) == 2  # two sweeps started close together still get their own dirs
+    reused = [json.loads(p.read_text()) for p in sweeps[1].glob("*/run_record.json")]
+    assert {r["run_id"] for r in reused} == {r["run_id"] for r in records}
+
+    forced = lsgbench(tmp_path, "-m", *TINY_TASK, *GRID[:-2], "model.attention.block_size=16",
+                      "model.attention.sparsity_factor=2", "force=true")
+    assert "skipped" not in forced and len(list((tmp_path / "store").iterdir())) == 5
+
+
+def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
+    out = lsgbench(tmp_path, "-m", *TINY_TASK, *GRID[:-2], "model.attention.block_size=16",
+                   "model.attention.sparsity_factor=2,3")
+    status = {r["attention"]["sparsity_factor"]: r for r in read_records([tmp_path / "store"])}
+    assert status[2]["status"] == "ok" and status[3]["status"] == "failed"
+    assert "block_size=16 must be divisible by sparsity_factor=3" in status[3]["error"]
+    assert "failed" in out
+
+
+def test_saved_grids_expand_and_the_command_line_wins(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lsgbench", "sweep=lsg_grid", "--cfg", "hydra", "--package",
+                          "hydra.sweeper"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    params = OmegaConf.create(out.stdout)["params"]
+    assert params["model.attention.sparsity_type"] == "pooling,stride,norm"
+    assert params["model.attention.block_size"] == "32,64,128"
+    # a knob given on the command line replaces the grid's values (here: one sparsity type, 2x1 points)
+    lsgbench(tmp_path, "-m", "sweep=lsg_grid", *TINY_TASK, "model.max_length=128", "model.attention.sparse_block_size=8",
+             "model.attention.block_size=16,32", "model.attention.sparsity_factor=4",
+             "model.attention.sparsity_type=pooling")
+    records = read_records([tmp_path / "store"])
+    assert {r["model"] for r in records} == {"lsg_roberta"}
+    assert sorted((r["attention"]["block_size"], r["attention"]["sparsity_type"]) for r in records) == \
+        [(16, "pooling"), (32, "pooling")]
+
+
+@pytest.mark.parametrize("sweep, models", [
+    ("attention_matrix", "roberta,longformer,bigbird,lsg_roberta,local_roberta,spade_roberta"),
+    ("length_scaling", "roberta,longformer,bigbird,lsg_roberta,local_roberta"),
+])
+def test_saved_grids_name_their_points(tmp_path, sweep, models):
+    out = subprocess.run([sys.executable, "-m", "lsgbench", f"sweep={sweep}", "--cfg", "hydra", "--package",
+                          "hydra.sweeper"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert OmegaConf.create(out.stdout)["params"]["model"] == models
+
+
+def test_length_scaling_holds_tokens_per_batch_and_fills_the_input(make_cfg):
+    cfg = make_cfg("sweep=length_scaling", "model=lsg_roberta", "model.max_length=4096")
+    assert cfg.trainer.args.per_device_train_batch_size == 4 and cfg.task.synthetic.doc_words == 4096
+    assert cfg.task.synthetic.n_train == 256 and cfg.model.max_positions == 4096 and cfg.model.init == "random"
+
+
+def test_local_launcher_runs_points_in_2_processes(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    lsgbench(tmp_path, "-m", "launcher=local", *TINY_TASK, "model=local_roberta", "model.max_length=128",
+             "model.attention.window=16,32")
+    records = read_records([tmp_path / "store"])
+    assert sorted(r["attention"]["window"] for r in records) == [16, 32] and {r["status"] for r in records} == {"ok"}
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    launcher = OmegaConf.load(sweep / "multirun.yaml").hydra.launcher
+    assert "JoblibLauncher" in launcher._target_ and launcher.n_jobs == 2
+
+
+def test_slurm_launcher_config_composes(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    out = subprocess.run([sys.executable, "-m", "lsgbench", "launcher=slurm", "--cfg", "hydra", "--package",
+                          "hydra.launcher"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    launcher = OmegaConf.create(out.stdout)
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1
+
+
+def test_ddp_with_gloo_on_2_cpu_processes(tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    assert torchrun, "torchrun comes with torch"
+    lsgbench(tmp_path, *TINY_TASK, "model=roberta", "trainer.args.max_steps=3", "hydra.run.dir=ddp",
+             launcher=(torchrun, "--nproc_per_node=2", "--master_port=29517", "-m"))
+    (record,) = read_records([tmp_path / "store"])  # rank 0 alone writes it
+    assert record["status"] == "ok" and record["efficiency"]["world_size"] == 2
+    assert record["efficiency"]["train_steps"] == 3 and record["metrics"]["accuracy"] >= 0
+
+
+def test_a_stored_ok_run_is_reused_unless_forced(make_cfg, tmp_path):
+    overrides = [*TINY_TASK, "model=roberta", "trainer.args.max_steps=1"]
+    first = run(make_cfg(*overrides), tmp_path / "a")
+    second = run(make_cfg(*overrides, "debug=true"), tmp_path / "b")  # debug changes nothing computed
+    assert second["reused"] and second["run_id"] == first["run_id"]
+    assert json.loads((tmp_path / "b" / "run_record.json").read_text())["run_id"] == first["run_id"]
+    assert run(make_cfg(*overrides, "seed=7"), tmp_path / "c")["run_id"] != first["run_id"]  # another config
+    forced = run(make_cfg(*overrides, "force=true"), tmp_path / "d")
+    assert "reused" not in forced and forced["run_id"] != first["run_id"]
+    assert len(read_records([tmp_path / "store"])) == 3
+
+
+def test_run_dirs_are_unique_even_in_the_same_second(make_cfg):
+    from hydra import compose, initialize_config_dir
+
+    from lsgbench.cli import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        dirs = [compose("config", return_hydra_config=True).hydra.run.dir for _ in range(2)]
+        sweeps = [compose("config", return_hydra_config=True).hydra.sweep.dir for _ in range(2)]
+    assert dirs[0] != dirs[1] and sweeps[0] != sweeps[1]
