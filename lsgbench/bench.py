@@ -95,7 +95,9 @@ def _model_steps(cfg, length: int, batch: int, device: torch.device):
 def _attention_steps(cfg, length: int, batch: int, device: torch.device, dtype):
     kind = cfg.model.attention.type
     _, hidden, heads, _ = SIZES[cfg.bench.size]
-    if kind == "full":
+    if kind == "full" and cfg.model.attention.get("implementation", "sdpa") == "eager":
+        fn = lambda q, k, v: (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1) @ v  # noqa: E731
+    elif kind == "full":
         fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
     elif kind in VARIANTS:  # the same kernel call the converted models make
         knobs = conversion_knobs(cfg.model.attention)

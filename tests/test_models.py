@@ -57,3 +57,15 @@ def test_collator_pads_labels_and_marks_the_first_token_global(make_cfg):
     assert batch["global_attention_mask"].tolist() == [[1, 0, 0, 0], [1, 0, 0, 0]]
     fixed = Collator(built.tokenizer, "classification", pad_to_length=6)
     assert fixed([{"input_ids": [0, 5, 2], "attention_mask": [1, 1, 1], "labels": 1}])["input_ids"].shape == (1, 6)
+
+
+def test_full_attention_eager_equals_sdpa(make_cfg):
+    common = ("model=roberta", "task=synth_keys", "model.init=random", "model.size=tiny")
+    sdpa = build(make_cfg, *common).model.eval()
+    eager = build(make_cfg, *common, "model.attention.implementation=eager").model.eval()
+    assert (sdpa.config._attn_implementation, eager.config._attn_implementation) == ("sdpa", "eager")
+    eager.load_state_dict(sdpa.state_dict())
+    ids, mask = torch.randint(5, 100, (2, 40)), torch.ones(2, 40, dtype=torch.long)
+    mask[1, 25:] = 0
+    torch.testing.assert_close(eager(input_ids=ids, attention_mask=mask).logits,
+                               sdpa(input_ids=ids, attention_mask=mask).logits, atol=1e-5, rtol=1e-5)

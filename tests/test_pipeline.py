@@ -31,7 +31,7 @@ def test_classification_run_record(make_cfg, tmp_path):
     r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=roberta", "trainer.args.max_steps=6")
     assert r["status"] == "ok" and r["error"] is None
     assert (r["task"], r["task_kind"], r["model"], r["attention"]) == ("synth_keys", "classification", "roberta",
-                                                                      {"type": "full"})
+                                                                      {"type": "full", "implementation": "sdpa"})
     assert r["provenance"]["n_train"] == 24 and r["provenance"]["n_eval"] == 8
     assert r["provenance"]["dataset"] == "synthetic:keys(seed=0)"
     assert r["provenance"]["model_init"] == "random:tiny" and r["provenance"]["seed"] == 42
@@ -94,6 +94,8 @@ def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
      "failed", "block_size=30 must be divisible by sparsity_factor=4"),
     (["model=longformer", *KEYS_SMALL, "model.attention.type=lsg"], "failed", "is not available for model"),
     (["model=roberta", *KEYS_SMALL, "model.attention.type=lsg"], "failed", "needs the knobs"),
+    (["model=roberta", *KEYS_SMALL, "model.attention.implementation=flash"], "failed",
+     "implementation='flash' is unknown; choose one of ['sdpa', 'eager']"),
     (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=big"], "failed", "must be an integer"),
     (["model=roberta", *KEYS_SMALL, "trainer.args.lr_scheduler_type=sideways"], "failed", "trainer.args"),
     (["model=local_roberta", *KEYS_SMALL, "model.attention.mode=diagonal"], "failed", "mode='diagonal' is unknown"),

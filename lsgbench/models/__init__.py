@@ -155,7 +155,7 @@ def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable)
         config.num_labels = len(task_cfg.label_names)
         config.id2label = dict(enumerate(task_cfg.label_names))
         config.label2id = {n: i for i, n in enumerate(task_cfg.label_names)}
-    return head_cls.from_pretrained(checkpoint, config=config, attn_implementation=family.attn_implementation,
+    return head_cls.from_pretrained(checkpoint, config=config, attn_implementation=_implementation(model_cfg, family),
                                     trust_remote_code=model_cfg.trust_remote_code, **load_args)
 
 
@@ -179,8 +179,22 @@ def _random(model_cfg, task_cfg, family, tokenizer, max_length):
     else:
         kwargs.update(decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=tokenizer.eos_token_id)
     config = family.config_class(**kwargs)
-    config._attn_implementation = family.attn_implementation
+    config._attn_implementation = _implementation(model_cfg, family)
     return family.heads()[task_cfg.kind](config)
+
+
+FULL_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+def _implementation(model_cfg, family) -> str:
+    """transformers' attention implementation: for full attention model.attention.implementation,
+    otherwise the family's own (converted variants replace the encoder's afterwards)."""
+    chosen = model_cfg.attention.get("implementation") if model_cfg.attention.type == "full" else None
+    if chosen is None:
+        return family.attn_implementation
+    if chosen not in FULL_IMPLEMENTATIONS:
+        raise ConfigError(f"model.attention.implementation={chosen!r} is unknown; choose one of {list(FULL_IMPLEMENTATIONS)}")
+    return chosen
 
 
 def _set_generation(model, tokenizer, task_cfg):
