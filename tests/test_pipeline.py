@@ -146,6 +146,18 @@ def test_wandb_logger_records_config_metrics_and_efficiency_offline(make_cfg, tm
         assert key in data, key
 
 
+def test_wandb_run_is_finished_when_the_run_fails(make_cfg, tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    wandb.teardown()  # wandb keeps its first WANDB_DIR per process; start afresh
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=lsg_roberta", "model.attention.block_size=30",
+                     "model.attention.sparsity_factor=4", "logger=wandb")
+    assert r["status"] == "failed" and wandb.run is None  # finished, not left open for the next run
+    (run,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    assert b"failed" in run.read_bytes() and r["run_id"].encode() in run.read_bytes()
+
+
 def test_default_config_resolves_with_no_overrides(monkeypatch):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
