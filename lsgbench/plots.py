@@ -1,6 +1,7 @@
 """PNG plots for the report: what a sweep's runs support, each written only when it has data.
 
-- `lsg_grid_<task>.png`: the metric against LSG block size and against sparsity factor;
+- `lsg_grid_<task>.png`: the metric against LSG block size and against sparsity factor, over the
+  largest set of LSG runs that differ only in attention knobs;
 - `length_scaling.png`: training tokens/s and peak memory against max_length, per model;
 - `quality_speed_<task>.png`: the metric against training tokens/s, Pareto front marked;
 - `bench_scaling.png`: benchmark tokens/s and peak memory against length.
@@ -15,7 +16,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .report import attention_label, rows  # noqa: E402
+from .record import config_hash  # noqa: E402
+from .report import HIDDEN_KNOBS, attention_label, rows  # noqa: E402
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -48,13 +50,26 @@ def plot_records(records: list[dict], by: list[str], metrics: list[str] | None, 
         mine = _ok([r for r in grouped if r["runs_of"][0]["task"] == task], metric)
         if metric and len(mine) >= 2:
             written.append(quality_speed(mine, metric, out / f"quality_speed_{task}.png", task))
-        lsg = [r for r in mine if r["runs_of"][0]["attention"].get("type") == "lsg"]
+        lsg = _grid([r for r in mine if r["runs_of"][0]["attention"].get("type") == "lsg"])
         if metric and max(len({_knob(r, k) for r in lsg}) for k in ("block_size", "sparsity_factor")) >= 2:
             written.append(lsg_grid(lsg, metric, out / f"lsg_grid_{task}.png", task))
     series = _series(_ok(grouped), lambda r: r["runs_of"][0]["max_length"])
     if any(len(points) >= 2 for points in series.values()):
         written.append(length_scaling(series, out / "length_scaling.png"))
     return written
+
+
+def _grid(grouped: list[dict]) -> list[dict]:
+    """The largest set of rows that differ only in attention knobs (same data, model, budget, ...)."""
+    def rest(row):
+        config = row["runs_of"][0].get("config") or {}
+        model = {k: v for k, v in (config.get("model") or {}).items() if k != "attention"}
+        return config_hash({**config, "model": model}, ignore=("seed",))
+
+    sets: dict[str, list[dict]] = {}
+    for row in grouped:
+        sets.setdefault(rest(row), []).append(row)
+    return max(sets.values(), key=len, default=[])
 
 
 def _knob(row: dict, name: str):
@@ -83,23 +98,32 @@ def quality_speed(grouped: list[dict], metric: str, path: Path, task: str) -> Pa
 
 
 def lsg_grid(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
-    """Two panels: the metric vs block size (a line per sparsity factor and type), and vs sparsity factor
-    (a line per block size and type); error bars are the std over seeds."""
+    """Two panels: the metric vs block size and vs sparsity factor, a line per setting of everything
+    else (model, length, the other knobs; the legend names what differs); error bars: std over seeds."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, x_knob, line_knob in ((axes[0], "block_size", "sparsity_factor"), (axes[1], "sparsity_factor", "block_size")):
+    for ax, x_knob in ((axes[0], "block_size"), (axes[1], "sparsity_factor")):
         lines: dict[tuple, list[dict]] = {}
         for r in grouped:
-            lines.setdefault((_knob(r, line_knob), _knob(r, "sparsity_type")), []).append(r)
-        for (value, kind), members in sorted(lines.items(), key=lambda kv: (str(kv[0][1]), kv[0][0])):
+            lines.setdefault(_setting(r, x_knob), []).append(r)
+        varying = [i for i in range(len(next(iter(lines)))) if len({key[i] for key in lines}) > 1]
+        for key, members in sorted(lines.items(), key=lambda kv: str(kv[0])):
             members.sort(key=lambda r: _knob(r, x_knob))
             ax.errorbar([_knob(r, x_knob) for r in members], [r[metric][0] for r in members],
                         yerr=[r[metric][1] for r in members], marker="o", capsize=3,
-                        label=f"{line_knob.replace('_', ' ')}={value} {kind}")
+                        label=" ".join(f"{key[i][0]}={key[i][1]}" for i in varying) or None)
         ax.set(xlabel=x_knob.replace("_", " "), ylabel=metric)
         ax.set_xscale("log", base=2)
-        ax.legend(fontsize=7)
+        if varying:
+            ax.legend(fontsize=7)
     fig.suptitle(f"{task}: LSG knobs")
     return _save(fig, path)
+
+
+def _setting(row: dict, x_knob: str) -> tuple:
+    """What identifies a line of the grid plot: all but the x-axis knob, as (name, value) pairs."""
+    first = row["runs_of"][0]
+    knobs = {k: v for k, v in first["attention"].items() if k not in HIDDEN_KNOBS and k != x_knob}
+    return (("model", first["model"]), ("max_length", first["max_length"]), *sorted(knobs.items()))
 
 
 def _series(items: list, length_of) -> dict[str, list]:

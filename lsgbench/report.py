@@ -71,10 +71,10 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 
 def rows(records: list[dict], by: list[str], metrics: list[str] | None = None) -> tuple[list[str], list[dict]]:
-    """(metric names, one row per configuration in first-seen order). Runs of one configuration
-    differ only by seed; each row keeps its runs under "runs_of" (for plots)."""
+    """(metric names, one row per configuration: by task, then in the order they first ran). Runs of
+    one configuration differ only by seed; each row keeps its runs under "runs_of" (for plots)."""
     groups: dict[tuple, list[dict]] = {}
-    for r in sorted(records, key=lambda r: r["run_id"]):
+    for r in sorted(records, key=lambda r: (r["task"], r["run_id"])):
         groups.setdefault((_label(r, by), config_hash(r.get("config") or {}, ignore=("seed",))), []).append(r)
     labels = [label for label, _ in groups]
     metrics = metrics or list(dict.fromkeys(m for r in records for m in r.get("metrics", {})))
