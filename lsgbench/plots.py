@@ -4,7 +4,7 @@
   largest set of LSG runs that differ only in attention knobs;
 - `length_scaling.png`: training tokens/s and peak memory against max_length, per model;
 - `quality_speed_<task>.png`: the metric against training tokens/s, Pareto front marked;
-- `bench_scaling.png`: benchmark tokens/s and peak memory against length.
+- `bench_<attention|model>_<size>_<dtype>.png`: benchmark tokens/s and peak memory against length.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, layout: bool = True) -> Path:
+    if layout:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -147,27 +148,37 @@ def length_scaling(series: dict[str, list[dict]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def _length_axes(axes, speed_label: str, memory_label: str) -> None:
+def _length_axes(axes, speed_label: str, memory_label: str, legend: bool = True) -> None:
     for ax, label in zip(axes, (speed_label, memory_label)):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set(xlabel="sequence length (tokens)", ylabel=label)
-        ax.legend(fontsize=7)
+        if legend:
+            ax.legend(fontsize=7)
 
 
 def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
-    series: dict[str, list[dict]] = {}
+    """One figure per kind of measurement (attention-only or whole model, size, dtype, device):
+    tokens/s and peak memory against length, a line per model, attention and phase."""
+    figures: dict[tuple, dict[str, list[dict]]] = {}
     for r in bench_rows:
         if r["status"] == "ok":
-            key = f"{r['model']} {r.get('attention', '')} {r['phase']} ({r['device']}, {r['dtype']})"
-            series.setdefault(key, []).append(r)
-    series = {k: sorted(v, key=lambda r: r["seq_len"]) for k, v in series.items() if len(v) >= 2}
-    if not series:
-        return []
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for name, points in series.items():
-        lengths = [p["seq_len"] for p in points]
-        axes[0].plot(lengths, [p["tokens_per_s"] for p in points], marker="o", label=name)
-        axes[1].plot(lengths, [p["peak_mem_mb"] for p in points], marker="o", label=name)
-    _length_axes(axes, "tokens/s", "peak memory (MB)")
-    return [_save(fig, out / "bench_scaling.png")]
+            kind = ("attention" if r["bench_mode"] == "attention" else "model", r["size"], r["dtype"], r["device"])
+            line = f"{r['model']} {r.get('attention', '')} {r['phase']}"
+            figures.setdefault(kind, {}).setdefault(line, []).append(r)
+    written = []
+    for (what, size, dtype, device), series in figures.items():
+        series = {k: sorted(v, key=lambda r: r["seq_len"]) for k, v in series.items() if len(v) >= 2}
+        if not series:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + 0.18 * len(series)))
+        for name, points in series.items():
+            lengths = [p["seq_len"] for p in points]
+            axes[0].plot(lengths, [p["tokens_per_s"] for p in points], marker="o", label=name)
+            axes[1].plot(lengths, [p["peak_mem_mb"] for p in points], marker="o")
+        _length_axes(axes, "tokens/s", "peak memory (MB)", legend=False)
+        fig.suptitle(f"{what} benchmark: {size}, {dtype}, {device}")
+        fig.legend(loc="lower center", ncol=2, fontsize=7)
+        fig.tight_layout(rect=(0, 0.04 * len(series) / 2 + 0.05, 1, 1))
+        written.append(_save(fig, out / f"bench_{what}_{size}_{dtype}.png", layout=False))
+    return written

@@ -86,16 +86,18 @@ def test_attention_labels():
     assert attention_label({"type": "full"}) == "full"
 
 
-def test_benchmark_results_render_as_a_table(tmp_path, capsys):
+def test_benchmark_results_render_as_a_table_and_plots(tmp_path, capsys):
     rows = [{"model": "lsg_roberta", "attention": "lsg b=128", "size": "tiny", "dtype": "fp32", "bench_mode": "both",
-             "seq_len": 1024, "batch": 16, "tokens": 16384, "phase": "train", "status": "ok", "step_s": 0.5,
-             "tokens_per_s": 32768.0, "peak_mem_mb": 120.4},
-            {"model": "roberta", "size": "tiny", "dtype": "fp32", "bench_mode": "both", "seq_len": 16384, "batch": 1,
-             "tokens": 16384, "phase": "train", "status": "oom", "error": "out of memory"}]
+             "seq_len": n, "batch": 16384 // n, "tokens": 16384, "phase": "train", "status": "ok", "step_s": 0.5,
+             "tokens_per_s": 32768.0, "peak_mem_mb": 120.4} for n in (1024, 4096)]
+    rows.append({"model": "roberta", "size": "tiny", "dtype": "fp32", "bench_mode": "both", "seq_len": 16384,
+                 "batch": 1, "tokens": 16384, "phase": "train", "status": "oom", "error": "out of memory"})
     (tmp_path / "b.json").write_text(json.dumps({"schema": 1, "kind": "bench", "device": "cpu", "rows": rows}))
-    assert main([str(tmp_path), "--format", "csv"]) == 0
-    table = list(csv.reader(io.StringIO(capsys.readouterr().out.strip())))
-    assert table[1][-4:] == ["500.0", "32768", "120", "ok"] and table[2][-4:] == ["—", "—", "—", "oom"]
+    assert main([str(tmp_path), "--format", "csv", "--out", str(tmp_path / "out")]) == 0
+    table = list(csv.reader(io.StringIO(capsys.readouterr().out.split("\n\n")[0].strip())))
+    assert table[1][-4:] == ["500.0", "32768", "120", "ok"] and table[3][-4:] == ["—", "—", "—", "oom"]
+    plot = (tmp_path / "out" / "bench_model_tiny_fp32.png").read_bytes()
+    assert plot[:4] == b"\x89PNG" and len(plot) > 10_000
 
 
 def test_published_scores_sit_beside_the_runs_with_their_source(tmp_path, capsys):
