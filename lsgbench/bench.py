@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
-from .cli import config_dir
+from .config import config_dir
 from .measure import cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
 from .models import SIZES, build_model
 from .models.conversion import VARIANTS, conversion_knobs

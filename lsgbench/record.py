@@ -51,13 +51,18 @@ def git_commit() -> str | None:
 
 
 def environment() -> dict:
-    import datasets
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
     import transformers
 
+    try:
+        datasets = version("datasets")
+    except PackageNotFoundError:  # the benchmark runs without it
+        datasets = None
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "datasets": datasets.__version__, "gpu": gpu, "git_commit": git_commit()}
+            "datasets": datasets, "gpu": gpu, "git_commit": git_commit()}
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:

@@ -7,7 +7,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import lsgbench.bench as bench
-from lsgbench.cli import config_dir
+from lsgbench.config import config_dir
 
 
 def bench_cfg(tmp_path, *overrides):
@@ -60,3 +60,11 @@ def test_bench_command_writes_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lsgbench.bench", "bench.size=huge", f"hydra.run.dir={tmp_path / 'r2'}"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "bench.size='huge' is unknown" in bad.stderr
+
+
+def test_the_benchmark_imports_no_training_stack():
+    # A GPU box may have torch, transformers and omegaconf (+ carried hydra wheels) and nothing else.
+    code = ("import sys, lsgbench.bench; print(sorted(m for m in ('datasets', 'wandb', 'rouge_score', 'evaluate', "
+            "'matplotlib', 'lsgbench.pipeline', 'lsgbench.data') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]

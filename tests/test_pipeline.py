@@ -162,7 +162,7 @@ def test_default_config_resolves_with_no_overrides(monkeypatch):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from lsgbench.cli import config_dir
+    from lsgbench.config import config_dir
 
     monkeypatch.delenv("LSGBENCH_CACHE", raising=False)
     monkeypatch.delenv("LSGBENCH_STORE", raising=False)

@@ -114,7 +114,7 @@ def test_published_scores_sit_beside_the_runs_with_their_source(tmp_path, capsys
 def test_every_task_card_reference_names_a_model_and_a_metric_of_its_task():
     from omegaconf import OmegaConf
 
-    from lsgbench.cli import config_dir
+    from lsgbench.config import config_dir
 
     conf = Path(config_dir())
     models = {p.stem for p in (conf / "model").glob("*.yaml")}

@@ -146,7 +146,7 @@ def test_a_stored_ok_run_is_reused_unless_forced(make_cfg, tmp_path):
 def test_run_dirs_are_unique_even_in_the_same_second(make_cfg):
     from hydra import compose, initialize_config_dir
 
-    from lsgbench.cli import config_dir
+    from lsgbench.config import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         dirs = [compose("config", return_hydra_config=True).hydra.run.dir for _ in range(2)]
