@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from .errors import ConfigError
 from .config import config_dir
 from .measure import cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
-from .models import SIZES, build_model
+from .models import SIZES, build_model, full_implementation
 from .models.conversion import VARIANTS, conversion_knobs
 from .record import environment, new_run_id, write_json_atomic
 from .report import attention_label
@@ -95,7 +95,7 @@ def _model_steps(cfg, length: int, batch: int, device: torch.device):
 def _attention_steps(cfg, length: int, batch: int, device: torch.device, dtype):
     kind = cfg.model.attention.type
     _, hidden, heads, _ = SIZES[cfg.bench.size]
-    if kind == "full" and cfg.model.attention.get("implementation", "sdpa") == "eager":
+    if kind == "full" and full_implementation(cfg.model.attention) == "eager":
         fn = lambda q, k, v: (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1) @ v  # noqa: E731
     elif kind == "full":
         fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)  # noqa: E731

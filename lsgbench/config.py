@@ -9,10 +9,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 
+def shipped_dir(name: str) -> Path:
+    """conf/ and tasks/ ship inside the wheel as lsgbench/<name>; a source checkout has them beside the package."""
+    packaged = Path(__file__).resolve().parent / name
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / name
+
+
 def config_dir() -> str:
-    """conf/ ships inside the wheel as lsgbench/conf; a source checkout has it beside the package."""
-    packaged = Path(__file__).resolve().parent / "conf"
-    return str(packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "conf")
+    return str(shipped_dir("conf"))
 
 
 def register_resolvers() -> None:

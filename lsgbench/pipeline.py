@@ -4,9 +4,10 @@
 run record (status ok | failed | oom, with the error) to `output_dir/run_record.json` and to the
 results store `cfg.store_dir/<run_id>.json`, and returns it.
 
-A configuration the store already holds an ok record of is not run again (`force=true` reruns it):
+A configuration the store already holds an ok record of, made on the same device and number of
+processes, is not run again (`force=true` reruns it; changes to lsgbench's code are not detected):
 the stored record is copied to `output_dir` and returned with `"reused": true`. Under torchrun
-(DDP) every rank trains; rank 0 alone evaluates and writes the record.
+(DDP) every rank trains; rank 0 alone evaluates and writes the record, also of a failed run.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+
 def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: str | None = None) -> dict:
     """`sweep`: the id of the multirun this run belongs to (the wandb group of its runs)."""
     output_dir = Path(output_dir)
@@ -61,7 +66,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     try:
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
         record["attention"] = record["config"]["model"]["attention"]
-        done = None if cfg.force else rec.find_done(cfg.store_dir, record["config"])
+        done = None if cfg.force else rec.find_done(cfg.store_dir, record["config"], device_name(cfg), world_size())
         if done:
             log.info("skipped: the store %s holds ok run %s of this configuration (force=true reruns it)",
                      cfg.store_dir, done["run_id"])
@@ -83,6 +88,9 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     except Exception as err:  # a bug or a library error: keep the run's record, say what broke
         record["error"] = f"{type(err).__name__}: {err}"
         log.error("run failed:\n%s", traceback.format_exc())
+    if rank() != 0:  # rank 0 fails too (its collectives break) and records it
+        log.error("rank %d: %s", rank(), record["error"])
+        return record
     rec.write_json_atomic(output_dir / "run_record.json", record)
     rec.write_json_atomic(Path(cfg.store_dir) / f"{record['run_id']}.json", record)
     try:
@@ -90,6 +98,11 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     except Exception as err:  # the record is safe on disk; a tracker failure must not hide it
         log.error("tracker failed to finish: %s", err)
     return record
+
+
+def device_name(cfg) -> str:
+    device = resolve_device(cfg.trainer)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _seed_everything(seed: int) -> None:
@@ -123,7 +136,7 @@ def _execute(cfg, record: dict, output_dir: Path) -> bool:
     eval_ds = tokenize(data.eval, *tokenize_args)
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
-    efficiency["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    efficiency["device"] = device_name(cfg)
     efficiency.update(train(built, train_ds, cfg, str(output_dir / "checkpoints"), device))
     if rank() != 0:
         return False

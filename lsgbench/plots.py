@@ -2,13 +2,15 @@
 
 - `lsg_grid_<task>.png`: the metric against LSG block size and against sparsity factor, over the
   largest set of LSG runs that differ only in attention knobs;
-- `length_scaling.png`: training tokens/s and peak memory against max_length, per model;
+- `length_scaling.png`: training tokens/s and peak memory against max_length, a line per model and
+  attention within one sweep;
 - `quality_speed_<task>.png`: the metric against training tokens/s, Pareto front marked;
-- `bench_<attention|model>_<size>_<dtype>.png`: benchmark tokens/s and peak memory against length.
+- `bench_<attention|model>_<size>_<dtype>_<device>.png`: benchmark tokens/s and peak memory against length.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -31,9 +33,17 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def _save(fig, path: Path, layout: bool = True) -> Path:
-    if layout:
-        fig.tight_layout()
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _legend_below(fig, lines: int, path: Path) -> Path:
+    """One legend for both panels, below them (in two columns), then save."""
+    fig.legend(loc="lower center", ncol=2, fontsize=7)
+    fig.tight_layout(rect=(0, min(0.02 * lines + 0.05, 0.6), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -44,17 +54,19 @@ def _ok(grouped: list[dict], metric: str | None = None) -> list[dict]:
 
 
 def plot_records(records: list[dict], by: list[str], metrics: list[str] | None, out: Path) -> list[Path]:
+    """Per task, the quality axis is its first metric (of `metrics` if given) other than gen_len."""
     names, grouped = rows(records, by, metrics)
-    metric = next((m for m in names if m != "gen_len"), None)
     written = []
     for task in dict.fromkeys(r["task"] for r in records):
+        recorded = {m for r in records if r["task"] == task for m in r["metrics"]}
+        metric = next((m for m in names if m != "gen_len" and m in recorded), None)
         mine = _ok([r for r in grouped if r["runs_of"][0]["task"] == task], metric)
         if metric and len(mine) >= 2:
             written.append(quality_speed(mine, metric, out / f"quality_speed_{task}.png", task))
         lsg = _grid([r for r in mine if r["runs_of"][0]["attention"].get("type") == "lsg"])
         if metric and max(len({_knob(r, k) for r in lsg}) for k in ("block_size", "sparsity_factor")) >= 2:
             written.append(lsg_grid(lsg, metric, out / f"lsg_grid_{task}.png", task))
-    series = _series(_ok(grouped), lambda r: r["runs_of"][0]["max_length"])
+    series = _sweep_series(_ok(grouped))
     if any(len(points) >= 2 for points in series.values()):
         written.append(length_scaling(series, out / "length_scaling.png"))
     return written
@@ -127,32 +139,39 @@ def _setting(row: dict, x_knob: str) -> tuple:
     return (("model", first["model"]), ("max_length", first["max_length"]), *sorted(knobs.items()))
 
 
-def _series(items: list, length_of) -> dict[str, list]:
-    series: dict[str, list] = {}
-    for item in items:
-        first = item["runs_of"][0]
-        series.setdefault(f"{first['task']}: {first['model']} {attention_label(first['attention'])}", []).append(item)
-    return {name: sorted(points, key=length_of) for name, points in series.items()}
+def _sweep_series(grouped: list[dict]) -> dict[tuple, list[dict]]:
+    """Lines of the length plot, keyed (task, sweep, model and attention): the runs of one sweep with
+    the same model and attention (runs outside a sweep, or of different sweeps, may differ in anything)."""
+    series: dict[tuple, list[dict]] = {}
+    for row in grouped:
+        first = row["runs_of"][0]
+        if first.get("sweep"):
+            key = (first["task"], first["sweep"], f"{first['model']} {attention_label(first['attention'])}")
+            series.setdefault(key, []).append(row)
+    return {key: sorted(points, key=lambda r: r["runs_of"][0]["max_length"]) for key, points in series.items()}
 
 
-def length_scaling(series: dict[str, list[dict]], path: Path) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, points in series.items():
-        if len(points) < 2:
-            continue
+def length_scaling(series: dict[tuple, list[dict]], path: Path) -> Path:
+    series = {key: points for key, points in series.items() if len(points) >= 2}
+    shared = [len({key[i] for key in series}) == 1 for i in range(2)] + [False]  # lines name the task and sweep if they differ
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5 + 0.18 * len(series)))
+    for key, points in series.items():
         lengths = [p["runs_of"][0]["max_length"] for p in points]
+        name = " ".join(part for part, same in zip(key, shared) if not same)
         for ax, field in zip(axes, ("train_tokens_per_s", "train_peak_mem_mb")):
             if all(p.get(field) for p in points):
-                ax.plot(lengths, [p[field][0] for p in points], marker="o", label=name)
-    _length_axes(axes, "training tokens/s", "training peak memory (MB)")
-    return _save(fig, path)
+                ax.plot(lengths, [p[field][0] for p in points], marker="o", label=name if ax is axes[0] else None)
+    _length_axes(axes, "training tokens/s", "training peak memory (MB)", legend=False, xlabel="max_length (tokens)")
+    fig.suptitle(" ".join(part for part, same in zip(next(iter(series)), shared) if same))
+    return _legend_below(fig, len(series), path)
 
 
-def _length_axes(axes, speed_label: str, memory_label: str, legend: bool = True) -> None:
+def _length_axes(axes, speed_label: str, memory_label: str, legend: bool = True,
+                 xlabel: str = "sequence length (tokens)") -> None:
     for ax, label in zip(axes, (speed_label, memory_label)):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set(xlabel="sequence length (tokens)", ylabel=label)
+        ax.set(xlabel=xlabel, ylabel=label)
         if legend:
             ax.legend(fontsize=7)
 
@@ -178,7 +197,6 @@ def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
             axes[1].plot(lengths, [p["peak_mem_mb"] for p in points], marker="o")
         _length_axes(axes, "tokens/s", "peak memory (MB)", legend=False)
         fig.suptitle(f"{what} benchmark: {size}, {dtype}, {device}")
-        fig.legend(loc="lower center", ncol=2, fontsize=7)
-        fig.tight_layout(rect=(0, 0.04 * len(series) / 2 + 0.05, 1, 1))
-        written.append(_save(fig, out / f"bench_{what}_{size}_{dtype}.png", layout=False))
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
+        written.append(_legend_below(fig, len(series), out / f"bench_{what}_{size}_{dtype}_{slug}.png"))
     return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -13,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 SCHEMA = 1
+log = logging.getLogger(__name__)
 REQUIRED_KEYS = ("schema", "run_id", "status", "task", "task_kind", "model", "attention", "max_length", "metrics",
                  "efficiency", "provenance", "config", "overrides", "env", "error")
 
@@ -90,17 +92,24 @@ def read_records(paths) -> list[dict]:
     for p in map(Path, paths):
         files = sorted(p.rglob("*.json")) if p.is_dir() else [p]
         for f in files:
-            with open(f) as fh:
-                data = json.load(fh)
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                log.warning("skipping %s: not a readable JSON file (%s)", f, err)
+                continue
             if isinstance(data, dict) and data.get("schema") == SCHEMA and "run_id" in data:
                 records.setdefault(data["run_id"], data)
     return list(records.values())
 
 
-def find_done(store_dir: str | Path, config: dict) -> dict | None:
-    """The newest ok record in the store with the same config fingerprint, if any."""
+def find_done(store_dir: str | Path, config: dict, device: str, world_size: int) -> dict | None:
+    """The newest ok record in the store with the same config fingerprint, made on the same device
+    with as many processes, if any."""
     if not Path(store_dir).is_dir():
         return None
     wanted = config_hash(config)
-    done = [r for r in read_records([store_dir]) if r["status"] == "ok" and config_hash(r.get("config") or {}) == wanted]
+    done = [r for r in read_records([store_dir])
+            if r.get("status") == "ok" and config_hash(r.get("config") or {}) == wanted
+            and r.get("efficiency", {}).get("device") == device
+            and r.get("efficiency", {}).get("world_size", 1) == world_size]
     return max(done, key=lambda r: r["run_id"], default=None)

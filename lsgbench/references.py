@@ -11,6 +11,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import shipped_dir
+
 HEADING = "## Published reference scores"
 NONE = ("—", "-", "")
 
@@ -23,9 +25,7 @@ class Reference:
 
 
 def cards_dir() -> Path:
-    """tasks/ ships inside the wheel as lsgbench/tasks; a source checkout has it beside the package."""
-    packaged = Path(__file__).resolve().parent / "tasks"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "tasks"
+    return shipped_dir("tasks")
 
 
 def _cells(line: str) -> list[str]:
@@ -45,12 +45,13 @@ def published(task: str) -> dict[tuple[str, str], Reference]:
             continue
         table = []
         for x in lines[i + 1:]:
-            if not x.startswith("|"):
-                if table:
-                    break
-                continue
-            table.append(_cells(x))
-        header, body = table[0], table[2:]  # table[1] is the |---| rule
+            if x.startswith("#") or (table and not x.startswith("|")):  # the section or the table ends
+                break
+            if x.startswith("|"):
+                table.append(_cells(x))
+        if len(table) < 3:  # no rows under the header and its |---| rule
+            continue
+        header, body = table[0], table[2:]
         metrics = header[2:-1]
         for row in body:
             paper_model, model, scores, source = row[0], row[1], row[2:-1], row[-1]

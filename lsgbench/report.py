@@ -6,7 +6,7 @@
 Reads every run record (schema 1) under PATHS (default: results/runs), groups runs that differ
 only by seed, and prints one row per configuration: the task metrics as mean ± std over seeds with
 the number of seeds, the published score of that task and model from the task cards (with its
-source) where one exists, training and evaluation tokens/s, peak training memory, max length and
+source) where one exists and the run fine-tunes a pretrained checkpoint, training and evaluation tokens/s, peak training memory, max length and
 the run status. Failed and out-of-memory runs are rows too, never dropped. With --out, the tables
 are written there as table.<format>, and the plots that the runs support as PNG files: metric
 against LSG block size and sparsity factor, tokens/s and peak memory against length, and
@@ -47,7 +47,7 @@ def attention_label(attention: dict) -> str:
     unused = {"sliding": "block_size", "disjoint": "window"}.get(attention.get("mode"))  # local / spade
     parts = [kind]
     for key, value in attention.items():
-        if key in HIDDEN_KNOBS or key == unused:
+        if key in HIDDEN_KNOBS or key == unused or (key, value) == ("implementation", "sdpa"):  # sdpa: the default
             continue
         if key == "runs_full_attention":
             parts.append("(full-attention fallback)")
@@ -62,8 +62,19 @@ def _label(record: dict, by: list[str]) -> tuple:
     return tuple(values[b] for b in by)
 
 
-def _overrides(record: dict) -> str:
-    return " ".join(o for o in record.get("overrides", []) if not o.startswith(("seed=", "store_dir=", "cache_dir=")))
+def _overrides(record: dict) -> set[str]:
+    return {o for o in record.get("overrides", []) if not o.startswith(("seed=", "store_dir=", "cache_dir=", "hydra."))}
+
+
+def _difference(runs: list[dict], others: list[list[dict]], width: int = 90) -> str:
+    """The overrides of `runs` that the other configurations with the same label lack (shortened)."""
+    own = _overrides(runs[0])
+    text = " ".join(sorted(own - set.intersection(*(_overrides(o[0]) for o in others)))) or "other defaults"
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _seed(record: dict):
+    return (record.get("config") or {}).get("seed", record["provenance"].get("seed"))
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -72,18 +83,23 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 def rows(records: list[dict], by: list[str], metrics: list[str] | None = None) -> tuple[list[str], list[dict]]:
     """(metric names, one row per configuration: by task, then in the order they first ran). Runs of
-    one configuration differ only by seed; each row keeps its runs under "runs_of" (for plots)."""
+    one configuration differ only by seed (of two runs of one seed, the later counts); each row keeps
+    its runs under "runs_of" (for plots)."""
     groups: dict[tuple, list[dict]] = {}
     for r in sorted(records, key=lambda r: (r["task"], r["run_id"])):
         groups.setdefault((_label(r, by), config_hash(r.get("config") or {}, ignore=("seed",))), []).append(r)
-    labels = [label for label, _ in groups]
+    same_label: dict[tuple, list[list[dict]]] = {}
+    for (label, _), runs in groups.items():
+        same_label.setdefault(label, []).append(runs)
     metrics = metrics or list(dict.fromkeys(m for r in records for m in r.get("metrics", {})))
     out = []
-    for (label, _), runs in groups.items():
+    for (label, _), group in groups.items():
+        runs = list({_seed(r): r for r in group}.values())  # a rerun of a seed (force=true) supersedes it
         ok = [r for r in runs if r["status"] == "ok"]
         row = dict(zip(by, label))
-        if labels.count(label) > 1:  # same columns, different configuration: say how they differ
-            row[by[-1]] = f"{row[by[-1]]} ({_overrides(runs[0])})"
+        if len(same_label[label]) > 1:  # same columns, different configuration: say how they differ
+            others = [o for o in same_label[label] if o is not group]
+            row[by[-1]] = f"{row[by[-1]]} ({_difference(group, others)})"
         row["runs_of"] = runs
         row["seeds"] = len(ok)
         row["runs"] = f"{len(ok)}/{len(runs)}"
@@ -109,8 +125,11 @@ def _cell(value, digits=2, seeds=1) -> str:
 
 
 def _published(row: dict, metrics: list[str]) -> tuple[dict[str, str], str]:
-    """The row's published scores by metric, and their sources as one cell."""
+    """The row's published scores by metric, and their sources as one cell; only beside runs that
+    fine-tune a pretrained checkpoint (a random-init model reproduces no paper)."""
     first = row["runs_of"][0]
+    if not str(first["provenance"].get("model_init") or "").startswith("pretrained"):
+        return {}, ""
     refs = published(first["task"])
     found = {m: refs[(first["model"], m)] for m in metrics if (first["model"], m) in refs}
     sources = dict.fromkeys(f"{ref.paper_model}: {ref.source}" for ref in found.values())
@@ -132,7 +151,7 @@ def table(records: list[dict], by: list[str], metrics: list[str] | None = None) 
                      [_cell(row[f], d, row["seeds"]) for f, _, d in EFFICIENCY] +
                      ([] if "max_length" in by else [str(row["runs_of"][0]["max_length"])]) +
                      [row["runs"], row["status"]])
-    notes = [f"{' / '.join(str(r[b]) for b in by)}: {r['status']}: {r['error']}" for r in grouped
+    notes = [f"{' / '.join(str(r[b]) for b in by)}: {r['status']}: {' '.join(r['error'].split())}" for r in grouped
              if r["status"] != "ok" and r["error"]]
     return header, cells, notes
 
@@ -211,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="*", default=["results/runs"], help="run records or folders of them")
     p.add_argument("--by", default="task,model,attention,max_length", help=f"columns that define a row, of {BY_CHOICES}")
     p.add_argument("--metric", default=None, help="metrics to show, e.g. accuracy,f1_macro (default: all recorded); "
-                                                  "the first is the quality axis of the plots")
+                                                  "the first other than gen_len is the quality axis of the plots")
     p.add_argument("--format", default="md", help=f"one or more of {FORMATS}, e.g. md,csv,tex")
     p.add_argument("--out", default=None, help="write table.<format> files and plots here as well as printing")
     args = p.parse_args(argv)

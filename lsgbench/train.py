@@ -140,6 +140,7 @@ def efficiency_of(token_log, step_ends, phase: Phase, final_loss: float) -> dict
         tokens = [(t, p) for _, t, p in token_log]
     real, padded = sum(t for t, _ in tokens), sum(p for _, p in tokens)
     return {
+        "train_tokens": real,  # non-padding tokens of the timed steps, all ranks
         "train_tokens_per_s": real / seconds if seconds > 0 else math.nan,
         "train_padded_tokens_per_s": padded / seconds if seconds > 0 else math.nan,
         "train_step_s": seconds / max(steps - 1, 1) if steps >= 2 else phase.seconds,

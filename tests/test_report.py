@@ -12,16 +12,16 @@ from lsgbench.report import attention_label, format_table, main, table
 
 
 def record(run_id, seed, accuracy, status="ok", block=64, error=None, factor=4, task="synth_keys",
-           model="lsg_roberta", length=1024, speed=1000.0):
+           model="lsg_roberta", length=1024, speed=1000.0, sweep=None, init="random:tiny", metric="accuracy"):
     attention = {"type": "lsg", "block_size": block, "sparse_block_size": 32, "sparsity_factor": factor,
                  "sparsity_type": "pooling", "num_global_tokens": 1, "pool_with_global": True}
     return {"schema": 1, "run_id": run_id, "status": status, "task": task, "task_kind": "classification",
             "model": model, "attention": attention, "max_length": length,
-            "metrics": {"accuracy": accuracy} if status == "ok" else {},
+            "metrics": {metric: accuracy} if status == "ok" else {},
             "efficiency": {"train_tokens_per_s": speed * seed, "eval_tokens_per_s": 5000.0,
                            "train_peak_mem_mb": 0.5 * length} if status == "ok" else {},
-            "provenance": {}, "config": {"seed": seed, "task": task, "model": {"attention": attention},
-                                         "max_length": length},
+            "provenance": {"model_init": init}, "sweep": sweep,
+            "config": {"seed": seed, "task": task, "model": {"attention": attention}, "max_length": length},
             "overrides": [f"seed={seed}"], "env": {}, "error": error}
 
 
@@ -84,6 +84,19 @@ def test_attention_labels():
     assert attention_label({"type": "local", "mode": "disjoint", "window": 512, "block_size": 128,
                             "num_global_tokens": 0}) == "local disjoint b=128 g=0"
     assert attention_label({"type": "full"}) == "full"
+    assert attention_label({"type": "full", "implementation": "sdpa"}) == "full"  # the default is not named
+    assert attention_label({"type": "full", "implementation": "eager"}) == "full eager"
+
+
+def test_a_rerun_of_a_seed_replaces_the_earlier_run(tmp_path, capsys):
+    runs = [record("a", 1, 0, status="failed", error="killed\nby the scheduler"), record("b", 1, 70.0),
+            record("c", 2, 0, status="oom", error="out of memory")]
+    for r in runs:
+        (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
+    assert main([str(tmp_path), "--format", "tex"]) == 0
+    text = capsys.readouterr().out
+    assert "& 70.00 & " in text and "& 1/2 & oom" in text  # seed 1's rerun counts, seed 2's OOM stays
+    assert "killed" not in text and text.strip().splitlines()[-1].startswith("% ")  # notes stay comments
 
 
 def test_benchmark_results_render_as_a_table_and_plots(tmp_path, capsys):
@@ -96,19 +109,21 @@ def test_benchmark_results_render_as_a_table_and_plots(tmp_path, capsys):
     assert main([str(tmp_path), "--format", "csv", "--out", str(tmp_path / "out")]) == 0
     table = list(csv.reader(io.StringIO(capsys.readouterr().out.split("\n\n")[0].strip())))
     assert table[1][-4:] == ["500.0", "32768", "120", "ok"] and table[3][-4:] == ["—", "—", "—", "oom"]
-    plot = (tmp_path / "out" / "bench_model_tiny_fp32.png").read_bytes()
+    plot = (tmp_path / "out" / "bench_model_tiny_fp32_cpu.png").read_bytes()
     assert plot[:4] == b"\x89PNG" and len(plot) > 10_000
 
 
 def test_published_scores_sit_beside_the_runs_with_their_source(tmp_path, capsys):
-    runs = [record("a", 1, 88.0, task="imdb", model="roberta", length=512),
-            record("b", 1, 91.0, task="imdb", model="lsg_roberta", length=4096)]
+    runs = [record("a", 1, 88.0, task="imdb", model="roberta", length=512, init="pretrained:FacebookAI/roberta-base"),
+            record("b", 1, 91.0, task="imdb", model="lsg_roberta", length=4096, init="pretrained:FacebookAI/roberta-base"),
+            record("c", 1, 61.0, task="imdb", model="roberta", length=512, factor=2)]  # random init: no reference
     for r in runs:
         (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
     assert main([str(tmp_path), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.strip())))
     assert rows[0]["published accuracy"] == "95.3" and "Beltagy et al. 2020" in rows[0]["published source"]
     assert rows[1]["published accuracy"] == "—" and rows[1]["published source"] == "—"
+    assert rows[2]["published accuracy"] == "—"
 
 
 def test_every_task_card_reference_names_a_model_and_a_metric_of_its_task():
@@ -136,14 +151,43 @@ def test_pareto_front():
 
 def test_plots_are_written_for_grids_lengths_and_quality_vs_speed(tmp_path, capsys):
     runs = [record(f"g{b}{f}", 1, 50.0 + b / 8 + f, block=b, factor=f) for b in (16, 32, 64) for f in (2, 4)]
-    runs += [record(f"l{n}", 1, 70.0, model="local_roberta", length=n, speed=9e4 / (n / 1024) ** 0.5)
+    runs += [record(f"l{n}", 1, 70.0, model="local_roberta", length=n, speed=9e4 / (n / 1024) ** 0.5, sweep="s1")
              for n in (1024, 2048, 4096)]
+    runs += [record("p1", 1, 30.0, task="pubmed", model="lsg_bart", metric="rouge1"),
+             record("p2", 1, 35.0, task="pubmed", model="lsg_bart", block=128, metric="rouge1")]
     for r in runs:
         (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
     out = tmp_path / "out"
     assert main([str(tmp_path), "--out", str(out)]) == 0
     names = {p.name for p in out.glob("*.png")}
-    assert names == {"quality_speed_synth_keys.png", "lsg_grid_synth_keys.png", "length_scaling.png"}
+    assert names == {"quality_speed_synth_keys.png", "lsg_grid_synth_keys.png", "length_scaling.png",
+                     "quality_speed_pubmed.png", "lsg_grid_pubmed.png"}  # each task on its own metric
     for name in names:
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_grid_and_length_lines_join_only_comparable_runs():
+    from lsgbench.plots import _grid, _sweep_series
+    from lsgbench.report import rows
+
+    grid = [record(f"g{b}", 1, 50.0, block=b) for b in (16, 32, 64)]
+    other = record("x", 1, 90.0, block=16)
+    other["config"]["trainer"] = {"epochs": 4}  # another budget: not part of the grid
+    lengths = [record(f"l{n}", 1, 70.0, model="local_roberta", length=n, sweep="s1") for n in (1024, 2048)]
+    lengths.append(record("l9", 1, 70.0, model="local_roberta", length=4096))  # outside the sweep
+    _, grouped = rows(grid + [other] + lengths, ["model", "attention", "max_length"])
+    lsg = [r for r in grouped if r["runs_of"][0]["model"] == "lsg_roberta"]
+    assert sorted(r["runs_of"][0]["run_id"] for r in _grid(lsg)) == ["g16", "g32", "g64"]
+    series = _sweep_series(grouped)
+    assert [[r["runs_of"][0]["run_id"] for r in line] for line in series.values()] == [["l1024", "l2048"]]
+
+
+def test_rows_with_the_same_label_say_how_their_configurations_differ(tmp_path):
+    a, b = record("a", 1, 60.0), record("b", 1, 80.0)
+    for r, extra in ((a, []), (b, ["trainer.args.learning_rate=1e-3"])):
+        r["overrides"] = ["task=synth_keys", "model.size=tiny", *extra, "seed=1"]
+        r["config"]["trainer"] = {"lr": extra}
+    _, cells, _ = table([a, b], ["model", "attention"])
+    assert [row[1] for row in cells] == ["lsg b=64 s=32 f=4 pooling g=1 (other defaults)",
+                                         "lsg b=64 s=32 f=4 pooling g=1 (trainer.args.learning_rate=1e-3)"]

@@ -121,19 +121,47 @@ def test_slurm_launcher_config_composes(tmp_path):
     assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1
 
 
+def torchrun(port: int):
+    path = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    assert path, "torchrun comes with torch"
+    return (path, "--nproc_per_node=2", f"--master_port={port}", "-m")
+
+
 def test_ddp_with_gloo_on_2_cpu_processes(tmp_path):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
-    assert torchrun, "torchrun comes with torch"
     lsgbench(tmp_path, *TINY_TASK, "model=roberta", "trainer.args.max_steps=3", "hydra.run.dir=ddp",
-             launcher=(torchrun, "--nproc_per_node=2", "--master_port=29517", "-m"))
+             launcher=torchrun(29517))
     (record,) = read_records([tmp_path / "store"])  # rank 0 alone writes it
-    assert record["status"] == "ok" and record["efficiency"]["world_size"] == 2
-    assert record["efficiency"]["train_steps"] == 3 and record["metrics"]["accuracy"] >= 0
+    eff = record["efficiency"]
+    assert record["status"] == "ok" and eff["world_size"] == 2 and eff["train_steps"] == 3
+    assert record["metrics"]["accuracy"] >= 0
+    # The timed steps (2 and 3) took 4 documents on each rank: 16 documents, whose lengths bound
+    # the count; one rank's 8 could not reach the lower bound.
+    from transformers import PreTrainedTokenizerFast
+
+    from lsgbench.synthetic import keys_rows
+
+    (tokenizer_dir,) = (tmp_path / "cache" / "tokenizers").iterdir()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
+    docs = keys_rows("train", 16, label_names=["amber", "cobalt"], doc_words=80, num_keys=3, num_distractors=0,
+                     key_start=0.5, seed=0)
+    lengths = [len(tokenizer(d["text"])["input_ids"]) for d in docs]
+    assert 8 * max(lengths) < 16 * min(lengths) <= eff["train_tokens"] <= 16 * max(lengths)
+
+
+def test_a_failed_ddp_run_leaves_one_record(tmp_path):
+    env = {**os.environ, "LSGBENCH_STORE": str(tmp_path / "store"), "LSGBENCH_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([*torchrun(29518), "lsgbench", *TINY_TASK, *GRID[:-2], "model.attention.block_size=30",
+                          "model.attention.sparsity_factor=4", "hydra.run.dir=ddp"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    (record,) = read_records([tmp_path / "store"])
+    assert record["status"] == "failed" and "divisible by sparsity_factor=4" in record["error"]
 
 
 def test_a_stored_ok_run_is_reused_unless_forced(make_cfg, tmp_path):
     overrides = [*TINY_TASK, "model=roberta", "trainer.args.max_steps=1"]
     first = run(make_cfg(*overrides), tmp_path / "a")
+    (tmp_path / "store" / "truncated.json").write_text('{"schema": 1, "run_')  # a stray file is skipped
     second = run(make_cfg(*overrides, "debug=true"), tmp_path / "b")  # debug changes nothing computed
     assert second["reused"] and second["run_id"] == first["run_id"]
     assert json.loads((tmp_path / "b" / "run_record.json").read_text())["run_id"] == first["run_id"]

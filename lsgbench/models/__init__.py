@@ -186,15 +186,18 @@ def _random(model_cfg, task_cfg, family, tokenizer, max_length):
 FULL_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
-def _implementation(model_cfg, family) -> str:
-    """transformers' attention implementation: for full attention model.attention.implementation,
-    otherwise the family's own (converted variants replace the encoder's afterwards)."""
-    chosen = model_cfg.attention.get("implementation") if model_cfg.attention.type == "full" else None
-    if chosen is None:
-        return family.attn_implementation
-    if chosen not in FULL_IMPLEMENTATIONS:
+def full_implementation(attention_cfg) -> str | None:
+    """Full attention's model.attention.implementation (validated); None for other attention types."""
+    chosen = attention_cfg.get("implementation") if attention_cfg.type == "full" else None
+    if chosen is not None and chosen not in FULL_IMPLEMENTATIONS:
         raise ConfigError(f"model.attention.implementation={chosen!r} is unknown; choose one of {list(FULL_IMPLEMENTATIONS)}")
     return chosen
+
+
+def _implementation(model_cfg, family) -> str:
+    """transformers' attention implementation: full attention's choice, otherwise the family's own
+    (converted variants replace the encoder's afterwards)."""
+    return full_implementation(model_cfg.attention) or family.attn_implementation
 
 
 def _set_generation(model, tokenizer, task_cfg):

@@ -8,7 +8,9 @@
 #    LSG-RoBERTa at 2,048 tokens, the receptive-field study's data, 3 epochs, pooling. Then the
 #    same with one global token (which every query reads and which reads every token), at block
 #    size 32 and 64 and sparsity factor 2 and 8.
-# 2. One report over these runs, the receptive-field studies and the IMDb sample: tables (md, csv,
+# 2. sweep=length_scaling with tiny models at 1k, 2k and 4k tokens and a small budget (256k training
+#    tokens per point, 16,384 tokens per batch): speed and memory against length, for its plot.
+# 3. One report over these runs, the receptive-field study and the IMDb sample: tables (md, csv,
 #    tex) with published scores where the task cards have them, and plots.
 # Regenerate: bash results/sweeps/run.sh   (a rerun skips the points already in the store)
 set -euo pipefail
@@ -23,5 +25,9 @@ python -m lsgbench -m "${common[@]}" model.attention.num_global_tokens=0 model.a
     model.attention.sparsity_factor=2,4,8
 python -m lsgbench -m "${common[@]}" model.attention.num_global_tokens=1 model.attention.block_size=32,64 \
     model.attention.sparsity_factor=2,8
-python -m lsgbench.report $out/lsg_grid/runs results/receptive_field/runs \
+python -m lsgbench -m sweep=length_scaling model.size=tiny trainer=cpu model.max_length=1024,2048,4096 \
+    "task.synthetic.n_train='\${floordiv:262144,\${model.max_length}}'" \
+    "task.synthetic.n_test='\${floordiv:32768,\${model.max_length}}'" \
+    store_dir=$out/length_scaling/runs hydra.sweep.dir=multirun/length_scaling_\${now:%Y-%m-%d_%H-%M-%S}_\${uid:}
+python -m lsgbench.report $out/lsg_grid/runs $out/length_scaling/runs results/receptive_field/runs \
     results/imdb_minilm/runs --format md,csv,tex --out $out
