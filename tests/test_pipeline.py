@@ -139,9 +139,7 @@ def test_wandb_logger_records_config_metrics_and_efficiency_offline(make_cfg, tm
     r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=roberta", "trainer.args.max_steps=2", "logger=wandb",
                      sweep="sweep-a")  # logger.group=null: the sweep's runs share its id as their group
     assert r["status"] == "ok", r["error"]
-    runs = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 1
-    data = runs[0].read_bytes()
+    data = offline_run_bytes(tmp_path, r["run_id"])
     for key in (b"final/accuracy", b"efficiency/train_tokens_per_s", b"sweep-a", r["run_id"].encode()):
         assert key in data, key
 
@@ -154,8 +152,21 @@ def test_wandb_run_is_finished_when_the_run_fails(make_cfg, tmp_path, monkeypatc
     r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=lsg_roberta", "model.attention.block_size=30",
                      "model.attention.sparsity_factor=4", "logger=wandb")
     assert r["status"] == "failed" and wandb.run is None  # finished, not left open for the next run
-    (run,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    assert b"failed" in run.read_bytes() and r["run_id"].encode() in run.read_bytes()
+    data = offline_run_bytes(tmp_path, r["run_id"])
+    assert r["run_id"].encode() in data and b"failed" in data
+
+
+def offline_run_bytes(tmp_path, run_id: str, wait_s: float = 30.0) -> bytes:
+    """The one offline wandb run file, once wandb's writer process has flushed the run into it."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        (run,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+        data = run.read_bytes()
+        if run_id.encode() in data or time.monotonic() > deadline:
+            return data
+        time.sleep(0.2)
 
 
 def test_default_config_resolves_with_no_overrides(monkeypatch):
