@@ -66,7 +66,8 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     try:
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
         record["attention"] = record["config"]["model"]["attention"]
-        done = None if cfg.force else rec.find_done(cfg.store_dir, record["config"], device_name(cfg), world_size())
+        here = device_name(resolve_device(cfg.trainer))
+        done = None if cfg.force else rec.find_done(cfg.store_dir, record["config"], here, world_size())
         if done:
             log.info("skipped: the store %s holds ok run %s of this configuration (force=true reruns it)",
                      cfg.store_dir, done["run_id"])
@@ -100,8 +101,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     return record
 
 
-def device_name(cfg) -> str:
-    device = resolve_device(cfg.trainer)
+def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
@@ -136,7 +136,7 @@ def _execute(cfg, record: dict, output_dir: Path) -> bool:
     eval_ds = tokenize(data.eval, *tokenize_args)
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
-    efficiency["device"] = device_name(cfg)
+    efficiency["device"] = device_name(device)
     efficiency.update(train(built, train_ds, cfg, str(output_dir / "checkpoints"), device))
     if rank() != 0:
         return False

@@ -40,15 +40,6 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _legend_below(fig, lines: int, path: Path) -> Path:
-    """One legend for both panels, below them (in two columns), then save."""
-    fig.legend(loc="lower center", ncol=2, fontsize=7)
-    fig.tight_layout(rect=(0, min(0.02 * lines + 0.05, 0.6), 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def _ok(grouped: list[dict], metric: str | None = None) -> list[dict]:
     return [r for r in grouped if r["seeds"] and (metric is None or r.get(metric)) and r.get("train_tokens_per_s")]
 
@@ -153,27 +144,13 @@ def _sweep_series(grouped: list[dict]) -> dict[tuple, list[dict]]:
 
 def length_scaling(series: dict[tuple, list[dict]], path: Path) -> Path:
     series = {key: points for key, points in series.items() if len(points) >= 2}
-    shared = [len({key[i] for key in series}) == 1 for i in range(2)] + [False]  # lines name the task and sweep if they differ
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5 + 0.18 * len(series)))
-    for key, points in series.items():
-        lengths = [p["runs_of"][0]["max_length"] for p in points]
-        name = " ".join(part for part, same in zip(key, shared) if not same)
-        for ax, field in zip(axes, ("train_tokens_per_s", "train_peak_mem_mb")):
-            if all(p.get(field) for p in points):
-                ax.plot(lengths, [p[field][0] for p in points], marker="o", label=name if ax is axes[0] else None)
-    _length_axes(axes, "training tokens/s", "training peak memory (MB)", legend=False, xlabel="max_length (tokens)")
-    fig.suptitle(" ".join(part for part, same in zip(next(iter(series)), shared) if same))
-    return _legend_below(fig, len(series), path)
-
-
-def _length_axes(axes, speed_label: str, memory_label: str, legend: bool = True,
-                 xlabel: str = "sequence length (tokens)") -> None:
-    for ax, label in zip(axes, (speed_label, memory_label)):
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set(xlabel=xlabel, ylabel=label)
-        if legend:
-            ax.legend(fontsize=7)
+    shared = [len({key[i] for key in series}) == 1 for i in range(2)] + [False]  # name task, sweep if they differ
+    lines = {" ".join(part for part, same in zip(key, shared) if not same):
+             [(r["runs_of"][0]["max_length"], r["train_tokens_per_s"][0],
+               r["train_peak_mem_mb"] and r["train_peak_mem_mb"][0]) for r in points]  # (mean, std) -> mean
+             for key, points in series.items()}
+    title = " ".join(part for part, same in zip(next(iter(series)), shared) if same)
+    return _scaling_figure(lines, title, "max_length (tokens)", "training tokens/s", "training peak memory (MB)", path)
 
 
 def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
@@ -187,16 +164,33 @@ def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
             figures.setdefault(kind, {}).setdefault(line, []).append(r)
     written = []
     for (what, size, dtype, device), series in figures.items():
-        series = {k: sorted(v, key=lambda r: r["seq_len"]) for k, v in series.items() if len(v) >= 2}
-        if not series:
-            continue
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + 0.18 * len(series)))
-        for name, points in series.items():
-            lengths = [p["seq_len"] for p in points]
-            axes[0].plot(lengths, [p["tokens_per_s"] for p in points], marker="o", label=name)
-            axes[1].plot(lengths, [p["peak_mem_mb"] for p in points], marker="o")
-        _length_axes(axes, "tokens/s", "peak memory (MB)", legend=False)
-        fig.suptitle(f"{what} benchmark: {size}, {dtype}, {device}")
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
-        written.append(_legend_below(fig, len(series), out / f"bench_{what}_{size}_{dtype}_{slug}.png"))
+        lines = {name: sorted((r["seq_len"], r["tokens_per_s"], r["peak_mem_mb"]) for r in points)
+                 for name, points in series.items() if len(points) >= 2}
+        if lines:
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
+            written.append(_scaling_figure(lines, f"{what} benchmark: {size}, {dtype}, {device}",
+                                           "sequence length (tokens)", "tokens/s", "peak memory (MB)",
+                                           out / f"bench_{what}_{size}_{dtype}_{slug}.png"))
     return written
+
+
+def _scaling_figure(lines: dict[str, list[tuple]], title: str, xlabel: str, speed_label: str, memory_label: str,
+                    path: Path) -> Path:
+    """Speed and memory against length (log-log), a line per name from (length, speed, memory)
+    points sorted by length; a memory line is drawn only where every point has one."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + 0.18 * len(lines)))
+    for name, points in lines.items():
+        lengths, speeds, memories = zip(*points)
+        axes[0].plot(lengths, speeds, marker="o", label=name)
+        if None not in memories:
+            axes[1].plot(lengths, memories, marker="o")
+    for ax, label in zip(axes, (speed_label, memory_label)):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set(xlabel=xlabel, ylabel=label)
+    fig.suptitle(title)
+    fig.legend(loc="lower center", ncol=2, fontsize=7)  # one legend for both panels, below them
+    fig.tight_layout(rect=(0, min(0.02 * len(lines) + 0.05, 0.6), 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

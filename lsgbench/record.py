@@ -85,21 +85,33 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
         raise
 
 
-def read_records(paths) -> list[dict]:
-    """Every run record under the given files or directories (recursively), once per run_id (a run
-    dir's run_record.json and the store's copy are the same run)."""
-    records = {}
+def json_documents(paths):
+    """The JSON objects of the given files and of every *.json under the given directories; a file
+    that is not readable JSON is skipped with a warning that names it."""
     for p in map(Path, paths):
-        files = sorted(p.rglob("*.json")) if p.is_dir() else [p]
-        for f in files:
+        for f in sorted(p.rglob("*.json")) if p.is_dir() else [p]:
             try:
                 data = json.loads(f.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
                 log.warning("skipping %s: not a readable JSON file (%s)", f, err)
                 continue
-            if isinstance(data, dict) and data.get("schema") == SCHEMA and "run_id" in data:
-                records.setdefault(data["run_id"], data)
+            if isinstance(data, dict):
+                yield data
+
+
+def run_records(documents) -> list[dict]:
+    """The run records among JSON documents, once per run_id (a run dir's run_record.json and the
+    store's copy are the same run)."""
+    records = {}
+    for data in documents:
+        if data.get("schema") == SCHEMA and "run_id" in data:
+            records.setdefault(data["run_id"], data)
     return list(records.values())
+
+
+def read_records(paths) -> list[dict]:
+    """Every run record under the given files or directories (recursively)."""
+    return run_records(json_documents(paths))
 
 
 def find_done(store_dir: str | Path, config: dict, device: str, world_size: int) -> dict | None:

@@ -6,8 +6,8 @@
 Reads every run record (schema 1) under PATHS (default: results/runs), groups runs that differ
 only by seed, and prints one row per configuration: the task metrics as mean ± std over seeds with
 the number of seeds, the published score of that task and model from the task cards (with its
-source) where one exists and the run fine-tunes a pretrained checkpoint, training and evaluation tokens/s, peak training memory, max length and
-the run status. Failed and out-of-memory runs are rows too, never dropped. With --out, the tables
+source) where one exists and the run fine-tunes a pretrained checkpoint, training and evaluation
+tokens/s, peak training memory, max length and the run status. Failed and out-of-memory runs are rows too, never dropped. With --out, the tables
 are written there as table.<format>, and the plots that the runs support as PNG files: metric
 against LSG block size and sparsity factor, tokens/s and peak memory against length, and
 quality against speed with the Pareto front. Benchmark results from `python -m lsgbench.bench`
@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import statistics
 import sys
 from pathlib import Path
 
-from .record import config_hash, read_records
+from .record import config_hash, json_documents, run_records
 from .references import published
 
 BY_CHOICES = ("task", "model", "attention", "max_length")
@@ -195,15 +194,10 @@ def _numeric(cell: str) -> bool:
         return cell == "—"
 
 
-def read_bench(paths) -> list[dict]:
-    """Rows of benchmark result files (`python -m lsgbench.bench`) under the given paths, with their device."""
-    rows = []
-    for p in map(Path, paths):
-        for f in sorted(p.rglob("*.json")) if p.is_dir() else [p]:
-            data = json.loads(f.read_text())
-            if isinstance(data, dict) and data.get("kind") == "bench":
-                rows += [{**row, "device": data["device"]} for row in data["rows"]]
-    return rows
+def bench_rows(documents) -> list[dict]:
+    """The rows of benchmark results (`python -m lsgbench.bench`) among JSON documents, with their device."""
+    return [{**row, "device": data["device"]} for data in documents if data.get("kind") == "bench"
+            for row in data["rows"]]
 
 
 def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -241,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"--format {unknown} unknown; choose from {', '.join(FORMATS)}")
     if missing := [path for path in args.paths if not Path(path).exists()]:
         return _fail(f"{missing} do not exist")
-    records, bench_rows = read_records(args.paths), read_bench(args.paths)
-    if not records and not bench_rows:
+    documents = list(json_documents(args.paths))
+    records, benchmarks = run_records(documents), bench_rows(documents)
+    if not records and not benchmarks:
         return _fail(f"no run records or benchmark results under {args.paths}")
     metrics = args.metric.split(",") if args.metric else None
     recorded = {m for r in records for m in r.get("metrics", {})}
@@ -251,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     if records:
         header, cells, notes = table(records, by, metrics)
     else:
-        (header, cells), notes = bench_table(bench_rows), []
+        (header, cells), notes = bench_table(benchmarks), []
     out = Path(args.out) if args.out else None
     for fmt in formats:
         text = format_table(header, cells, fmt, notes)
@@ -262,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if out:
         from .plots import plot_bench, plot_records
 
-        written = plot_records(records, by, metrics, out) if records else plot_bench(bench_rows, out)
+        written = plot_records(records, by, metrics, out) if records else plot_bench(benchmarks, out)
         for path in written:
             print(f"plot: {path}")
     return 0

@@ -22,8 +22,8 @@ class WandbTracker:
 
         logger = cfg.logger
         self.wandb = wandb
-        self.run = wandb.init(project=logger.project, entity=logger.entity, group=logger.group or record["sweep"], mode=logger.mode,
-                              name=record["run_id"], tags=list(logger.tags),
+        self.run = wandb.init(project=logger.project, entity=logger.entity, group=logger.group or record["sweep"],
+                              mode=logger.mode, name=record["run_id"], tags=list(logger.tags),
                               config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous")
 
     def finish(self, record: dict) -> None:
