@@ -21,16 +21,14 @@ from pathlib import Path
 
 import hydra
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
 from .config import config_dir
 from .measure import cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
-from .models import SIZES, build_model, full_implementation
-from .models.conversion import VARIANTS, conversion_knobs
+from .attention import attention_label, knobs_from_config
+from .models import SIZES, build_model
 from .record import environment, new_run_id, write_json_atomic
-from .report import attention_label
 
 MODES = {"train": ("train",), "infer": ("infer",), "both": ("infer", "train"), "attention": ("infer", "train")}
 # A stand-in classification task for building models (the benchmark feeds random token ids).
@@ -71,9 +69,9 @@ def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[floa
 def _model_steps(cfg, length: int, batch: int, device: torch.device):
     model_cfg = cfg.model.copy()
     model_cfg.init, model_cfg.size, model_cfg.max_length = "random", cfg.bench.size, length
-    if model_cfg.attention.type not in VARIANTS:  # random weights: any architecture may run past its checkpoint's length
+    if not knobs_from_config(model_cfg.attention).converted:  # random weights: any length goes
         model_cfg.max_positions = max(model_cfg.max_positions, length)
-    built = build_model(model_cfg, BENCH_TASK, TOKENIZER_TEXT, Path(cfg.cache_dir).expanduser())
+    built = build_model(model_cfg, BENCH_TASK, TOKENIZER_TEXT, Path(cfg.paths.cache_dir).expanduser())
     model = built.model.to(device)
     ids = torch.randint(5, len(built.tokenizer), (batch, length), device=device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -93,17 +91,12 @@ def _model_steps(cfg, length: int, batch: int, device: torch.device):
 
 
 def _attention_steps(cfg, length: int, batch: int, device: torch.device, dtype):
-    kind = cfg.model.attention.type
+    knobs = knobs_from_config(cfg.model.attention)
     _, hidden, heads, _ = SIZES[cfg.bench.size]
-    if kind == "full" and full_implementation(cfg.model.attention) == "eager":
-        fn = lambda q, k, v: (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1) @ v  # noqa: E731
-    elif kind == "full":
-        fn = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
-    elif kind in VARIANTS:  # the same kernel call the converted models make
-        knobs = conversion_knobs(cfg.model.attention)
-        fn = lambda q, k, v: VARIANTS[kind].attend(q, k, v, None, knobs, None, 0.0)  # noqa: E731
-    else:
-        raise ConfigError(f"bench.mode=attention covers full, lsg, local and spade attention, not {kind!r}")
+    if not hasattr(knobs, "attend"):
+        raise ConfigError(f"bench.mode=attention times lsgbench's own kernels; {knobs.name} attention runs inside "
+                          f"its Hugging Face model: use bench.mode=train, infer or both")
+    fn = lambda q, k, v: knobs.attend(q, k, v, None, None, 0.0)  # noqa: E731 - the call the converted models make
     q, k, v = (torch.randn(batch, heads, length, hidden // heads, device=device, dtype=dtype, requires_grad=True)
                for _ in range(3))
 
@@ -114,7 +107,7 @@ def _attention_steps(cfg, length: int, batch: int, device: torch.device, dtype):
     def train():
         fn(q, k, v).sum().backward()
 
-    return {"infer": infer, "train": train}, dict(cfg.model.attention)
+    return {"infer": infer, "train": train}, knobs.to_dict()
 
 
 def run_bench(cfg) -> list[dict]:

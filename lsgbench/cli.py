@@ -51,7 +51,16 @@ def _hydra_main(cfg) -> float | None:
     return next(iter(metrics.values())) if metrics else None
 
 
+def attention_shorthand(arg: str) -> str:
+    """`attention.<knob>=...` (with + ++ or ~ in front) is short for `model.attention.<knob>=...`:
+    the attention group is mounted at model.attention."""
+    prefix = arg[:len(arg) - len(arg.lstrip("+~"))]
+    rest = arg[len(prefix):]
+    return f"{prefix}model.{rest}" if rest.startswith("attention.") else arg
+
+
 def main() -> None:
+    sys.argv = [sys.argv[0], *map(attention_shorthand, sys.argv[1:])]
     _hydra_main()
 
 

@@ -1,35 +1,45 @@
-"""Convert a short-context BERT / RoBERTa / BART checkpoint into an LSG model directory.
+"""Convert a short-context BERT / RoBERTa / BART / Pegasus checkpoint into a long model directory.
 
     python -m lsgbench.convert FacebookAI/roberta-base --max-length 4096 --out lsg-roberta-4096 \
         --block-size 128 --sparsity-type norm --num-labels 2
+    python -m lsgbench.convert facebook/bart-base --attention local --window 256 --out local-bart-4096
 
-The directory holds the base architecture's config with the LSG fields (ccdv layout: knobs in the
-config, `global_embeddings.weight` beside the pretrained weights) and the tokenizer; run it with
-`model=lsg_roberta model.pretrained=lsg-roberta-4096`. No remote code is written or executed.
+The directory holds the base architecture's config with the knobs (for LSG also ccdv's fields:
+knobs in the config, `global_embeddings.weight` beside the pretrained weights) and the tokenizer;
+run it with `model=lsg_roberta model.pretrained=lsg-roberta-4096`. Knobs not given take their
+defaults from conf/attention/<variant>.yaml. No remote code is written or executed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
+from .attention import VARIANTS
 from .errors import ConfigError
 from .models import resolve_checkpoint
-from omegaconf import OmegaConf
+from .models.ccdv import stored_knobs
+from .models.conversion import convert as convert_model
+from .models.layouts import LAYOUTS
 
-from .models.conversion import LAYOUTS, conversion_knobs, convert as convert_model, stored_knobs
+CONVERTED = sorted(name for name, knobs in VARIANTS.items() if knobs.converted)
 
 
-def convert(pretrained: str, out: str, max_length: int, knobs: dict, head: str | None = None, num_labels: int = 2,
-            trust_remote_code: bool = False) -> str:
+def convert(pretrained: str, out: str, max_length: int, attention: str = "lsg", knobs: dict | None = None,
+            head: str | None = None, num_labels: int = 2, trust_remote_code: bool = False) -> str:
+    """Convert `pretrained` with `attention` (knobs: changes to its defaults) and save it to `out`."""
     from transformers import (AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
                               AutoTokenizer)
 
+    if attention not in CONVERTED:
+        raise ConfigError(f"--attention {attention!r} is not a converted variant; choose one of {CONVERTED}")
+    variant_knobs = VARIANTS[attention].make(**(knobs or {}))
     path = resolve_checkpoint(pretrained)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     family = config.model_type
     if family not in LAYOUTS:
-        raise ConfigError(f"{pretrained!r} is a {family!r} model; LSG conversion supports {sorted(LAYOUTS)}")
+        raise ConfigError(f"{pretrained!r} is a {family!r} model; conversion supports {sorted(LAYOUTS)}")
     if stored_knobs(config) is not None:
         raise ConfigError(f"{pretrained!r} is already a converted long model")
     head = head or ("seq2seq" if LAYOUTS[family].is_seq2seq else "classification")
@@ -42,12 +52,30 @@ def convert(pretrained: str, out: str, max_length: int, knobs: dict, head: str |
         model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-    convert_model(model, family, conversion_knobs(OmegaConf.create({"type": "lsg", **knobs})), max_length, bos,
-                  tokenizer.mask_token_id)
+    convert_model(model, family, variant_knobs, max_length, bos, tokenizer.mask_token_id)
     tokenizer.model_max_length = max_length
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def _knob_flags(parser: argparse.ArgumentParser) -> list[str]:
+    """--<knob> flags for every knob of every converted variant (a variant rejects the others')."""
+    names = {}
+    for name in CONVERTED:
+        for field in dataclasses.fields(VARIANTS[name]):
+            names.setdefault(field.name, field)
+    for knob, field in names.items():
+        flag = "--" + knob.replace("_", "-")
+        kind = {"int": int, "float": float, "str": str}.get(str(field.type))
+        if str(field.type) == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif kind is not None:
+            parser.add_argument(flag, type=kind, default=None)
+        else:  # a list of integers
+            parser.add_argument(flag, type=lambda text: [int(x) for x in text.split(",")], default=None,
+                                help="comma-separated integers")
+    return list(names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,29 +83,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pretrained", help="hub id, local directory or package:<module>/<dir>")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--max-length", type=int, default=4096)
+    p.add_argument("--attention", default="lsg", choices=CONVERTED)
     p.add_argument("--head", choices=["classification", "seq2seq"], default=None,
-                   help="default: seq2seq for BART, classification otherwise")
+                   help="default: seq2seq for BART and Pegasus, classification otherwise")
     p.add_argument("--num-labels", type=int, default=2)
-    p.add_argument("--block-size", type=int, default=128)
-    p.add_argument("--sparse-block-size", type=int, default=128)
-    p.add_argument("--sparsity-factor", type=int, default=2)
-    p.add_argument("--sparsity-type", default="norm")
-    p.add_argument("--num-global-tokens", type=int, default=1)
-    p.add_argument("--no-pool-with-global", dest="pool_with_global", action="store_false")
-    p.add_argument("--no-mask-first-token", dest="mask_first_token", action="store_false")
-    p.add_argument("--no-pass-global-tokens-to-decoder", dest="pass_global_tokens_to_decoder", action="store_false")
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the checkpoint (off by default)")
+    knob_names = _knob_flags(p)
     args = p.parse_args(argv)
-    knobs = {k: getattr(args, k) for k in ("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type",
-                                           "num_global_tokens", "pool_with_global", "mask_first_token",
-                                           "pass_global_tokens_to_decoder")}
+    knobs = {k: getattr(args, k) for k in knob_names if getattr(args, k) is not None}
     try:
-        out = convert(args.pretrained, args.out, args.max_length, knobs, args.head, args.num_labels,
+        out = convert(args.pretrained, args.out, args.max_length, args.attention, knobs, args.head, args.num_labels,
                       args.trust_remote_code)
     except (ConfigError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote an LSG model ({args.max_length} tokens, {knobs}) to {out}")
+    print(f"wrote a {args.attention} model ({args.max_length} tokens, {VARIANTS[args.attention].make(**knobs).label()}) "
+          f"to {out}")
     return 0
 
 

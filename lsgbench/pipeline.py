@@ -2,7 +2,7 @@
 
 `run(cfg, output_dir, overrides)` never raises for a failed run: whatever happens, it writes the
 run record (status ok | failed | oom, with the error) to `output_dir/run_record.json` and to the
-results store `cfg.store_dir/<run_id>.json`, and returns it.
+results store `cfg.paths.store_dir/<run_id>.json`, and returns it.
 
 A configuration the store already holds an ok record of, made on the same device and number of
 processes, is not run again (`force=true` reruns it; changes to lsgbench's code are not detected):
@@ -67,10 +67,10 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
         record["attention"] = record["config"]["model"]["attention"]
         here = device_name(resolve_device(cfg.trainer))
-        done = None if cfg.force else rec.find_done(cfg.store_dir, record["config"], here, world_size())
+        done = None if cfg.force else rec.find_done(cfg.paths.store_dir, record["config"], here, world_size())
         if done:
             log.info("skipped: the store %s holds ok run %s of this configuration (force=true reruns it)",
-                     cfg.store_dir, done["run_id"])
+                     cfg.paths.store_dir, done["run_id"])
             if rank() == 0:
                 rec.write_json_atomic(output_dir / "run_record.json", done)
             return {**done, "reused": True}
@@ -93,7 +93,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         log.error("rank %d: %s", rank(), record["error"])
         return record
     rec.write_json_atomic(output_dir / "run_record.json", record)
-    rec.write_json_atomic(Path(cfg.store_dir) / f"{record['run_id']}.json", record)
+    rec.write_json_atomic(Path(cfg.paths.store_dir) / f"{record['run_id']}.json", record)
     try:
         tracker.finish(record)
     except Exception as err:  # the record is safe on disk; a tracker failure must not hide it
@@ -124,7 +124,7 @@ def _execute(cfg, record: dict, output_dir: Path) -> bool:
     text_col, target_col = COLUMNS[task.kind]
     train_texts = [r[text_col] for r in data.train] + ([r[target_col] for r in data.train]
                                                        if task.kind == "summarization" else [])
-    cache_dir = Path(cfg.cache_dir).expanduser()
+    cache_dir = Path(cfg.paths.cache_dir).expanduser()
     built = build_model(cfg.model, task, train_texts, cache_dir)
     record["max_length"] = built.max_length
     record["attention"] = built.attention

@@ -19,7 +19,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .record import config_hash  # noqa: E402
-from .report import HIDDEN_KNOBS, attention_label, rows  # noqa: E402
+from .attention import attention_label, labelled_knobs  # noqa: E402
+from .report import rows  # noqa: E402
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -126,7 +127,7 @@ def lsg_grid(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
 def _setting(row: dict, x_knob: str) -> tuple:
     """What identifies a line of the grid plot: all but the x-axis knob, as (name, value) pairs."""
     first = row["runs_of"][0]
-    knobs = {k: v for k, v in first["attention"].items() if k not in HIDDEN_KNOBS and k != x_knob}
+    knobs = {k: v for k, v in labelled_knobs(first["attention"]).items() if k != x_knob}
     return (("model", first["model"]), ("max_length", first["max_length"]), *sorted(knobs.items()))
 
 

@@ -20,7 +20,7 @@ REQUIRED_KEYS = ("schema", "run_id", "status", "task", "task_kind", "model", "at
 
 
 # Config keys that say where and how a run is kept, not what it computes.
-RUN_ONLY_KEYS = ("store_dir", "cache_dir", "debug", "logger", "force")
+RUN_ONLY_KEYS = ("paths", "store_dir", "cache_dir", "debug", "logger", "force")  # store_dir, cache_dir: older records
 
 
 def config_hash(config: dict, ignore: tuple[str, ...] = ()) -> str:

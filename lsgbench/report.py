@@ -24,6 +24,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from .attention import attention_label
 from .record import config_hash, json_documents, run_records
 from .references import published
 
@@ -31,28 +32,7 @@ BY_CHOICES = ("task", "model", "attention", "max_length")
 FORMATS = ("md", "csv", "tex")
 EFFICIENCY = [("train_tokens_per_s", "train tok/s", 0), ("eval_tokens_per_s", "eval tok/s", 0),
               ("train_peak_mem_mb", "train MB", 0)]
-HIDDEN_KNOBS = {"type", "pool_with_global", "mask_first_token", "pass_global_tokens_to_decoder", "from_checkpoint",
-                "combine_weight", "freeze_ssm", "s4d_init", "spade_layers"}
 HIGHER_IS_BETTER = {"accuracy", "f1_macro", "f1_micro", "f1_binary", "rouge1", "rouge2", "rougeL", "rougeLsum"}
-
-
-def attention_label(attention: dict) -> str:
-    """A short, stable description of the attention knobs, e.g. `lsg b=64 s=64 f=4 pooling g=1`."""
-    if not attention:
-        return "?"
-    kind = attention.get("type", "?")
-    short = {"block_size": "b", "sparse_block_size": "s", "sparsity_factor": "f", "num_global_tokens": "g",
-             "window": "w", "attention_window": "w", "num_random_blocks": "r", "state_size": "N"}
-    unused = {"sliding": "block_size", "disjoint": "window"}.get(attention.get("mode"))  # local / spade
-    parts = [kind]
-    for key, value in attention.items():
-        if key in HIDDEN_KNOBS or key == unused or (key, value) == ("implementation", "sdpa"):  # sdpa: the default
-            continue
-        if key == "runs_full_attention":
-            parts.append("(full-attention fallback)")
-            continue
-        parts.append(f"{short[key]}={value}" if key in short else str(value))
-    return " ".join(parts)
 
 
 def _label(record: dict, by: list[str]) -> tuple:
@@ -62,7 +42,7 @@ def _label(record: dict, by: list[str]) -> tuple:
 
 
 def _overrides(record: dict) -> set[str]:
-    return {o for o in record.get("overrides", []) if not o.startswith(("seed=", "store_dir=", "cache_dir=", "hydra."))}
+    return {o for o in record.get("overrides", []) if not o.startswith(("seed=", "paths.", "store_dir=", "cache_dir=", "hydra."))}
 
 
 def _difference(runs: list[dict], others: list[list[dict]], width: int = 90) -> str:

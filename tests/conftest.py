@@ -1,5 +1,4 @@
 import os
-from pathlib import Path
 
 # Set before transformers / datasets are imported: they read these once.
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -11,15 +10,16 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from lsgbench.config import config_dir  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need CUDA: skipped, and said so, without it."""
+    import torch
 
-def shared_data(name: str) -> Path:
-    """A folder of ../shared/data, or skip the test when the samples are absent."""
-    path = Path(os.environ.get("LSGBENCH_SHARED_DATA", SHARED_DATA)) / name
-    if not path.is_dir():
-        pytest.skip(f"shared data sample {name!r} not found at {path}")
-    return path
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def make_cfg(tmp_path):
 
     def _make(*overrides: str):
         with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            return compose("config", overrides=[f"store_dir={tmp_path / 'store'}",
-                                                f"cache_dir={tmp_path / 'cache'}", *overrides])
+            return compose("config", overrides=[f"paths.store_dir={tmp_path / 'store'}",
+                                                f"paths.cache_dir={tmp_path / 'cache'}", *overrides])
 
     return _make

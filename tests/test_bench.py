@@ -12,7 +12,7 @@ from lsgbench.config import config_dir
 
 def bench_cfg(tmp_path, *overrides):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("bench", overrides=[f"cache_dir={tmp_path}", "bench.tokens_per_batch=256", "bench.repeats=1",
+        return compose("bench", overrides=[f"paths.cache_dir={tmp_path}", "bench.tokens_per_batch=256", "bench.repeats=1",
                                            "bench.warmup=1", *overrides])
 
 
@@ -51,7 +51,7 @@ def test_an_out_of_memory_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeyp
 def test_bench_command_writes_json(tmp_path):
     out = subprocess.run([sys.executable, "-m", "lsgbench.bench", "model=roberta", "bench.seq_lens=[64]",
                           "bench.tokens_per_batch=128", "bench.repeats=1", f"bench.out={tmp_path / 'rows'}",
-                          f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+                          f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     (path,) = (tmp_path / "rows").glob("*.json")

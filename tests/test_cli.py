@@ -19,7 +19,8 @@ def test_help_lists_the_config_groups(tmp_path):
     out = lsgbench(tmp_path, "--help")
     assert out.returncode == 0
     for line in ("task: arxiv, arxiv_classification, hyperpartisan, imdb, pubmed, synth_extract, synth_keys",
-                 "model: bart, bigbird, bigbird_pegasus, led, local_bart, local_minilm, local_roberta, longformer, lsg_bart, lsg_bert, lsg_minilm, lsg_pegasus, lsg_roberta, minilm, pegasus, roberta, spade_bart, spade_roberta",
+                 "model: bart, bert, bigbird, bigbird_pegasus, hf, led, local_bart, local_minilm, local_roberta, longformer, lsg_bart, lsg_bert, lsg_minilm, lsg_pegasus, lsg_roberta, minilm, pegasus, roberta, spade_bart, spade_roberta",
+                 "attention: bigbird, full, local, longformer, lsg, spade",
                  "trainer: cpu, gpu", "logger: none, wandb", "experiment: quickstart"):
         assert line in out.stdout
 

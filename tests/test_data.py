@@ -6,7 +6,7 @@ from lsgbench.data import load_task_data, tokenize
 from lsgbench.errors import ConfigError
 from lsgbench.tokenizer import train_tokenizer
 
-from conftest import shared_data
+from helpers import shared_data
 
 
 def write_jsonl(folder, split, rows):

@@ -6,26 +6,18 @@ import pytest
 import torch
 
 from lsgbench.attention import local_attention, local_attention_reference
+from lsgbench.attention.local import LocalKnobs
 from lsgbench.errors import ConfigError
 
-from test_lsg_attention import full_attention, inputs
+from helpers import assert_kernel_matches_reference, full_attention, inputs
 
 
 @pytest.mark.parametrize("mode, g, padded, size", list(itertools.product(["sliding", "disjoint"], [0, 2], [True, False],
                                                                           [6, 16])))
 def test_fast_path_matches_reference_forward_and_backward(mode, g, padded, size):
     q, k, v, mask = inputs(N=61, pad=(0, 11))
-    knobs = dict(mode=mode, window=size, block_size=size, num_global_tokens=g)
-    mask = mask if padded else None
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    out, ref = local_attention(*leaves, mask, **knobs), local_attention_reference(*ref_leaves, mask, **knobs)
-    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-8)
-    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
-    (out * weight).sum().backward()
-    (ref * weight).sum().backward()
-    for a, b in zip(leaves, ref_leaves):
-        torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=1e-8)
+    knobs = LocalKnobs.make(mode=mode, window=size, block_size=size, num_global_tokens=g)
+    assert_kernel_matches_reference(knobs, q, k, v, mask if padded else None)
 
 
 def test_float32_matches_reference():
@@ -38,11 +30,11 @@ def test_float32_matches_reference():
 
 def test_sliding_window_by_hand():
     q, k, v, _ = inputs(B=1, H=1, N=40)
-    out = local_attention(q, k, v, None, mode="sliding", window=8, num_global_tokens=0)
+    out = local_attention(q, k, v, None, mode="sliding", window=8, block_size=0, num_global_tokens=0)
     i = 20  # sees 16..24
     expected = full_attention(q[:, :, i:i + 1], k[:, :, 16:25], v[:, :, 16:25], torch.ones(1, 9))
     torch.testing.assert_close(out[:, :, i:i + 1], expected)
-    out = local_attention(q, k, v, None, mode="disjoint", block_size=8, num_global_tokens=1)
+    out = local_attention(q, k, v, None, mode="disjoint", window=0, block_size=8, num_global_tokens=1)
     i = 20  # non-global position 19 is in block 2 = positions 17..24, plus the global token 0
     keys = [0] + list(range(17, 25))
     torch.testing.assert_close(out[:, :, i:i + 1], full_attention(q[:, :, i:i + 1], k[:, :, keys], v[:, :, keys],
@@ -51,13 +43,18 @@ def test_sliding_window_by_hand():
 
 def test_window_covering_everything_is_full_attention():
     q, k, v, mask = inputs(N=30, pad=(4, 0))
-    torch.testing.assert_close(local_attention(q, k, v, mask, mode="sliding", window=60), full_attention(q, k, v, mask))
+    torch.testing.assert_close(local_attention(q, k, v, mask, mode="sliding", window=60, block_size=0,
+                                                   num_global_tokens=0), full_attention(q, k, v, mask))
 
 
 @pytest.mark.parametrize("knobs, message", [(dict(mode="strided"), "mode='strided'"), (dict(window=1), "window=1"),
                                             (dict(mode="disjoint", block_size=0), "block_size=0"),
                                             (dict(num_global_tokens=-2), "num_global_tokens=-2")])
-def test_bad_knobs_are_rejected(knobs, message):
-    q, k, v, _ = inputs(B=1, N=8)
+def test_bad_knobs_are_rejected_once_when_built(knobs, message):
     with pytest.raises(ConfigError, match=message):
-        local_attention(q, k, v, None, **knobs)
+        LocalKnobs.make(**knobs)
+
+
+def test_a_knob_unused_in_its_mode_is_not_in_the_label():
+    assert LocalKnobs.make(mode="sliding", window=64).label() == "local sliding w=64 g=0"
+    assert LocalKnobs.make(mode="disjoint", block_size=32, num_global_tokens=1).label() == "local disjoint b=32 g=1"

@@ -6,18 +6,10 @@ import pytest
 import torch
 
 from lsgbench.attention import SPARSITY_TYPES, lsg_attention, lsg_attention_reference
-from lsgbench.attention.lsg import sparse_keys
+from lsgbench.attention.lsg import LsgKnobs, sparse_keys
 from lsgbench.errors import ConfigError
 
-
-def inputs(B=2, H=4, N=53, D=8, pad=(0, 9), seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(B, H, N, D, generator=gen, dtype=torch.float64) for _ in range(3))
-    mask = torch.ones(B, N, dtype=torch.long)
-    for i, p in enumerate(pad[:B]):
-        if p:
-            mask[i, -p:] = 0
-    return q, k, v, mask
+from helpers import assert_kernel_matches_reference, full_attention, inputs
 
 
 CASES = list(itertools.product(SPARSITY_TYPES, [0, 1, 3], [True, False]))
@@ -26,20 +18,9 @@ CASES = list(itertools.product(SPARSITY_TYPES, [0, 1, 3], [True, False]))
 @pytest.mark.parametrize("sparsity_type, g, padded", CASES)
 def test_fast_path_matches_reference_forward_and_backward(sparsity_type, g, padded):
     q, k, v, mask = inputs()
-    knobs = dict(block_size=8, sparse_block_size=4, sparsity_factor=2, sparsity_type=sparsity_type,
-                 num_global_tokens=g)
-    mask = mask if padded else None
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    out = lsg_attention(*leaves, mask, **knobs)
-    ref = lsg_attention_reference(*ref_leaves, mask, **knobs)
-    assert out.shape == q.shape
-    torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-8)
-    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
-    (out * weight).sum().backward()
-    (ref * weight).sum().backward()
-    for a, b in zip(leaves, ref_leaves):
-        torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=1e-8)
+    knobs = LsgKnobs.make(block_size=8, sparse_block_size=4, sparsity_factor=2, sparsity_type=sparsity_type,
+                          num_global_tokens=g)
+    assert_kernel_matches_reference(knobs, q, k, v, mask if padded else None)
 
 
 @pytest.mark.parametrize("b, s, f, N", [(4, 8, 4, 70), (16, 16, 2, 100), (8, 8, 1, 41), (6, 3, 3, 37)])
@@ -49,12 +30,6 @@ def test_fast_path_matches_reference_in_float32_across_shapes(b, s, f, N):
         knobs = dict(block_size=b, sparse_block_size=s, sparsity_factor=f, sparsity_type=sparsity_type, num_global_tokens=2)
         torch.testing.assert_close(lsg_attention(q, k, v, mask, **knobs), lsg_attention_reference(q, k, v, mask, **knobs),
                                    atol=1e-5, rtol=1e-5)
-
-
-def full_attention(q, k, v, mask):
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-    scores = scores.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
-    return scores.softmax(-1) @ v
 
 
 @pytest.mark.parametrize("sparsity_type", SPARSITY_TYPES)
@@ -127,7 +102,8 @@ def test_lsh_averages_the_keys_of_each_bucket():
 
 def test_long_inputs_are_not_full_attention():
     q, k, v, mask = inputs(N=80, pad=(0, 0))
-    out = lsg_attention(q, k, v, mask, block_size=8, sparse_block_size=4, sparsity_factor=2, sparsity_type="pooling")
+    out = lsg_attention(q, k, v, mask, block_size=8, sparse_block_size=4, sparsity_factor=2, sparsity_type="pooling",
+                        num_global_tokens=1)
     assert (out - full_attention(q, k, v, mask)).abs().max() > 1e-3
 
 
@@ -136,8 +112,9 @@ def test_long_inputs_are_not_full_attention():
     (dict(block_size=6, sparsity_factor=4), "block_size=6 must be divisible by sparsity_factor=4"),
     (dict(num_global_tokens=-1), "num_global_tokens=-1"),
     (dict(sparsity_type="norm", block_size=8, sparse_block_size=6, sparsity_factor=2), "chunks of"),
+    (dict(block_size="8"), "block_size='8' must be an integer"),
+    (dict(blok_size=8), "lsg attention has no knob 'blok_size'"),
 ])
-def test_bad_knobs_are_rejected(knobs, message):
-    q, k, v, mask = inputs(B=1, N=16)
+def test_bad_knobs_are_rejected_once_when_built(knobs, message):
     with pytest.raises(ConfigError, match=message):
-        lsg_attention(q, k, v, None, **{**dict(block_size=8, sparse_block_size=4, sparsity_factor=2), **knobs})
+        LsgKnobs.make(**{**dict(block_size=8, sparse_block_size=4, sparsity_factor=2), **knobs})

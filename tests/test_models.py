@@ -4,12 +4,12 @@ import torch
 from lsgbench.models import build_model
 from lsgbench.train import Collator
 
-TEXTS = ["alpha beta gamma delta epsilon . " * 40, "zeta eta theta iota kappa . " * 40]
+from helpers import TEXTS
 
 
 def build(make_cfg, *overrides):
     cfg = make_cfg(*overrides)
-    return build_model(cfg.model, cfg.task, TEXTS, cfg.cache_dir)
+    return build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
 
 
 def test_minilm_loads_the_offline_pretrained_checkpoint(make_cfg):

@@ -22,7 +22,7 @@ def run_and_read(make_cfg, tmp_path, *overrides, sweep=None):
     record = run(cfg, tmp_path / "out", list(overrides), sweep)
     on_disk = json.loads((tmp_path / "out" / "run_record.json").read_text())
     assert on_disk == json.loads(json.dumps(record, default=str))
-    assert read_records([cfg.store_dir]) == [on_disk]
+    assert read_records([cfg.paths.store_dir]) == [on_disk]
     assert set(REQUIRED_KEYS) <= set(record)
     return record
 
@@ -92,14 +92,14 @@ def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
     (["model=roberta", *KEYS_SMALL, "+trainer.args.not_an_argument=1"], "failed", "trainer.args"),
     (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=30", "model.attention.sparsity_factor=4"],
      "failed", "block_size=30 must be divisible by sparsity_factor=4"),
-    (["model=longformer", *KEYS_SMALL, "model.attention.type=lsg"], "failed", "is not available for model"),
-    (["model=roberta", *KEYS_SMALL, "model.attention.type=lsg"], "failed", "needs the knobs"),
+    (["model=longformer", *KEYS_SMALL, "attention=lsg"], "failed", "attention=lsg is not available for model"),
+    (["model=lsg_roberta", *KEYS_SMALL, "+model.attention.blok_size=64"], "failed", "has no knob 'blok_size'"),
     (["model=roberta", *KEYS_SMALL, "model.attention.implementation=flash"], "failed",
      "implementation='flash' is unknown; choose one of ['sdpa', 'eager']"),
     (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=big"], "failed", "must be an integer"),
     (["model=roberta", *KEYS_SMALL, "trainer.args.lr_scheduler_type=sideways"], "failed", "trainer.args"),
     (["model=local_roberta", *KEYS_SMALL, "model.attention.mode=diagonal"], "failed", "mode='diagonal' is unknown"),
-    (["model=spade_roberta", *KEYS_SMALL, "model.attention.spade_layers=[5]"], "failed", "the encoder has 2 layers"),
+    (["model=spade_roberta", *KEYS_SMALL, "model.attention.spade_layers=[5]"], "failed", "but the encoder has 2"),
     (["model=spade_roberta", *KEYS_SMALL, "model.attention.combine=multiply"], "failed", "combine='multiply'"),
 ])
 def test_failures_are_recorded_with_a_clear_error(make_cfg, tmp_path, overrides, status, message):
@@ -180,5 +180,5 @@ def test_default_config_resolves_with_no_overrides(monkeypatch):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         for name in ("config", "bench"):
             cfg = OmegaConf.to_container(compose(name), resolve=True)
-            assert cfg["cache_dir"] == "~/.cache/lsgbench"
-        assert OmegaConf.to_container(compose("config"), resolve=True)["store_dir"] == "results/runs"
+            assert cfg["paths"]["cache_dir"] == "~/.cache/lsgbench"
+            assert cfg["paths"]["store_dir"] == "results/runs"

@@ -6,41 +6,66 @@ Shapes: B batch, H heads, N tokens, D head dim; g global tokens lead the sequenc
   band mask, so memory is O(N * (g + 3w)).
 - mode="disjoint": non-global positions form blocks of b = block_size; a query sees its own block.
 Global tokens attend to every key and every query attends to them. Padding never gets weight.
-`local_attention_reference` in reference.py builds the same pattern as a dense mask (the oracle).
+`local_attention_reference` builds the same pattern as a dense mask (the oracle).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from .lsg import global_query_attention, neighbour_blocks, split_and_pad
+from .blocks import global_query_attention, neighbour_blocks, pattern_attention, split_and_pad
+from .knobs import LongKnobs
 
 MODES = ("sliding", "disjoint")
 
 
-def check_local_knobs(mode, window, block_size, num_global_tokens):
-    prefix = "model.attention."
-    if mode not in MODES:
-        raise ConfigError(f"{prefix}mode={mode!r} is unknown; choose one of {list(MODES)}")
-    if mode == "sliding" and window < 2:
-        raise ConfigError(f"{prefix}window={window} must be >= 2 (a query sees window // 2 tokens on each side)")
-    if mode == "disjoint" and block_size < 1:
-        raise ConfigError(f"{prefix}block_size={block_size} must be >= 1")
-    if num_global_tokens < 0:
-        raise ConfigError(f"{prefix}num_global_tokens={num_global_tokens} must be >= 0")
+@dataclasses.dataclass(frozen=True)
+class LocalKnobs(LongKnobs):
+    name: ClassVar[str] = "local"
+    LABELLED: ClassVar = ("mode", "window", "block_size", "num_global_tokens")
+    SHORT: ClassVar = {"window": "w", "block_size": "b", "num_global_tokens": "g"}
+    mode: str        # sliding | disjoint
+    window: int      # sliding: total width; a query sees window // 2 tokens on each side
+    block_size: int  # disjoint: block length
+
+    @classmethod
+    def labelled(cls, attention: Mapping) -> tuple[str, ...]:
+        unused = {"sliding": "block_size", "disjoint": "window"}.get(attention.get("mode"))
+        return tuple(k for k in cls.LABELLED if k != unused)
+
+    def check(self) -> None:
+        super().check()
+        if self.mode not in MODES:
+            raise self.bad("mode", f"is unknown; choose one of {list(MODES)}")
+        if self.mode == "sliding" and self.window < 2:
+            raise self.bad("window", "must be >= 2 (a query sees window // 2 tokens on each side)")
+        if self.mode == "disjoint" and self.block_size < 1:
+            raise self.bad("block_size", "must be >= 1")
+
+    def _kernel_args(self) -> dict:
+        return dict(mode=self.mode, window=self.window, block_size=self.block_size,
+                    num_global_tokens=self.num_global_tokens)
+
+    def attend(self, query, key, value, keep, scaling, dropout):
+        return local_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout)
+
+    def reference(self, query, key, value, keep, scaling):
+        return local_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling)
 
 
-def local_attention(query, key, value, attention_mask=None, *, mode="sliding", window=256, block_size=256,
-                    num_global_tokens=0, scaling=None, dropout=0.0):
-    """Local attention over [B, H, N, D]; attention_mask [B, N] with 1 = keep, 0 = padding."""
-    check_local_knobs(mode, window, block_size, num_global_tokens)
+def local_attention(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens, scaling=None,
+                    dropout=0.0):
+    """Local attention over [B, H, N, D]; keep [B, N] with 1 = token, 0 = padding (None: no padding)."""
     B, H, N, D = query.shape
     g = min(num_global_tokens, N)
     scaling = D ** -0.5 if scaling is None else scaling
     b = window // 2 if mode == "sliding" else block_size
-    keep, qx, kx, vx, keep_x = split_and_pad(query, key, value, attention_mask, g, b)
+    keep, qx, kx, vx, keep_x = split_and_pad(query, key, value, keep, g, b)
     Np = qx.shape[2]
     nb = Np // b
 
@@ -74,3 +99,19 @@ def local_attention(query, key, value, attention_mask=None, *, mode="sliding", w
     out = out.masked_fill(~mask.any(-1).reshape(B * nb, 1, b, 1), 0.0)
     outputs.append(out.view(B, nb, H, b, D).transpose(1, 2).reshape(B, H, Np, D)[:, :, : N - g])
     return torch.cat(outputs, dim=2)
+
+
+def local_attention_reference(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens,
+                              scaling=None):
+    """The same pattern as a dense mask over all keys."""
+    N, D = query.shape[2:]
+    g = min(num_global_tokens, N)
+    pos = torch.arange(N, device=query.device)
+    is_global = pos < g
+    if mode == "sliding":
+        near = (pos[:, None] - pos[None, :]).abs() <= window // 2
+    else:
+        block = (pos - g).div(block_size, rounding_mode="floor")
+        near = block[:, None] == block[None, :]
+    pattern = is_global[:, None] | is_global[None, :] | near
+    return pattern_attention(query, key, value, keep, pattern, D ** -0.5 if scaling is None else scaling)

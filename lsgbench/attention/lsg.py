@@ -7,52 +7,68 @@ stand for each block. A query in block i sees
     g global keys | local keys of blocks i-1, i, i+1 (3b) | sparse [(i-1)r - s, (i-1)r) and
     [(i+2)r, (i+2)r + s) (2s, s = sparse_block_size)
 so memory is O(N * (g + 3b + 2s)), linear in N. Global queries see every key.
-`lsg_attention_reference` in reference.py builds the same pattern as a dense mask (the oracle).
+`lsg_attention_reference` builds the same pattern as a dense mask (the oracle).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from .blocks import global_query_attention, neighbour_blocks, masked_attention, split_and_pad
+from .knobs import LongKnobs
 
 SPARSITY_TYPES = ("none", "norm", "pooling", "lsh", "stride", "block_stride", "bos_pooling")
 LSH_SEED = 0  # lsh projections are fixed random draws, the same on every call and device
 
 
-def check_lsg_knobs(block_size, sparse_block_size, sparsity_factor, sparsity_type, num_global_tokens):
-    prefix = "model.attention."
-    if sparsity_type not in SPARSITY_TYPES:
-        raise ConfigError(f"{prefix}sparsity_type={sparsity_type!r} is unknown; choose one of {list(SPARSITY_TYPES)}")
-    if block_size < 1:
-        raise ConfigError(f"{prefix}block_size={block_size} must be >= 1")
-    if sparse_block_size < 0 or sparsity_factor < 1 or num_global_tokens < 0:
-        raise ConfigError(f"{prefix}sparse_block_size={sparse_block_size}, sparsity_factor={sparsity_factor} and "
-                          f"num_global_tokens={num_global_tokens} must be >= 0, >= 1 and >= 0")
-    if block_size % sparsity_factor:
-        raise ConfigError(f"{prefix}block_size={block_size} must be divisible by sparsity_factor={sparsity_factor}")
-    if sparsity_type in ("norm", "lsh") and sparse_block_size:
-        chunk = min(block_size, sparse_block_size)
-        if block_size % chunk or chunk % sparsity_factor:
-            raise ConfigError(f"{prefix}sparsity_type={sparsity_type!r} works on chunks of min(block_size, "
-                              f"sparse_block_size)={chunk} tokens, which must divide block_size={block_size} and be "
-                              f"divisible by sparsity_factor={sparsity_factor}")
+@dataclasses.dataclass(frozen=True)
+class LsgKnobs(LongKnobs):
+    name: ClassVar[str] = "lsg"
+    LABELLED: ClassVar = ("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type", "num_global_tokens")
+    SHORT: ClassVar = {"block_size": "b", "sparse_block_size": "s", "sparsity_factor": "f", "num_global_tokens": "g"}
+    block_size: int         # b: a query sees its block and the two beside it (3b keys)
+    sparse_block_size: int  # s: sparse keys on each side of the local window (2s keys)
+    sparsity_factor: int    # f: the sparse sequence is N / f long
+    sparsity_type: str      # how the sparse sequence is made: SPARSITY_TYPES
+
+    def check(self) -> None:
+        super().check()
+        if self.sparsity_type not in SPARSITY_TYPES:
+            raise self.bad("sparsity_type", f"is unknown; choose one of {list(SPARSITY_TYPES)}")
+        if self.block_size < 1:
+            raise self.bad("block_size", "must be >= 1")
+        if self.sparse_block_size < 0:
+            raise self.bad("sparse_block_size", "must be >= 0")
+        if self.sparsity_factor < 1:
+            raise self.bad("sparsity_factor", "must be >= 1")
+        if self.block_size % self.sparsity_factor:
+            raise self.bad("block_size", f"must be divisible by sparsity_factor={self.sparsity_factor}")
+        if self.sparsity_type in ("norm", "lsh") and self.sparse_block_size:
+            chunk = min(self.block_size, self.sparse_block_size)
+            if self.block_size % chunk or chunk % self.sparsity_factor:
+                raise self.bad("sparsity_type", f"works on chunks of min(block_size, sparse_block_size)={chunk} "
+                               f"tokens, which must divide block_size={self.block_size} and be divisible by "
+                               f"sparsity_factor={self.sparsity_factor}")
+
+    def _kernel_args(self) -> dict:
+        return dict(block_size=self.block_size, sparse_block_size=self.sparse_block_size,
+                    sparsity_factor=self.sparsity_factor, sparsity_type=self.sparsity_type,
+                    num_global_tokens=self.num_global_tokens)
+
+    def attend(self, query, key, value, keep, scaling, dropout):
+        return lsg_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout)
+
+    def reference(self, query, key, value, keep, scaling):
+        return lsg_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling)
 
 
 def uses_sparse_keys(sparse_block_size: int, sparsity_type: str) -> bool:
     return sparsity_type != "none" and sparse_block_size > 0
-
-
-def pad_to_blocks(x: torch.Tensor, block_size: int, dim: int, value=0) -> torch.Tensor:
-    """Right-pad dimension `dim` to a multiple of block_size."""
-    extra = -x.shape[dim] % block_size
-    if not extra:
-        return x
-    pad = [0, 0] * (x.dim() - 1 - dim % x.dim()) + [0, extra]
-    return F.pad(x, pad, value=value)
 
 
 # ------------------------------------------------------------------ sparse reductions
@@ -142,41 +158,16 @@ def sparse_keys(kx, vx, keep, *, sparsity_type, sparsity_factor, block_size, spa
                                             scaling=scaling)
 
 
-def split_and_pad(query, key, value, attention_mask, g, block_size):
-    """Global part, and the non-global part right-padded to whole blocks (padding is not kept)."""
-    B, H, N, D = query.shape
-    keep = torch.ones(B, N, dtype=torch.bool, device=query.device) if attention_mask is None \
-        else attention_mask.to(torch.bool)
-    qx, kx, vx = (pad_to_blocks(t[:, :, g:], block_size, dim=2) for t in (query, key, value))
-    keep_x = pad_to_blocks(keep[:, g:], block_size, dim=1, value=False)
-    return keep, qx, kx, vx, keep_x
-
-
 # ------------------------------------------------------------------ the fast path
 
-def global_query_attention(query, key, value, keep, g, scaling, dropout):
-    """The g global queries attend to every non-padding key: [B, H, g, D]."""
-    out = F.scaled_dot_product_attention(query[:, :, :g], key, value, attn_mask=keep[:, None, None, :],
-                                         dropout_p=dropout, scale=scaling)
-    return out.masked_fill(~keep.any(-1).view(-1, 1, 1, 1), 0.0)
-
-
-def neighbour_blocks(x, b: int, fill):
-    """[B, (H,) Np, (D)] -> [B, (H,) nb, 3b, (D)]: for block i, blocks i-1, i, i+1 (`fill` outside)."""
-    dim = 2 if x.dim() == 4 else 1
-    padded = F.pad(x, [0, 0] * (x.dim() - 1 - dim) + [b, b], value=fill)
-    return padded.unfold(dim, 3 * b, b).movedim(-1, dim + 1)
-
-
-def lsg_attention(query, key, value, attention_mask=None, *, block_size=128, sparse_block_size=128,
-                  sparsity_factor=2, sparsity_type="norm", num_global_tokens=1, scaling=None, dropout=0.0):
-    """LSG attention over [B, H, N, D]; attention_mask [B, N] with 1 = keep, 0 = padding.
+def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size, sparsity_factor, sparsity_type,
+                  num_global_tokens, scaling=None, dropout=0.0):
+    """LSG attention over [B, H, N, D]; keep [B, N] with 1 = token, 0 = padding (None: no padding).
     `dropout` drops attention probabilities (training only; the reference has none)."""
-    check_lsg_knobs(block_size, sparse_block_size, sparsity_factor, sparsity_type, num_global_tokens)
     B, H, N, D = query.shape
     g, b, f, s = min(num_global_tokens, N), block_size, sparsity_factor, sparse_block_size
     scaling = D ** -0.5 if scaling is None else scaling
-    keep, qx, kx, vx, keep_x = split_and_pad(query, key, value, attention_mask, g, b)
+    keep, qx, kx, vx, keep_x = split_and_pad(query, key, value, keep, g, b)
     Np = qx.shape[2]
     nb = Np // b
 
@@ -220,3 +211,45 @@ def lsg_attention(query, key, value, attention_mask=None, *, block_size=128, spa
     out = out.masked_fill(~mask.any(-1).reshape(B, H * nb, 1, 1), 0.0)
     outputs.append(out.reshape(B, H, Np, D)[:, :, : N - g])
     return torch.cat(outputs, dim=2)
+
+
+# ------------------------------------------------------------------ the oracle
+
+def lsg_attention_reference(query, key, value, keep=None, *, block_size, sparse_block_size, sparsity_factor,
+                            sparsity_type, num_global_tokens, scaling=None):
+    """The same pattern as a dense mask over all keys (shares only the sparse reductions, which have
+    tests of their own)."""
+    B, H, N, D = query.shape
+    g, b, f, s = min(num_global_tokens, N), block_size, sparsity_factor, sparse_block_size
+    scaling = D ** -0.5 if scaling is None else scaling
+    keep, qx, kx, vx, keep_x = split_and_pad(query, key, value, keep, g, b)
+    Np = qx.shape[2]
+    dev = query.device
+
+    keys = torch.cat([key[:, :, :g], kx], dim=2)        # originals: g globals, then Np tokens
+    values = torch.cat([value[:, :, :g], vx], dim=2)
+    keep_all = torch.cat([keep[:, :g], keep_x], dim=1)  # [B, g + Np]
+    pos = torch.arange(g + Np, device=dev)
+    is_global = pos < g
+    block = (pos - g).div(b, rounding_mode="floor")     # block of a non-global position
+
+    # Original keys: global queries see all; others see globals and blocks i-1..i+1.
+    near = (block[:, None] - block[None, :]).abs() <= 1
+    pattern = is_global[:, None] | is_global[None, :] | near           # [queries, keys]
+    allowed = (pattern[None, None] & keep_all[:, None, None, :]).expand(B, H, -1, -1)
+
+    if uses_sparse_keys(s, sparsity_type):
+        ks, vs, keep_s = sparse_keys(kx, vx, keep_x, sparsity_type=sparsity_type, sparsity_factor=f,
+                                     block_size=b, sparse_block_size=s, query_first=qx[:, :, 0], scaling=scaling)
+        r, M = b // f, ks.shape[2]
+        j = torch.arange(M, device=dev)
+        left_lo, right_lo = (block - 1) * r - s, (block + 2) * r
+        in_window = ((j[None] >= left_lo[:, None]) & (j[None] < left_lo[:, None] + s)) | \
+                    ((j[None] >= right_lo[:, None]) & (j[None] < right_lo[:, None] + s))
+        in_window &= ~is_global[:, None]                                # [Q, M]
+        sparse_allowed = in_window[None, None] & keep_s[:, :, None, :]  # [B, h, Q, M]
+        keys, values = torch.cat([keys, ks], dim=2), torch.cat([values, vs], dim=2)
+        allowed = torch.cat([allowed, sparse_allowed.expand(B, H, -1, -1)], dim=3)
+
+    queries = torch.cat([query[:, :, :g], qx], dim=2)
+    return masked_attention(queries, keys, values, allowed, scaling)[:, :, :N]

@@ -26,10 +26,7 @@ class S4D(nn.Module):
     def __init__(self, channels: int, state_size: int = 64, init: str = "lin", dt_min: float = 1e-3,
                  dt_max: float = 1e-1, freeze: bool = True):
         super().__init__()
-        if init not in INITS:
-            raise ConfigError(f"model.attention.s4d_init={init!r} is unknown; choose one of {list(INITS)}")
-        if state_size < 2 or state_size % 2:
-            raise ConfigError(f"model.attention.state_size={state_size} must be an even number >= 2")
+        self.check_settings(state_size, init)
         n = state_size // 2
         modes = torch.arange(n, dtype=torch.float64)
         imag = math.pi * modes if init == "lin" else state_size / math.pi * (state_size / (2 * modes + 1) - 1)
@@ -41,6 +38,13 @@ class S4D(nn.Module):
         self.c = nn.Parameter(torch.randn(*shape, 2) * 0.5**0.5)
         self.log_dt = nn.Parameter(torch.rand(2, channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
         self.d = nn.Parameter(torch.randn(channels))
+
+    @staticmethod
+    def check_settings(state_size: int, init: str) -> None:
+        if init not in INITS:
+            raise ConfigError(f"s4d_init={init!r} is unknown; choose one of {list(INITS)}")
+        if state_size < 2 or state_size % 2:
+            raise ConfigError(f"state_size={state_size} must be an even number >= 2")
 
     def discretised(self):
         """(dA, dB, C) as complex tensors [2, channels, n]."""

@@ -13,10 +13,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from ..attention import VARIANTS, Knobs, knobs_from_config
 from ..errors import ConfigError
 from ..tokenizer import train_tokenizer
+from .ccdv import stored_knobs
+from .checkpoints import load_converted
+from .conversion import convert
 from .families import FAMILIES, SIZES, Family
-from .conversion import LAYOUTS, VARIANTS, conversion_knobs, convert, load_converted, stored_knobs
+from .layouts import LAYOUTS
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return str(root / sub)
 
 
-def _family(model_cfg, task_cfg) -> Family:
+def _family(model_cfg, task_cfg, knobs: Knobs) -> Family:
     family = FAMILIES.get(model_cfg.family)
     if family is None:
         raise ConfigError(f"model.family={model_cfg.family!r} is unknown; choose one of {sorted(FAMILIES)}")
@@ -56,51 +60,54 @@ def _family(model_cfg, task_cfg) -> Family:
             f"model {model_cfg.name!r} has no {task_cfg.kind} head (it supports {sorted(family.heads())}); "
             f"task {task_cfg.name!r} is {task_cfg.kind}"
         )
-    allowed = family.attention_types + (tuple(VARIANTS) if model_cfg.family in LAYOUTS else ())
-    if model_cfg.attention.type not in allowed:
-        raise ConfigError(f"model.attention.type={model_cfg.attention.type!r} is not available for model "
-                          f"{model_cfg.name!r}; it runs {list(allowed)}")
+    converted = tuple(n for n, v in VARIANTS.items() if v.converted) if model_cfg.family in LAYOUTS else ()
+    if knobs.name not in family.attention_types + converted:
+        raise ConfigError(f"attention={knobs.name} is not available for model {model_cfg.name!r} (family "
+                          f"{model_cfg.family!r}); it runs {list(family.attention_types + converted)}")
     return family
 
 
-def _max_length(model_cfg, task_cfg) -> int:
-    length = model_cfg.max_length or task_cfg.max_source_length
-    if length > model_cfg.max_positions:
+def _max_length(model_cfg, task_cfg, knobs: Knobs) -> int:
+    """model.max_length, or else the task's max_source_length cut to what the model takes (converted
+    variants take any length: their position tables are extended)."""
+    capacity = None if knobs.converted else model_cfg.max_positions
+    if model_cfg.max_length is None:
+        return int(min(task_cfg.max_source_length, capacity or task_cfg.max_source_length))
+    if capacity is not None and model_cfg.max_length > capacity:
         raise ConfigError(
-            f"model {model_cfg.name!r} takes at most {model_cfg.max_positions} tokens (model.max_positions), "
-            f"but is asked to run at {length} (model.max_length or task.max_source_length); lower it, or use "
-            f"a long-sequence model"
+            f"model {model_cfg.name!r} with {knobs.name} attention takes at most {capacity} tokens "
+            f"(model.max_positions), but model.max_length={model_cfg.max_length}; lower it, or convert it to a "
+            f"long model (e.g. attention=lsg)"
         )
-    return int(length)
+    return int(model_cfg.max_length)
 
 
 def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> BuiltModel:
-    family = _family(model_cfg, task_cfg)
-    max_length = _max_length(model_cfg, task_cfg)
+    knobs = knobs_from_config(model_cfg.attention)
+    family = _family(model_cfg, task_cfg, knobs)
+    max_length = _max_length(model_cfg, task_cfg, knobs)
     if model_cfg.init not in ("pretrained", "random"):
         raise ConfigError(f"model.init={model_cfg.init!r} is unknown; choose pretrained or random")
     checkpoint = resolve_checkpoint(model_cfg.pretrained)
     tokenizer, tokenizer_source = _tokenizer(model_cfg, train_texts, cache_dir)
     tokenizer.model_max_length = max_length
-    converted = model_cfg.attention.type in VARIANTS  # lsg, local, spade: built by converting the base model
-    knobs = conversion_knobs(model_cfg.attention) if converted else None
     # A converted model starts from the base architecture at its own length, then is extended.
-    base_length = min(max_length, family.pretrained_positions) if converted else max_length
+    base_length = min(max_length, family.pretrained_positions) if knobs.converted else max_length
     if model_cfg.init == "pretrained":
-        model = _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable=converted)
+        model = _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length)
         init = f"pretrained:{model_cfg.pretrained}"
     else:
-        model = _random(model_cfg, task_cfg, family, tokenizer, base_length)
+        model = _random(model_cfg, task_cfg, family, knobs, tokenizer, base_length)
         init = f"random:{model_cfg.size}"
-    attention = OmegaConf.to_container(model_cfg.attention, resolve=True)
-    stored = stored_knobs(model.config) if converted else None
+    attention = knobs.to_dict()
+    stored = stored_knobs(model.config) if knobs.converted else None
     if stored is not None:  # a saved converted checkpoint (lsgbench's or ccdv's) carries its own knobs
         if stored != knobs:
-            log.warning("checkpoint %s carries its own knobs %s; they are used instead of %s",
-                        model_cfg.pretrained, stored, knobs)
+            log.warning("checkpoint %s carries its own knobs (%s); they are used instead of %s",
+                        model_cfg.pretrained, stored.label(), knobs.label())
         load_converted(checkpoint, model, model_cfg.family, stored)
-        attention = {**stored, "from_checkpoint": True}
-    elif converted:
+        attention = {**stored.to_dict(), "from_checkpoint": True}
+    elif knobs.converted:
         bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         convert(model, model_cfg.family, knobs, max_length, bos, tokenizer.mask_token_id)
     if task_cfg.kind == "summarization":
@@ -125,7 +132,7 @@ def _tokenizer(model_cfg, train_texts, cache_dir):
                           f"model.init=random (trains a tokenizer on the task's text) or a local directory") from None
 
 
-def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable):
+def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length):
     from transformers import AutoConfig
 
     try:
@@ -139,11 +146,11 @@ def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable)
                           f"{model_cfg.family!r} expects {family.config_class.__name__}")
     capacity = family.capacity(config)
     already_long = stored_knobs(config) is not None
-    if max_length > capacity and (already_long or not extendable):
+    if max_length > capacity and (already_long or not knobs.converted):
         raise ConfigError(f"checkpoint {model_cfg.pretrained!r} takes at most {capacity} tokens, but the run asks "
                           f"for {max_length}; lower model.max_length / task.max_source_length"
                           + (", or convert it again with python -m lsgbench.convert --max-length" if already_long else ""))
-    for key, value in family.attention_knobs(model_cfg.attention, family.num_layers(config)).items():
+    for key, value in knobs.hf_config(family.num_layers(config)).items():
         setattr(config, key, value)
     head_cls = family.heads()[task_cfg.kind]
     load_args = {}
@@ -155,22 +162,22 @@ def _pretrained(model_cfg, task_cfg, family, checkpoint, max_length, extendable)
         config.num_labels = len(task_cfg.label_names)
         config.id2label = dict(enumerate(task_cfg.label_names))
         config.label2id = {n: i for i, n in enumerate(task_cfg.label_names)}
-    return head_cls.from_pretrained(checkpoint, config=config, attn_implementation=_implementation(model_cfg, family),
+    return head_cls.from_pretrained(checkpoint, config=config, attn_implementation=knobs.hf_implementation or family.attn_implementation,
                                     trust_remote_code=model_cfg.trust_remote_code, **load_args)
 
 
-def _random(model_cfg, task_cfg, family, tokenizer, max_length):
+def _random(model_cfg, task_cfg, family, knobs, tokenizer, max_length):
     if model_cfg.size not in SIZES:
         raise ConfigError(f"model.size={model_cfg.size!r} is unknown; choose one of {list(SIZES)}")
     layers, hidden, heads, ffn = SIZES[model_cfg.size]
     kwargs = family.sizes(layers, hidden, heads, ffn)
     positions = max(max_length, (task_cfg.max_target_length or 0) + 2)
-    if model_cfg.attention.type not in VARIANTS:
+    if not knobs.converted:
         positions = max(positions, model_cfg.max_positions)
     kwargs[family.position_field] = positions + family.position_offset
     if family.position_field == "max_encoder_position_embeddings":
         kwargs["max_decoder_position_embeddings"] = max(1024, (task_cfg.max_target_length or 0) + 2)
-    kwargs.update(family.attention_knobs(model_cfg.attention, layers))
+    kwargs.update(knobs.hf_config(layers))
     kwargs.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                   eos_token_id=tokenizer.eos_token_id)
     if task_cfg.kind == "classification":
@@ -179,25 +186,8 @@ def _random(model_cfg, task_cfg, family, tokenizer, max_length):
     else:
         kwargs.update(decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=tokenizer.eos_token_id)
     config = family.config_class(**kwargs)
-    config._attn_implementation = _implementation(model_cfg, family)
+    config._attn_implementation = knobs.hf_implementation or family.attn_implementation
     return family.heads()[task_cfg.kind](config)
-
-
-FULL_IMPLEMENTATIONS = ("sdpa", "eager")
-
-
-def full_implementation(attention_cfg) -> str | None:
-    """Full attention's model.attention.implementation (validated); None for other attention types."""
-    chosen = attention_cfg.get("implementation") if attention_cfg.type == "full" else None
-    if chosen is not None and chosen not in FULL_IMPLEMENTATIONS:
-        raise ConfigError(f"model.attention.implementation={chosen!r} is unknown; choose one of {list(FULL_IMPLEMENTATIONS)}")
-    return chosen
-
-
-def _implementation(model_cfg, family) -> str:
-    """transformers' attention implementation: full attention's choice, otherwise the family's own
-    (converted variants replace the encoder's afterwards)."""
-    return full_implementation(model_cfg.attention) or family.attn_implementation
 
 
 def _set_generation(model, tokenizer, task_cfg):

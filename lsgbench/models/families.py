@@ -1,7 +1,7 @@
-"""Hugging Face model families: config classes, heads, size presets and attention knobs.
+"""Hugging Face model families: config classes, heads, size presets and the attention they run.
 
-One `Family` per architecture; `model.family` in conf/model/*.yaml picks it. Long-sequence
-variants that lsgbench builds by conversion (LSG, local, SPADE) plug in through the same table.
+One `Family` per architecture; `model.family` in conf/model/*.yaml picks it. Families with a
+conversion layout (models/layouts.py) also run every converted attention variant.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Callable
 
 import transformers as tf
 
-from ..errors import ConfigError
 
 # Random-init size presets: (layers, hidden, heads, feed-forward). Encoder-decoders use the
 # layer count for both stacks. `base` matches the 12-layer, 768-hidden base checkpoints.
@@ -31,22 +30,6 @@ def _seq2seq_sizes(layers, hidden, heads, ffn):
                 decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn)
 
 
-def _no_knobs(attention, layers):
-    return {}
-
-
-def _longformer_knobs(attention, layers):
-    window = int(attention.attention_window)
-    if window <= 0 or window % 2:
-        raise ConfigError(f"model.attention.attention_window={window} must be a positive even number")
-    return {"attention_window": [window] * layers}
-
-
-def _bigbird_knobs(attention, layers):
-    return {"attention_type": "block_sparse", "block_size": int(attention.block_size),
-            "num_random_blocks": int(attention.num_random_blocks)}
-
-
 @dataclass(frozen=True)
 class Family:
     config_class: type
@@ -55,8 +38,7 @@ class Family:
     sizes: Callable                   # (layers, hidden, heads, ffn) -> config kwargs
     position_field: str = "max_position_embeddings"
     position_offset: int = 0          # RoBERTa-style embeddings reserve padding_idx + 1 positions
-    attention_knobs: Callable = _no_knobs
-    attention_types: tuple = ("full",)  # its own; families with a conversion layout add lsg, local, spade
+    attention_types: tuple = ("full",)  # its own; families with a conversion layout add the converted variants
     global_first_token: bool = False  # Longformer/LED need global_attention_mask on token 0
     fixed_padding: bool = False       # BigBird: pad every batch to max_length (see models.build)
     attn_implementation: str = "sdpa"
@@ -80,15 +62,15 @@ FAMILIES = {
     "pegasus": Family(tf.PegasusConfig, None, tf.PegasusForConditionalGeneration, _seq2seq_sizes,
                       pretrained_positions=1024),
     "longformer": Family(tf.LongformerConfig, tf.LongformerForSequenceClassification, None, _encoder_sizes,
-                         position_offset=2, attention_knobs=_longformer_knobs, attention_types=("longformer",),
+                         position_offset=2, attention_types=("longformer",),
                          global_first_token=True, attn_implementation="eager"),
     "led": Family(tf.LEDConfig, None, tf.LEDForConditionalGeneration, _seq2seq_sizes,
-                  position_field="max_encoder_position_embeddings", attention_knobs=_longformer_knobs,
+                  position_field="max_encoder_position_embeddings",
                   attention_types=("longformer",), global_first_token=True, attn_implementation="eager"),
     "bigbird": Family(tf.BigBirdConfig, tf.BigBirdForSequenceClassification, None, _encoder_sizes,
-                      attention_knobs=_bigbird_knobs, attention_types=("bigbird",), fixed_padding=True,
+                      attention_types=("bigbird",), fixed_padding=True,
                       attn_implementation="eager"),
     "bigbird_pegasus": Family(tf.BigBirdPegasusConfig, None, tf.BigBirdPegasusForConditionalGeneration,
-                              _seq2seq_sizes, attention_knobs=_bigbird_knobs, attention_types=("bigbird",),
+                              _seq2seq_sizes, attention_types=("bigbird",),
                               fixed_padding=True, attn_implementation="eager"),
 }

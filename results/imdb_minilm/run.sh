@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=results/imdb_minilm
-common=(task=imdb task.data_dir=../shared/data/imdb trainer=cpu store_dir=$out/runs
+common=(task=imdb task.data_dir=../shared/data/imdb trainer=cpu paths.store_dir=$out/runs
         hydra.run.dir=outputs/imdb_minilm/\${model.name}/\${now:%H-%M-%S})
 python -m lsgbench "${common[@]}" model=minilm
 python -m lsgbench "${common[@]}" model=lsg_minilm model.max_length=4096

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=results/imdb_minilm
-common=(task=imdb task.data_dir=../shared/data/imdb trainer=cpu store_dir=$out/runs model=local_minilm
+common=(task=imdb task.data_dir=../shared/data/imdb trainer=cpu paths.store_dir=$out/runs model=local_minilm
         model.max_length=4096 hydra.run.dir=outputs/imdb_minilm/\${model.name}/\${now:%H-%M-%S})
 python -m lsgbench "${common[@]}" model.attention.mode=disjoint model.attention.block_size=128
 python -m lsgbench "${common[@]}" model.attention.mode=sliding model.attention.window=256

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 out=results/receptive_field
 common=(task=synth_keys task.synthetic.doc_words=1000 task.synthetic.num_keys=6 task.synthetic.n_train=1024
         task.synthetic.n_test=200 model.init=random model.size=tiny trainer=cpu trainer.args.learning_rate=1e-3
-        trainer.args.num_train_epochs=4 trainer.args.per_device_train_batch_size=16 store_dir=$out/runs
+        trainer.args.num_train_epochs=4 trainer.args.per_device_train_batch_size=16 paths.store_dir=$out/runs
         hydra.run.dir=outputs/receptive_field/\${model.name}/\${now:%H-%M-%S})
 python -m lsgbench "${common[@]}" model=roberta                                   # full attention, its own 512
 python -m lsgbench "${common[@]}" model=roberta model.max_positions=2048 model.max_length=2048   # full, whole doc

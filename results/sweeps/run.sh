@@ -20,7 +20,7 @@ common=(sweep=lsg_grid task=synth_keys task.synthetic.doc_words=1000 task.synthe
         task.synthetic.n_train=1024 task.synthetic.n_test=200 model.init=random model.size=tiny trainer=cpu
         trainer.args.learning_rate=1e-3 trainer.args.num_train_epochs=3 trainer.args.per_device_train_batch_size=16
         model.max_length=2048 model.attention.sparse_block_size=64 model.attention.sparsity_type=pooling
-        store_dir=$out/lsg_grid/runs hydra.sweep.dir=multirun/lsg_grid_\${now:%Y-%m-%d_%H-%M-%S}_\${uid:})
+        paths.store_dir=$out/lsg_grid/runs hydra.sweep.dir=multirun/lsg_grid_\${now:%Y-%m-%d_%H-%M-%S}_\${uid:})
 python -m lsgbench -m "${common[@]}" model.attention.num_global_tokens=0 model.attention.block_size=32,64 \
     model.attention.sparsity_factor=2,4,8
 python -m lsgbench -m "${common[@]}" model.attention.num_global_tokens=1 model.attention.block_size=32,64 \
@@ -28,6 +28,6 @@ python -m lsgbench -m "${common[@]}" model.attention.num_global_tokens=1 model.a
 python -m lsgbench -m sweep=length_scaling model.size=tiny trainer=cpu model.max_length=1024,2048,4096 \
     "task.synthetic.n_train='\${floordiv:262144,\${model.max_length}}'" \
     "task.synthetic.n_test='\${floordiv:32768,\${model.max_length}}'" \
-    store_dir=$out/length_scaling/runs hydra.sweep.dir=multirun/length_scaling_\${now:%Y-%m-%d_%H-%M-%S}_\${uid:}
+    paths.store_dir=$out/length_scaling/runs hydra.sweep.dir=multirun/length_scaling_\${now:%Y-%m-%d_%H-%M-%S}_\${uid:}
 python -m lsgbench.report $out/lsg_grid/runs $out/length_scaling/runs results/receptive_field/runs \
     results/imdb_minilm/runs --format md,csv,tex --out $out

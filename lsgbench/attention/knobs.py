@@ -1,0 +1,150 @@
+"""Typed attention knobs: the base class every variant's knobs extend.
+
+A variant's knobs class is a frozen dataclass. `from_config` checks the names and types of a
+`model.attention` mapping against its fields and then calls `check()` once, at build time, so a
+kernel never validates per call. Defaults live in one place, `conf/attention/<name>.yaml`
+(`defaults()` reads it). `label()` is the short description tables and plots use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from typing import ClassVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import shipped_dir
+from ..errors import ConfigError
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Knobs:
+    name: ClassVar[str]
+    converted: ClassVar[bool] = False     # True: lsgbench's own kernel replaces a backbone's encoder attention
+    LABELLED: ClassVar[tuple[str, ...]] = ()  # knobs shown in labels, in this order
+    SHORT: ClassVar[dict[str, str]] = {}  # knob -> its abbreviation in labels (absent: the value alone)
+
+    # ------------------------------------------------------------------ building and checking
+    @classmethod
+    def defaults(cls) -> dict:
+        """The variant's defaults: conf/attention/<name>.yaml (with the files its defaults list names)."""
+        return _attention_yaml(cls.name)
+
+    @classmethod
+    def make(cls, **overrides) -> "Knobs":
+        """The defaults with some knobs changed (tests, the convert CLI, the benchmark)."""
+        return cls.from_config({**cls.defaults(), **overrides})
+
+    @classmethod
+    def from_config(cls, attention: Mapping) -> "Knobs":
+        values = OmegaConf.to_container(attention, resolve=True) if isinstance(attention, DictConfig) else dict(attention)
+        values.pop("type", None)
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        if unknown := sorted(set(values) - set(names)):
+            raise ConfigError(f"{cls.name} attention has no knob {unknown[0]!r}; its knobs are {names}")
+        if missing := [n for n in names if n not in values]:
+            raise ConfigError(f"{cls.name} attention needs the knobs {missing} (defaults: conf/attention/{cls.name}.yaml)")
+        knobs = cls(**{n: _typed(cls.name, n, values[n], hints[n]) for n in names})
+        knobs.check()
+        return knobs
+
+    def check(self) -> None:
+        """Raise ConfigError (via `self.bad`) for values the kernel cannot run."""
+
+    def bad(self, knob: str, why: str) -> ConfigError:
+        return ConfigError(f"{self.name} attention: {knob}={getattr(self, knob)!r} {why}")
+
+    def hf_config(self, num_layers: int) -> dict:
+        """transformers config fields this attention sets (the peers' own attention); none by default."""
+        return {}
+
+    @property
+    def hf_implementation(self) -> str | None:
+        """transformers' attn_implementation this attention asks for; None: the family's own."""
+        return None
+
+    def to_dict(self) -> dict:
+        """What configs and records hold: {"type": name, knob: value, ...} (lists, not tuples)."""
+        return {"type": self.name, **{k: list(v) if isinstance(v, tuple) else v
+                                      for k, v in dataclasses.asdict(self).items()}}
+
+    # ------------------------------------------------------------------ describing
+    @classmethod
+    def labelled(cls, attention: Mapping) -> tuple[str, ...]:
+        """The knobs that matter for this setting (some matter only in some modes)."""
+        return cls.LABELLED
+
+    @classmethod
+    def label_of(cls, attention: Mapping) -> str:
+        parts = [cls.name]
+        for knob in cls.labelled(attention):
+            if knob in attention:
+                value = attention[knob]
+                value = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+                parts.append(f"{cls.SHORT[knob]}={value}" if knob in cls.SHORT else str(value))
+        return " ".join(parts)
+
+    def label(self) -> str:
+        return self.label_of(self.to_dict())
+
+
+def _attention_yaml(name: str) -> dict:
+    values = OmegaConf.to_container(OmegaConf.load(shipped_dir("conf") / "attention" / f"{name}.yaml"))
+    merged = {}
+    for base in values.pop("defaults", []):
+        if base != "_self_":
+            merged.update(_attention_yaml(base))
+    return {**merged, **values}
+
+
+def _typed(variant: str, knob: str, value, kind):
+    """`value` as the annotated type, or a ConfigError naming the knob."""
+    origin = typing.get_origin(kind)
+    if origin is tuple:  # tuple[int, ...]: a list of integers in the config
+        if isinstance(value, (list, tuple)) and value and all(_is(v, int) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{variant} attention: {knob}={value!r} must be a non-empty list of integers")
+    if _is(value, kind):
+        return float(value) if kind is float else value
+    raise ConfigError(f"{variant} attention: {knob}={value!r} must be {_TYPE_WORDS[kind]}")
+
+
+def _is(value, kind) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+@dataclasses.dataclass(frozen=True)
+class LongKnobs(Knobs):
+    """Knobs every converted variant shares: learned global tokens prepended to the sequence."""
+
+    converted: ClassVar[bool] = True
+    num_global_tokens: int
+    pool_with_global: bool               # classifiers read global token 0 in place of the first token
+    mask_first_token: bool               # the first real token (which global 0 duplicates) is masked as a key
+    pass_global_tokens_to_decoder: bool  # encoder-decoders: the decoder cross-attends to the globals too
+
+    MAX_GLOBAL_TOKENS: ClassVar[int] = 512  # ccdv checkpoints store 512 global embeddings
+
+    def check(self) -> None:
+        if not 0 <= self.num_global_tokens <= self.MAX_GLOBAL_TOKENS:
+            raise self.bad("num_global_tokens", f"must be in [0, {self.MAX_GLOBAL_TOKENS}]")
+
+    def attend(self, query, key, value, keep, scaling: float, dropout: float):
+        """The kernel: [B, H, N, D] (g globals first) and keep [B, N] bool or None -> [B, H, N, D]."""
+        raise NotImplementedError
+
+    def reference(self, query, key, value, keep, scaling: float):
+        """The dense-mask oracle of `attend` (small N only)."""
+        raise NotImplementedError
+
+    def add_modules(self, attention_modules: list, hidden_size: int) -> None:
+        """Attach modules the variant adds to encoder layers (SPADE's S4D branch); none by default."""

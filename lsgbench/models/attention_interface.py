@@ -1,0 +1,38 @@
+"""The one place lsgbench's converted variants join transformers: each is registered with
+`AttentionInterface` (the attention function) and `AttentionMaskInterface` (a mask function that
+passes the 2D padding mask through, so no N x N mask is ever built) under its variant name."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AttentionInterface, AttentionMaskInterface
+
+from ..attention import VARIANTS
+
+
+def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **_):
+    """[B, H, N, D] in, [B, N, H, D] out. `module.long_attention` holds the knobs (set at install);
+    `attention_mask` is the 2D padding mask, made before the global tokens were prepended."""
+    knobs = module.long_attention
+    B, _, N, _ = query.shape
+    g = knobs.num_global_tokens
+    keep = torch.ones(B, N, dtype=torch.bool, device=query.device) if attention_mask is None \
+        else attention_mask.to(torch.bool)
+    if keep.shape[-1] < N:  # globals prepended after the mask was made
+        keep = torch.cat([keep.new_ones(B, N - keep.shape[-1]), keep], dim=-1)
+    if knobs.mask_first_token and N > g:
+        keep = keep.clone()
+        keep[:, g] = False  # the first real token (BOS/CLS) duplicates global 0
+    out = knobs.attend(query, key, value, keep, scaling, dropout if module.training else 0.0)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def padding_mask_only(batch_size, q_length, kv_length, attention_mask=None, **_):
+    return attention_mask
+
+
+def register() -> None:
+    for name, knobs_class in VARIANTS.items():
+        if knobs_class.converted:
+            AttentionInterface.register(name, attention_forward)
+            AttentionMaskInterface.register(name, padding_mask_only)

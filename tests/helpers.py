@@ -1,0 +1,51 @@
+"""Helpers the tests share: attention inputs, a plain full-attention oracle, the shared data samples,
+tiny models."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEXTS = ["alpha beta gamma delta epsilon . " * 40, "zeta eta theta iota kappa . " * 40]
+
+
+def shared_data(name: str) -> Path:
+    """A folder of ../shared/data, or skip the test when the samples are absent."""
+    path = Path(os.environ.get("LSGBENCH_SHARED_DATA", SHARED_DATA)) / name
+    if not path.is_dir():
+        pytest.skip(f"shared data sample {name!r} not found at {path}")
+    return path
+
+
+def inputs(B=2, H=4, N=53, D=8, pad=(0, 9), seed=0, dtype=torch.float64):
+    """q, k, v [B, H, N, D] and a padding mask [B, N] with pad[i] padded positions at the end of row i."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(B, H, N, D, generator=gen, dtype=torch.float64).to(dtype) for _ in range(3))
+    mask = torch.ones(B, N, dtype=torch.long)
+    for i, p in enumerate(pad[:B]):
+        if p:
+            mask[i, -p:] = 0
+    return q, k, v, mask
+
+
+def full_attention(q, k, v, mask):
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    scores = scores.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+def assert_kernel_matches_reference(knobs, q, k, v, mask, atol=1e-10, rtol=1e-8):
+    """Forward and backward of `knobs.attend` equal `knobs.reference` (float64 inputs)."""
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = knobs.attend(*leaves, mask, None, 0.0)
+    ref = knobs.reference(*ref_leaves, mask, None)
+    assert out.shape == q.shape
+    torch.testing.assert_close(out, ref, atol=atol, rtol=rtol)
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
+    (out * weight).sum().backward()
+    (ref * weight).sum().backward()
+    for a, b in zip(leaves, ref_leaves):
+        torch.testing.assert_close(a.grad, b.grad, atol=atol, rtol=rtol)
