@@ -28,7 +28,7 @@ from .config import config_dir
 from .measure import cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
 from .attention import attention_label, knobs_from_config
 from .models import SIZES, build_model
-from .record import environment, new_run_id, write_json_atomic
+from .record import environment, new_bench_result, new_run_id, write_json_atomic
 
 MODES = {"train": ("train",), "infer": ("infer",), "both": ("infer", "train"), "attention": ("infer", "train")}
 # A stand-in classification task for building models (the benchmark feeds random token ids).
@@ -174,8 +174,7 @@ def _hydra_main(cfg) -> None:
         rows = run_bench(cfg)
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from None
-    result = {"schema": 1, "kind": "bench", "device": device, "env": env,
-              "config": OmegaConf.to_container(cfg, resolve=True), "rows": rows}
+    result = new_bench_result(device, env, OmegaConf.to_container(cfg, resolve=True), rows)
     path = Path(cfg.bench.out) / f"{new_run_id('bench', cfg.model.name)}.json"
     write_json_atomic(path, result)
     print(f"wrote {len(rows)} rows to {path}")

@@ -2,6 +2,7 @@
 
 Source order: `task.data_dir` (or `$LSGBENCH_DATA_DIR/<task.name>`) when given, since the user
 named it; otherwise the hub dataset, or the built-in generator for `source: synthetic` tasks.
+Tasks with `source: local` (the generic `classification` and `summarization`) need the folder.
 Unified schema: classification {"id", "text", "label"}, summarization {"id", "article", "abstract"}.
 """
 
@@ -16,7 +17,10 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from .errors import ConfigError
+from .kinds import task_kind
 from .synthetic import synthetic_rows
 
 log = logging.getLogger(__name__)
@@ -25,7 +29,6 @@ log = logging.getLogger(__name__)
 PREPROCESS_VERSION = 1
 CARVE_SEED = 0  # carving and subsampling use a fixed seed: the data is the same for every run seed
 CARVE_ORDER = ("validation", "test")
-COLUMNS = {"classification": ("text", "label"), "summarization": ("article", "abstract")}
 
 
 @dataclass
@@ -47,14 +50,18 @@ def local_data_dir(task) -> Path | None:
 
 def load_task_data(task) -> TaskData:
     """Read the train and eval splits of a task, validated and subsampled as configured."""
-    if task.kind not in COLUMNS:
-        raise ConfigError(f"task.kind={task.kind!r} is unknown; choose one of {sorted(COLUMNS)}")
+    task_kind(task)  # a known kind, before any reading
+    if OmegaConf.is_missing(task, "label_names"):
+        raise ConfigError("task.label_names: give the class names in label-index order, e.g. task.label_names=[neg,pos]")
     wanted = [task.train_split, task.eval_split]
     data_dir = local_data_dir(task)
     if data_dir is not None:
         source = f"local:{data_dir}"
         available = _local_splits(data_dir)
         read = lambda split: _read_jsonl(data_dir / f"{split}.jsonl")  # noqa: E731
+    elif task.source == "local":
+        raise ConfigError(f"task {task.name!r} reads a local folder: set task.data_dir=DIR (or LSGBENCH_DATA_DIR=ROOT "
+                          f"with ROOT/{task.name}/) holding <split>.jsonl files in the unified schema {_schema(task)}")
     elif task.source == "synthetic":
         source = f"synthetic:{task.synthetic.generator}(seed={task.synthetic.seed})"
         available = [s for s in task.splits if task.synthetic.get(f"n_{s}")]
@@ -62,7 +69,7 @@ def load_task_data(task) -> TaskData:
     elif task.source == "hub":
         source, available, read = _hub_reader(task)
     else:
-        raise ConfigError(f"task.source={task.source!r} is unknown; choose hub or synthetic")
+        raise ConfigError(f"task.source={task.source!r} is unknown; choose local, hub or synthetic")
 
     if task.train_split not in available:
         raise ConfigError(f"{source} has no {task.train_split!r} split; it has {sorted(available)}")
@@ -122,7 +129,7 @@ def _hub_reader(task):
             f"task {task.name!r}: cannot reach hub dataset {hub.path!r} ({type(err).__name__}: {err}). "
             f"Fix one of: (1) go online or fill the HF datasets cache, then rerun; "
             f"(2) point task.data_dir (or LSGBENCH_DATA_DIR=<root> with <root>/{task.name}/) at "
-            f"<split>.jsonl files in the unified schema {{'id', {', '.join(map(repr, COLUMNS[task.kind]))}}}; "
+            f"<split>.jsonl files in the unified schema {_schema(task)}; "
             f"(3) use a built-in synthetic task (task=synth_keys or task=synth_extract)."
         ) from None
     to_source = dict(task.splits)
@@ -160,44 +167,34 @@ def _carve(train: list[dict], splits: list[str], fraction: float, train_split: s
     return out
 
 
+def _schema(task) -> str:
+    kind = task_kind(task)
+    return f"{{'id', {kind.text_column!r}, {kind.target_column!r}}}"
+
+
 def _validated(task, rows: list[dict], where: str) -> list[dict]:
-    """Rows in the unified schema with int labels; clear errors for missing columns, bad labels, empty text."""
+    """Rows in the unified schema with their targets as the task kind uses them; clear errors for
+    missing columns, empty text and bad targets."""
     if not rows:
         raise ConfigError(f"{where} has no examples")
-    text_col, target_col = COLUMNS[task.kind]
+    kind = task_kind(task)
     out, empty = [], []
     for i, row in enumerate(rows):
-        for col in (text_col, target_col):
+        for col in (kind.text_column, kind.target_column):
             if col not in row:
                 raise ConfigError(f"{where}: example {row.get('id', i)!r} has no {col!r} column; the "
-                                  f"{task.kind} schema is {{'id', {text_col!r}, {target_col!r}}}, got {sorted(row)}")
+                                  f"{kind.name} schema is {_schema(task)}, got {sorted(row)}")
         rid = str(row.get("id", i))
-        text = row[text_col]
+        text = row[kind.text_column]
         if not isinstance(text, str) or not text.strip():
             empty.append(rid)
             continue
-        target = row[target_col]
-        if task.kind == "classification":
-            target = _label_index(target, task.label_names, where, rid)
-        elif not isinstance(target, str) or not target.strip():
-            empty.append(rid)
-            continue
-        out.append({"id": rid, text_col: text, target_col: target})
+        out.append({"id": rid, kind.text_column: text,
+                    kind.target_column: kind.target(row[kind.target_column], task, where, rid)})
     if empty:
-        raise ConfigError(f"{where}: {len(empty)} example(s) have an empty {text_col!r} or {target_col!r}, "
+        raise ConfigError(f"{where}: {len(empty)} example(s) have an empty {kind.text_column!r} (or one that is not a string), "
                           f"e.g. ids {empty[:5]}; remove or fill them")
     return out
-
-
-def _label_index(label, label_names, where: str, rid: str) -> int:
-    names = list(label_names or [])
-    if isinstance(label, bool) or isinstance(label, int):
-        if 0 <= int(label) < len(names):
-            return int(label)
-    elif isinstance(label, str) and label in names:
-        return names.index(label)
-    raise ConfigError(f"{where}: example {rid!r} has label {label!r}, which is not one of task.label_names {names} "
-                      f"(or an index into it)")
 
 
 def _subsample(rows: list[dict], limit, knob: str) -> list[dict]:
@@ -227,28 +224,22 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:16]
 
 
-def tokenize(rows: list[dict], tokenizer, kind: str, max_length: int, max_target_length: int | None,
-             cache_dir: str | Path | None):
+def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str | Path | None):
     """A datasets.Dataset with input_ids, attention_mask, labels; cached under an explicit key."""
     import datasets
 
     datasets.disable_progress_bars()
+    kind = task_kind(task)
     key = hashlib.sha256(json.dumps([
-        rows_fingerprint(rows), tokenizer_fingerprint(tokenizer), kind, max_length, max_target_length,
+        rows_fingerprint(rows), tokenizer_fingerprint(tokenizer), kind.name, max_length, task.max_target_length,
         PREPROCESS_VERSION,
     ]).encode()).hexdigest()[:24]
     path = Path(cache_dir) / "tokenized" / key if cache_dir else None
     if path is not None and (path / "dataset_info.json").exists():
         return datasets.load_from_disk(str(path))
 
-    text_col, target_col = COLUMNS[kind]
-    texts = [r[text_col] for r in rows]
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
-    if kind == "classification":
-        enc["labels"] = [r[target_col] for r in rows]
-    else:
-        targets = tokenizer(text_target=[r[target_col] for r in rows], truncation=True, max_length=max_target_length)
-        enc["labels"] = targets["input_ids"]
+    enc = tokenizer([r[kind.text_column] for r in rows], truncation=True, max_length=max_length)
+    enc["labels"] = kind.encode_targets(tokenizer, rows, task)
     ds = datasets.Dataset.from_dict({k: enc[k] for k in ("input_ids", "attention_mask", "labels")})
     if path is not None:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")

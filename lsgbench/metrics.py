@@ -38,17 +38,17 @@ def sentence_lines(text: str) -> str:
     return "\n".join(_SENTENCE_END.split(text))
 
 
-def rouge_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+def rouge_metrics(predictions: list[str], targets: list[str]) -> dict[str, float]:
     """Mean F-measure x100 of ROUGE-1/2/L/Lsum with the Porter stemmer (rouge_score, offline)."""
     from rouge_score import rouge_scorer
 
-    if len(predictions) != len(references) or not references:
-        raise ValueError(f"need equal, non-zero numbers of predictions and references, got {len(predictions)} and {len(references)}")
+    if len(predictions) != len(targets) or not targets:
+        raise ValueError(f"need equal, non-zero numbers of predictions and targets, got {len(predictions)} and {len(targets)}")
     keys = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
     scorer = rouge_scorer.RougeScorer(keys, use_stemmer=True)
     totals = dict.fromkeys(keys, 0.0)
-    for pred, ref in zip(predictions, references):
-        scores = scorer.score(sentence_lines(ref), sentence_lines(pred))
+    for pred, target in zip(predictions, targets):
+        scores = scorer.score(sentence_lines(target), sentence_lines(pred))
         for k in keys:
             totals[k] += scores[k].fmeasure
-    return {k: 100.0 * v / len(references) for k, v in totals.items()}
+    return {k: 100.0 * v / len(targets) for k, v in totals.items()}

@@ -23,9 +23,10 @@ import torch
 from omegaconf import OmegaConf
 
 from . import record as rec
-from .data import COLUMNS, load_task_data, tokenize
+from .data import load_task_data, tokenize
 from .errors import ConfigError
 from .evaluation import evaluate
+from .kinds import task_kind
 from .models import build_model
 from .tracking import NoTracker, make_tracker
 from .train import NonFiniteLoss, resolve_device, train, use_bf16
@@ -44,24 +45,7 @@ def world_size() -> int:
 def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: str | None = None) -> dict:
     """`sweep`: the id of the multirun this run belongs to (the wandb group of its runs)."""
     output_dir = Path(output_dir)
-    record = {
-        "schema": rec.SCHEMA,
-        "run_id": rec.new_run_id(cfg.task.name, cfg.model.name),
-        "status": "failed",
-        "task": cfg.task.name,
-        "task_kind": cfg.task.kind,
-        "model": cfg.model.name,
-        "attention": {},
-        "max_length": None,
-        "metrics": {},
-        "efficiency": {},
-        "provenance": {"dataset": None, "model_init": None, "n_train": None, "n_eval": None, "seed": cfg.seed},
-        "config": None,
-        "overrides": list(overrides or []),
-        "sweep": sweep,
-        "env": {},
-        "error": None,
-    }
+    record = rec.new_run_record(cfg.task.name, cfg.task.kind, cfg.model.name, cfg.seed, overrides, sweep)
     tracker = NoTracker()
     try:
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
@@ -121,32 +105,27 @@ def _execute(cfg, record: dict, output_dir: Path) -> bool:
     if data.notes:
         record["provenance"]["data_notes"] = data.notes
 
-    text_col, target_col = COLUMNS[task.kind]
-    train_texts = [r[text_col] for r in data.train] + ([r[target_col] for r in data.train]
-                                                       if task.kind == "summarization" else [])
+    kind = task_kind(task)
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
-    built = build_model(cfg.model, task, train_texts, cache_dir)
+    built = build_model(cfg.model, task, kind.tokenizer_texts(data.train), cache_dir)
     record["max_length"] = built.max_length
     record["attention"] = built.attention
     record["provenance"].update(model_init=built.init, tokenizer=built.tokenizer_source,
                                 n_params=sum(p.numel() for p in built.model.parameters()))
 
-    tokenize_args = (built.tokenizer, task.kind, built.max_length, task.max_target_length, cache_dir)
-    train_ds = tokenize(data.train, *tokenize_args)
-    eval_ds = tokenize(data.eval, *tokenize_args)
+    train_ds = tokenize(data.train, built.tokenizer, task, built.max_length, cache_dir)
+    eval_ds = tokenize(data.eval, built.tokenizer, task, built.max_length, cache_dir)
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
     efficiency["device"] = device_name(device)
     efficiency.update(train(built, train_ds, cfg, str(output_dir / "checkpoints"), device))
     if rank() != 0:
         return False
-    references = [r[target_col] for r in data.eval]
-    metrics, eval_eff, predictions = evaluate(built, eval_ds, references, task,
+    targets = [r[kind.target_column] for r in data.eval]
+    metrics, eval_eff, predictions = evaluate(built, eval_ds, targets, task,
                                               cfg.trainer.args.per_device_eval_batch_size, device,
                                               use_bf16(cfg.trainer, device))
     efficiency.update(eval_eff)
     record["metrics"] = metrics
-    if task.kind == "summarization":
-        rec.write_json_atomic(output_dir / "predictions.json",
-                              {"ids": [r["id"] for r in data.eval], "predictions": predictions})
+    kind.write_predictions(output_dir / "predictions.json", [r["id"] for r in data.eval], predictions, targets, task)
     return True

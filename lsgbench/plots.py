@@ -1,4 +1,5 @@
-"""PNG plots for the report: what a sweep's runs support, each written only when it has data.
+"""PNG plots for the report: what a sweep's runs support, each written only when it has data. They
+draw the comparison rows of `lsgbench.grouping` (each figure a (mean, std) pair) and benchmark rows.
 
 - `lsg_grid_<task>.png`: the metric against LSG block size and against sparsity factor, over the
   largest set of LSG runs that differ only in attention knobs;
@@ -17,10 +18,6 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-
-from .record import config_hash  # noqa: E402
-from .attention import attention_label, labelled_knobs  # noqa: E402
-from .report import rows  # noqa: E402
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -41,21 +38,27 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _mean(row: dict, figure: str) -> float | None:
+    """The mean over seeds of an efficiency figure; None where the row has none."""
+    stat = row["efficiency"].get(figure)
+    return stat and stat[0]
+
+
 def _ok(grouped: list[dict], metric: str | None = None) -> list[dict]:
-    return [r for r in grouped if r["seeds"] and (metric is None or r.get(metric)) and r.get("train_tokens_per_s")]
+    return [r for r in grouped if r["seeds"] and (metric is None or r["metrics"].get(metric))
+            and "train_tokens_per_s" in r["efficiency"]]
 
 
-def plot_records(records: list[dict], by: list[str], metrics: list[str] | None, out: Path) -> list[Path]:
-    """Per task, the quality axis is its first metric (of `metrics` if given) other than gen_len."""
-    names, grouped = rows(records, by, metrics)
+def plot_records(metrics: list[str], grouped: list[dict], out: Path) -> list[Path]:
+    """Per task, the quality axis is its first of `metrics` other than gen_len that its rows have."""
     written = []
-    for task in dict.fromkeys(r["task"] for r in records):
-        recorded = {m for r in records if r["task"] == task for m in r["metrics"]}
-        metric = next((m for m in names if m != "gen_len" and m in recorded), None)
-        mine = _ok([r for r in grouped if r["runs_of"][0]["task"] == task], metric)
+    for task in dict.fromkeys(r["task"] for r in grouped):
+        mine = [r for r in grouped if r["task"] == task]
+        metric = next((m for m in metrics if m != "gen_len" and any(r["metrics"].get(m) for r in mine)), None)
+        mine = _ok(mine, metric)
         if metric and len(mine) >= 2:
             written.append(quality_speed(mine, metric, out / f"quality_speed_{task}.png", task))
-        lsg = _grid([r for r in mine if r["runs_of"][0]["attention"].get("type") == "lsg"])
+        lsg = _grid([r for r in mine if r["attention_type"] == "lsg"])
         if metric and max(len({_knob(r, k) for r in lsg}) for k in ("block_size", "sparsity_factor")) >= 2:
             written.append(lsg_grid(lsg, metric, out / f"lsg_grid_{task}.png", task))
     series = _sweep_series(_ok(grouped))
@@ -66,28 +69,22 @@ def plot_records(records: list[dict], by: list[str], metrics: list[str] | None, 
 
 def _grid(grouped: list[dict]) -> list[dict]:
     """The largest set of rows that differ only in attention knobs (same data, model, budget, ...)."""
-    def rest(row):
-        config = row["runs_of"][0].get("config") or {}
-        model = {k: v for k, v in (config.get("model") or {}).items() if k != "attention"}
-        return config_hash({**config, "model": model}, ignore=("seed",))
-
     sets: dict[str, list[dict]] = {}
     for row in grouped:
-        sets.setdefault(rest(row), []).append(row)
+        sets.setdefault(row["setup"], []).append(row)
     return max(sets.values(), key=len, default=[])
 
 
 def _knob(row: dict, name: str):
-    return row["runs_of"][0]["attention"].get(name)
+    return row["knobs"].get(name)
 
 
 def _name(row: dict) -> str:
-    first = row["runs_of"][0]
-    return f"{first['model']} {attention_label(first['attention'])} @{first['max_length']}"
+    return f"{row['model']} {row['attention']} @{row['max_length']}"
 
 
 def quality_speed(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
-    points = [(r["train_tokens_per_s"][0], r[metric][0]) for r in grouped]
+    points = [(_mean(r, "train_tokens_per_s"), r["metrics"][metric][0]) for r in grouped]
     front = pareto_front(points)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter(*zip(*points), color="tab:blue", zorder=2)
@@ -113,8 +110,8 @@ def lsg_grid(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
         varying = [i for i in range(len(next(iter(lines)))) if len({key[i] for key in lines}) > 1]
         for key, members in sorted(lines.items(), key=lambda kv: str(kv[0])):
             members.sort(key=lambda r: _knob(r, x_knob))
-            ax.errorbar([_knob(r, x_knob) for r in members], [r[metric][0] for r in members],
-                        yerr=[r[metric][1] for r in members], marker="o", capsize=3,
+            ax.errorbar([_knob(r, x_knob) for r in members], [r["metrics"][metric][0] for r in members],
+                        yerr=[r["metrics"][metric][1] for r in members], marker="o", capsize=3,
                         label=" ".join(f"{key[i][0]}={key[i][1]}" for i in varying) or None)
         ax.set(xlabel=x_knob.replace("_", " "), ylabel=metric)
         ax.set_xscale("log", base=2)
@@ -126,9 +123,8 @@ def lsg_grid(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
 
 def _setting(row: dict, x_knob: str) -> tuple:
     """What identifies a line of the grid plot: all but the x-axis knob, as (name, value) pairs."""
-    first = row["runs_of"][0]
-    knobs = {k: v for k, v in labelled_knobs(first["attention"]).items() if k != x_knob}
-    return (("model", first["model"]), ("max_length", first["max_length"]), *sorted(knobs.items()))
+    knobs = {k: v for k, v in row["knobs"].items() if k != x_knob}
+    return (("model", row["model"]), ("max_length", row["max_length"]), *sorted(knobs.items()))
 
 
 def _sweep_series(grouped: list[dict]) -> dict[tuple, list[dict]]:
@@ -136,19 +132,16 @@ def _sweep_series(grouped: list[dict]) -> dict[tuple, list[dict]]:
     the same model and attention (runs outside a sweep, or of different sweeps, may differ in anything)."""
     series: dict[tuple, list[dict]] = {}
     for row in grouped:
-        first = row["runs_of"][0]
-        if first.get("sweep"):
-            key = (first["task"], first["sweep"], f"{first['model']} {attention_label(first['attention'])}")
-            series.setdefault(key, []).append(row)
-    return {key: sorted(points, key=lambda r: r["runs_of"][0]["max_length"]) for key, points in series.items()}
+        if row["sweep"]:
+            series.setdefault((row["task"], row["sweep"], f"{row['model']} {row['attention']}"), []).append(row)
+    return {key: sorted(points, key=lambda r: r["max_length"]) for key, points in series.items()}
 
 
 def length_scaling(series: dict[tuple, list[dict]], path: Path) -> Path:
     series = {key: points for key, points in series.items() if len(points) >= 2}
     shared = [len({key[i] for key in series}) == 1 for i in range(2)] + [False]  # name task, sweep if they differ
     lines = {" ".join(part for part, same in zip(key, shared) if not same):
-             [(r["runs_of"][0]["max_length"], r["train_tokens_per_s"][0],
-               r["train_peak_mem_mb"] and r["train_peak_mem_mb"][0]) for r in points]  # (mean, std) -> mean
+             [(r["max_length"], _mean(r, "train_tokens_per_s"), _mean(r, "train_peak_mem_mb")) for r in points]
              for key, points in series.items()}
     title = " ".join(part for part, same in zip(next(iter(series)), shared) if same)
     return _scaling_figure(lines, title, "max_length (tokens)", "training tokens/s", "training peak memory (MB)", path)

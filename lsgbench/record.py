@@ -1,7 +1,7 @@
-"""The run record (schema 1): one JSON document per run, written atomically."""
+"""What lsgbench writes (schema 1), written atomically: the run record, one JSON document per run,
+and the benchmark result, one per `python -m lsgbench.bench` run."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TypedDict sees NotRequired only in evaluated annotations.
 import hashlib
 import json
 import logging
@@ -10,13 +10,75 @@ import platform
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 SCHEMA = 1
 log = logging.getLogger(__name__)
-REQUIRED_KEYS = ("schema", "run_id", "status", "task", "task_kind", "model", "attention", "max_length", "metrics",
-                 "efficiency", "provenance", "config", "overrides", "env", "error")
+
+
+class RunRecord(TypedDict):
+    schema: int
+    run_id: str
+    status: str               # ok | failed | oom
+    task: str
+    task_kind: str
+    model: str
+    attention: dict           # the attention knobs the model ran with
+    max_length: int | None
+    metrics: dict[str, float]
+    efficiency: dict          # speed and memory figures, and the device
+    provenance: dict          # dataset, model_init, n_train, n_eval, seed, ...
+    config: dict | None       # the resolved Hydra config
+    overrides: list[str]
+    sweep: NotRequired[str | None]  # the multirun the run belongs to; older records lack it
+    env: dict                 # library versions, GPU, git commit
+    error: str | None
+
+
+REQUIRED_KEYS = tuple(k for k in RunRecord.__annotations__ if k in RunRecord.__required_keys__)
+
+
+def new_run_record(task: str, task_kind: str, model: str, seed: int, overrides: Iterable[str] | None,
+                   sweep: str | None) -> RunRecord:
+    """A run's record before it runs: failed until the run says otherwise."""
+    return RunRecord(schema=SCHEMA, run_id=new_run_id(task, model), status="failed", task=task, task_kind=task_kind,
+                     model=model, attention={}, max_length=None, metrics={}, efficiency={},
+                     provenance={"dataset": None, "model_init": None, "n_train": None, "n_eval": None, "seed": seed},
+                     config=None, overrides=list(overrides or []), sweep=sweep, env={}, error=None)
+
+
+class BenchRow(TypedDict):
+    """One (length, phase) point of a benchmark; the figures only where status is ok, the error where not."""
+    model: str
+    attention: str            # its label
+    size: str
+    seq_len: int
+    batch: int
+    tokens: int
+    dtype: str
+    bench_mode: str
+    phase: str                # infer | train
+    status: str               # ok | oom | error
+    step_s: NotRequired[float]
+    tokens_per_s: NotRequired[float]
+    peak_mem_mb: NotRequired[float]
+    error: NotRequired[str]
+
+
+class BenchResult(TypedDict):
+    schema: int
+    kind: str                 # "bench"
+    device: str
+    env: dict
+    config: dict              # the resolved Hydra config
+    rows: list[BenchRow]
+
+
+def new_bench_result(device: str, env: dict, config: dict, rows: list[BenchRow]) -> BenchResult:
+    return BenchResult(schema=SCHEMA, kind="bench", device=device, env=env, config=config, rows=rows)
 
 
 # Config keys that say where and how a run is kept, not what it computes.
@@ -99,7 +161,7 @@ def json_documents(paths):
                 yield data
 
 
-def run_records(documents) -> list[dict]:
+def run_records(documents) -> list[RunRecord]:
     """The run records among JSON documents, once per run_id (a run dir's run_record.json and the
     store's copy are the same run)."""
     records = {}
@@ -109,12 +171,17 @@ def run_records(documents) -> list[dict]:
     return list(records.values())
 
 
-def read_records(paths) -> list[dict]:
+def bench_results(documents) -> list[BenchResult]:
+    """The benchmark results among JSON documents."""
+    return [data for data in documents if data.get("schema") == SCHEMA and data.get("kind") == "bench"]
+
+
+def read_records(paths) -> list[RunRecord]:
     """Every run record under the given files or directories (recursively)."""
     return run_records(json_documents(paths))
 
 
-def find_done(store_dir: str | Path, config: dict, device: str, world_size: int) -> dict | None:
+def find_done(store_dir: str | Path, config: dict, device: str, world_size: int) -> RunRecord | None:
     """The newest ok record in the store with the same config fingerprint, made on the same device
     with as many processes, if any."""
     if not Path(store_dir).is_dir():

@@ -3,7 +3,8 @@
     python -m lsgbench.report [PATHS...] [--by task,model,attention,max_length] [--metric accuracy,...]
                               [--format md,csv,tex] [--out DIR]
 
-Reads every run record (schema 1) under PATHS (default: results/runs), groups runs that differ
+Reads every run record (schema 1) under PATHS (default: the store, `store_dir` of
+conf/paths/default.yaml: $LSGBENCH_STORE or results/runs), groups runs that differ
 only by seed, and prints one row per configuration: the task metrics as mean ± std over seeds with
 the number of seeds, the published score of that task and model from the task cards (with its
 source) where one exists and the run fine-tunes a pretrained checkpoint, training and evaluation
@@ -20,78 +21,23 @@ import argparse
 import csv
 import io
 import math
-import statistics
 import sys
 from pathlib import Path
 
-from .attention import attention_label
-from .record import config_hash, json_documents, run_records
-from .references import published
+from omegaconf import OmegaConf
+
+from .config import shipped_dir
+from .grouping import Row, rows
+from .plots import plot_bench, plot_records
+from .record import bench_results, json_documents, run_records
+from .published import published
 
 BY_CHOICES = ("task", "model", "attention", "max_length")
 FORMATS = ("md", "csv", "tex")
+# The efficiency figures the table shows: (figure, column, digits).
 EFFICIENCY = [("train_tokens_per_s", "train tok/s", 0), ("eval_tokens_per_s", "eval tok/s", 0),
               ("train_peak_mem_mb", "train MB", 0)]
 HIGHER_IS_BETTER = {"accuracy", "f1_macro", "f1_micro", "f1_binary", "rouge1", "rouge2", "rougeL", "rougeLsum"}
-
-
-def _label(record: dict, by: list[str]) -> tuple:
-    values = {"task": record["task"], "model": record["model"], "attention": attention_label(record["attention"]),
-              "max_length": record["max_length"]}
-    return tuple(values[b] for b in by)
-
-
-def _overrides(record: dict) -> set[str]:
-    return {o for o in record.get("overrides", []) if not o.startswith(("seed=", "paths.", "store_dir=", "cache_dir=", "hydra."))}
-
-
-def _difference(runs: list[dict], others: list[list[dict]], width: int = 90) -> str:
-    """The overrides of `runs` that the other configurations with the same label lack (shortened)."""
-    own = _overrides(runs[0])
-    text = " ".join(sorted(own - set.intersection(*(_overrides(o[0]) for o in others)))) or "other defaults"
-    return text if len(text) <= width else text[:width - 1] + "…"
-
-
-def _seed(record: dict):
-    return (record.get("config") or {}).get("seed", record["provenance"].get("seed"))
-
-
-def _stats(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def rows(records: list[dict], by: list[str], metrics: list[str] | None = None) -> tuple[list[str], list[dict]]:
-    """(metric names, one row per configuration: by task, then in the order they first ran). Runs of
-    one configuration differ only by seed (of two runs of one seed, the later counts); each row keeps
-    its runs under "runs_of" (for plots)."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in sorted(records, key=lambda r: (r["task"], r["run_id"])):
-        groups.setdefault((_label(r, by), config_hash(r.get("config") or {}, ignore=("seed",))), []).append(r)
-    same_label: dict[tuple, list[list[dict]]] = {}
-    for (label, _), runs in groups.items():
-        same_label.setdefault(label, []).append(runs)
-    metrics = metrics or list(dict.fromkeys(m for r in records for m in r.get("metrics", {})))
-    out = []
-    for (label, _), group in groups.items():
-        runs = list({_seed(r): r for r in group}.values())  # a rerun of a seed (force=true) supersedes it
-        ok = [r for r in runs if r["status"] == "ok"]
-        row = dict(zip(by, label))
-        if len(same_label[label]) > 1:  # same columns, different configuration: say how they differ
-            others = [o for o in same_label[label] if o is not group]
-            row[by[-1]] = f"{row[by[-1]]} ({_difference(group, others)})"
-        row["runs_of"] = runs
-        row["seeds"] = len(ok)
-        row["runs"] = f"{len(ok)}/{len(runs)}"
-        row["status"] = "ok" if len(ok) == len(runs) else ", ".join(sorted({r["status"] for r in runs if r["status"] != "ok"}))
-        for m in metrics:
-            vals = [r["metrics"][m] for r in ok if m in r["metrics"]]
-            row[m] = _stats(vals) if vals else None
-        for field, _, _ in EFFICIENCY:
-            vals = [r["efficiency"][field] for r in ok if isinstance(r["efficiency"].get(field), (int, float))]
-            row[field] = _stats(vals) if vals else None
-        row["error"] = next((r["error"] for r in runs if r["error"]), None)
-        out.append(row)
-    return metrics, out
 
 
 def _cell(value, digits=2, seeds=1) -> str:
@@ -103,21 +49,19 @@ def _cell(value, digits=2, seeds=1) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:.{digits}f}"
 
 
-def _published(row: dict, metrics: list[str]) -> tuple[dict[str, str], str]:
+def _published(row: Row, metrics: list[str]) -> tuple[dict[str, str], str]:
     """The row's published scores by metric, and their sources as one cell; only beside runs that
     fine-tune a pretrained checkpoint (a random-init model reproduces no paper)."""
-    first = row["runs_of"][0]
-    if not str(first["provenance"].get("model_init") or "").startswith("pretrained"):
+    if not str(row["model_init"] or "").startswith("pretrained"):
         return {}, ""
-    refs = published(first["task"])
-    found = {m: refs[(first["model"], m)] for m in metrics if (first["model"], m) in refs}
+    refs = published(row["task"])
+    found = {m: refs[(row["model"], m)] for m in metrics if (row["model"], m) in refs}
     sources = dict.fromkeys(f"{ref.paper_model}: {ref.source}" for ref in found.values())
     return {m: ref.score for m, ref in found.items()}, "; ".join(sources)
 
 
-def table(records: list[dict], by: list[str], metrics: list[str] | None = None) -> tuple[list[str], list[list[str]], list[str]]:
-    """(header, cells, notes) of the comparison table; notes name the errors of failed rows."""
-    metrics, grouped = rows(records, by, metrics)
+def table(metrics: list[str], grouped: list[Row], by: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, cells, notes) of the comparison table of `grouping.rows`; notes name the errors of failed rows."""
     scores = [_published(row, metrics) for row in grouped]
     cited = [m for m in metrics if any(m in found for found, _ in scores)]
     header = by + [f"{m} {'↑' if m in HIGHER_IS_BETTER else ''}".strip() for m in metrics] + \
@@ -125,13 +69,14 @@ def table(records: list[dict], by: list[str], metrics: list[str] | None = None) 
         [name for _, name, _ in EFFICIENCY] + ([] if "max_length" in by else ["max_length"]) + ["runs", "status"]
     cells = []
     for row, (found, source) in zip(grouped, scores):
-        cells.append([str(row[b]) for b in by] + [_cell(row[m], 2, row["seeds"]) for m in metrics] +
+        cells.append([str(row["columns"][b]) for b in by] +
+                     [_cell(row["metrics"][m], 2, row["seeds"]) for m in metrics] +
                      [found.get(m, "—") for m in cited] + ([source or "—"] if cited else []) +
-                     [_cell(row[f], d, row["seeds"]) for f, _, d in EFFICIENCY] +
-                     ([] if "max_length" in by else [str(row["runs_of"][0]["max_length"])]) +
+                     [_cell(row["efficiency"].get(f), d, row["seeds"]) for f, _, d in EFFICIENCY] +
+                     ([] if "max_length" in by else [str(row["max_length"])]) +
                      [row["runs"], row["status"]])
-    notes = [f"{' / '.join(str(r[b]) for b in by)}: {r['status']}: {' '.join(r['error'].split())}" for r in grouped
-             if r["status"] != "ok" and r["error"]]
+    notes = [f"{' / '.join(str(r['columns'][b]) for b in by)}: {r['status']}: {' '.join(r['error'].split())}"
+             for r in grouped if r["status"] != "ok" and r["error"]]
     return header, cells, notes
 
 
@@ -176,8 +121,7 @@ def _numeric(cell: str) -> bool:
 
 def bench_rows(documents) -> list[dict]:
     """The rows of benchmark results (`python -m lsgbench.bench`) among JSON documents, with their device."""
-    return [{**row, "device": data["device"]} for data in documents if data.get("kind") == "bench"
-            for row in data["rows"]]
+    return [{**row, "device": result["device"]} for result in bench_results(documents) for row in result["rows"]]
 
 
 def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -194,6 +138,11 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, cells
 
 
+def default_store() -> str:
+    """The store the runs write to (`store_dir` of the paths config), so LSGBENCH_STORE counts here too."""
+    return OmegaConf.load(shipped_dir("conf") / "paths" / "default.yaml").store_dir
+
+
 def _fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 2
@@ -201,30 +150,32 @@ def _fail(message: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lsgbench.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("paths", nargs="*", default=["results/runs"], help="run records or folders of them")
+    p.add_argument("paths", nargs="*",
+                   help="run records or folders of them (default: the store, $LSGBENCH_STORE or results/runs)")
     p.add_argument("--by", default="task,model,attention,max_length", help=f"columns that define a row, of {BY_CHOICES}")
     p.add_argument("--metric", default=None, help="metrics to show, e.g. accuracy,f1_macro (default: all recorded); "
                                                   "the first other than gen_len is the quality axis of the plots")
     p.add_argument("--format", default="md", help=f"one or more of {FORMATS}, e.g. md,csv,tex")
     p.add_argument("--out", default=None, help="write table.<format> files and plots here as well as printing")
     args = p.parse_args(argv)
-    by, formats = args.by.split(","), args.format.split(",")
+    paths, by, formats = args.paths or [default_store()], args.by.split(","), args.format.split(",")
     if unknown := [b for b in by if b not in BY_CHOICES]:
         return _fail(f"--by {unknown} unknown; choose from {', '.join(BY_CHOICES)}")
     if unknown := [f for f in formats if f not in FORMATS]:
         return _fail(f"--format {unknown} unknown; choose from {', '.join(FORMATS)}")
-    if missing := [path for path in args.paths if not Path(path).exists()]:
+    if missing := [path for path in paths if not Path(path).exists()]:
         return _fail(f"{missing} do not exist")
-    documents = list(json_documents(args.paths))
+    documents = list(json_documents(paths))
     records, benchmarks = run_records(documents), bench_rows(documents)
     if not records and not benchmarks:
-        return _fail(f"no run records or benchmark results under {args.paths}")
+        return _fail(f"no run records or benchmark results under {paths}")
     metrics = args.metric.split(",") if args.metric else None
     recorded = {m for r in records for m in r.get("metrics", {})}
     if metrics and (unknown := [m for m in metrics if m not in recorded]):
         return _fail(f"--metric {unknown} is not in the records; they have {sorted(recorded)}")
     if records:
-        header, cells, notes = table(records, by, metrics)
+        metrics, grouped = rows(records, by, metrics)
+        header, cells, notes = table(metrics, grouped, by)
     else:
         (header, cells), notes = bench_table(benchmarks), []
     out = Path(args.out) if args.out else None
@@ -235,9 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             (out / f"table.{fmt}").write_text(text)
     if out:
-        from .plots import plot_bench, plot_records
-
-        written = plot_records(records, by, metrics, out) if records else plot_bench(benchmarks, out)
+        written = plot_records(metrics, grouped, out) if records else plot_bench(benchmarks, out)
         for path in written:
             print(f"plot: {path}")
     return 0

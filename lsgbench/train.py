@@ -10,6 +10,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .errors import ConfigError
+from .kinds import task_kind
 from .measure import Phase, synchronize
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,9 @@ def use_bf16(trainer_cfg, device: torch.device) -> bool:
 
 
 class Collator:
-    """Pads a batch; labels padded with -100 (seq2seq); adds Longformer/LED's global attention mask."""
+    """Pads a batch (targets as the task kind pads them); adds Longformer/LED's global attention mask."""
 
-    def __init__(self, tokenizer, kind: str, pad_to_length: int | None = None, global_first_token: bool = False):
+    def __init__(self, tokenizer, kind, pad_to_length: int | None = None, global_first_token: bool = False):
         self.tokenizer, self.kind = tokenizer, kind
         self.pad_to_length, self.global_first_token = pad_to_length, global_first_token
 
@@ -51,12 +52,7 @@ class Collator:
                                    max_length=self.pad_to_length, return_tensors="pt")
         batch = dict(batch)
         if "labels" in features[0]:
-            labels = [f["labels"] for f in features]
-            if self.kind == "classification":
-                batch["labels"] = torch.tensor(labels, dtype=torch.long)
-            else:
-                width = max(len(x) for x in labels)
-                batch["labels"] = torch.tensor([x + [-100] * (width - len(x)) for x in labels], dtype=torch.long)
+            batch["labels"] = self.kind.pad_targets([f["labels"] for f in features])
         if self.global_first_token:
             mask = torch.zeros_like(batch["input_ids"])
             mask[:, 0] = 1
@@ -107,7 +103,7 @@ def training_arguments(cfg, output_dir: str, device: torch.device) -> TrainingAr
 def train(built, train_ds, cfg, output_dir: str, device: torch.device) -> dict:
     """Fine-tune `built.model` on `train_ds`; returns the efficiency figures of training."""
     args = training_arguments(cfg, output_dir, device)
-    collator = Collator(built.tokenizer, cfg.task.kind, built.max_length if built.family.fixed_padding else None,
+    collator = Collator(built.tokenizer, task_kind(cfg.task), built.max_length if built.family.fixed_padding else None,
                         built.family.global_first_token)
     clock = StepClock(device)
     trainer = MeasuredTrainer(model=built.model, args=args, train_dataset=train_ds, data_collator=collator,

@@ -48,6 +48,7 @@ def test_an_out_of_memory_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeyp
     assert "simulated" in rows[1]["error"]
 
 
+@pytest.mark.slow
 def test_bench_command_writes_json(tmp_path):
     out = subprocess.run([sys.executable, "-m", "lsgbench.bench", "model=roberta", "bench.seq_lens=[64]",
                           "bench.tokens_per_batch=128", "bench.repeats=1", f"bench.out={tmp_path / 'rows'}",

@@ -97,11 +97,12 @@ def test_subsampling_is_seeded_and_bounded(make_cfg):
 
 
 def test_tokenized_cache_is_keyed_by_lengths(make_cfg, tmp_path):
-    data = load_task_data(make_cfg("task=synth_keys", "task.synthetic.doc_words=64", "task.max_train_samples=20").task)
+    task = make_cfg("task=synth_keys", "task.synthetic.doc_words=64", "task.max_train_samples=20").task
+    data = load_task_data(task)
     tok = train_tokenizer([r["text"] for r in data.train], 500, tmp_path)
-    long = tokenize(data.train, tok, "classification", 128, None, tmp_path)
-    short = tokenize(data.train, tok, "classification", 16, None, tmp_path)
-    again = tokenize(data.train, tok, "classification", 16, None, tmp_path)
+    long = tokenize(data.train, tok, task, 128, tmp_path)
+    short = tokenize(data.train, tok, task, 16, tmp_path)
+    again = tokenize(data.train, tok, task, 16, tmp_path)
     assert max(map(len, short["input_ids"])) == 16 < max(map(len, long["input_ids"]))
     assert again["input_ids"] == short["input_ids"] and len(list((tmp_path / "tokenized").iterdir())) == 2
     assert short["labels"] == [r["label"] for r in data.train]

@@ -69,6 +69,7 @@ LSG_KNOBS = ["model.attention.block_size=64", "model.attention.sparse_block_size
 LOCAL_KNOBS = ["model.attention.mode=disjoint", "model.attention.block_size=128"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, task", [("lsg_roberta", "synth_keys"), ("lsg_bart", "synth_extract"),
                                          ("lsg_pegasus", "synth_extract"), ("local_roberta", "synth_keys"),
                                          ("local_bart", "synth_extract")])
@@ -206,6 +207,7 @@ def test_spade_ssm_branch_gives_local_attention_global_reach(make_cfg):
     assert outputs["local_roberta"] == 0.0 and outputs["spade_roberta"] > 1e-6
 
 
+@pytest.mark.slow
 def test_spade_model_trains_on_long_inputs_and_reloads(make_cfg, tmp_path):
     built = tiny(make_cfg, "spade_bart", "synth_extract", "model.max_length=4096", "model.attention.window=64",
                  "model.attention.combine=add", "model.attention.combine_weight=0.5")

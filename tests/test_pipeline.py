@@ -114,16 +114,62 @@ def test_pretrained_checkpoint_needs_the_hub_or_a_local_dir(make_cfg, tmp_path):
     assert "model.init=random" in r["error"] and "FacebookAI/roberta-base" in r["error"]
 
 
+TASKS = ["classification", "summarization", "imdb", "arxiv_classification", "hyperpartisan", "pubmed", "arxiv",
+         "synth_keys", "synth_extract"]
+MODELS = ["roberta", "bart", "minilm", "longformer", "led", "bigbird", "bigbird_pegasus", "lsg_roberta", "lsg_bert",
+          "lsg_bart", "lsg_minilm", "pegasus", "lsg_pegasus", "local_roberta", "local_bart", "local_minilm",
+          "spade_roberta", "spade_bart"]
+
+
 def test_every_task_and_model_composes(make_cfg):
-    tasks = ["imdb", "arxiv_classification", "hyperpartisan", "pubmed", "arxiv", "synth_keys", "synth_extract"]
-    models = ["roberta", "bart", "minilm", "longformer", "led", "bigbird", "bigbird_pegasus", "lsg_roberta", "lsg_bert",
-              "lsg_bart", "lsg_minilm", "pegasus", "lsg_pegasus", "local_roberta", "local_bart", "local_minilm", "spade_roberta", "spade_bart"]
-    for task in tasks:
-        for model in models:
-            cfg = make_cfg(f"task={task}", f"model={model}")
-            assert cfg.task.name == task and cfg.model.name == model
-            assert cfg.task.kind in ("classification", "summarization")
-            assert cfg.model.trust_remote_code is False
+    # model files do not read task keys, so each task with one model and each model with one task covers the grid
+    for task in TASKS:
+        cfg = make_cfg(f"task={task}", "model=roberta")
+        assert cfg.task.name == task and cfg.task.kind in ("classification", "summarization")
+    for model in MODELS:
+        cfg = make_cfg("task=synth_keys", f"model={model}")
+        assert cfg.model.name == model and cfg.model.trust_remote_code is False
+
+
+def write_local_task(folder, rows_of_split):
+    folder.mkdir()
+    for split, rows in rows_of_split.items():
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+@pytest.mark.parametrize("kind, model, extra", [
+    ("classification", "roberta", ["task.label_names=[amber,cobalt]"]),
+    ("summarization", "bart", ["task.generation.max_new_tokens=8"]),
+])
+def test_a_generic_task_runs_a_local_folder(make_cfg, tmp_path, kind, model, extra):
+    from lsgbench.synthetic import extract_rows, keys_rows
+
+    if kind == "classification":
+        rows = {s: keys_rows(s, n, label_names=["amber", "cobalt"], doc_words=80, num_keys=3, num_distractors=0,
+                             key_start=0.5, seed=0) for s, n in (("train", 16), ("test", 4))}
+    else:
+        rows = {s: extract_rows(s, n, doc_sentences=8, num_selected=2, num_topics=3, key_start=0.5, seed=0)
+                for s, n in (("train", 16), ("test", 4))}
+    data_dir = write_local_task(tmp_path / "mine", rows)
+    r = run_and_read(make_cfg, tmp_path, f"task={kind}", "task.name=mine", f"task.data_dir={data_dir}",
+                     f"model={model}", "trainer.args.max_steps=1", *extra)
+    assert r["status"] == "ok", r["error"]
+    assert (r["task"], r["task_kind"], r["provenance"]["dataset"]) == ("mine", kind, f"local:{data_dir}")
+    assert r["provenance"]["n_train"] == 16 and r["provenance"]["n_eval"] == 4 and r["metrics"]
+
+
+def test_a_generic_classification_task_asks_for_its_label_names(make_cfg, tmp_path):
+    data_dir = write_local_task(tmp_path / "mine", {s: [{"id": s, "text": "some text", "label": 0}]
+                                                    for s in ("train", "test")})
+    r = run_and_read(make_cfg, tmp_path, "task=classification", f"task.data_dir={data_dir}", "model=roberta")
+    assert r["status"] == "failed" and "task.label_names" in r["error"]
+
+
+@pytest.mark.parametrize("kind", ["classification", "summarization"])
+def test_a_generic_task_without_data_says_where_to_put_it(make_cfg, tmp_path, kind):
+    r = run_and_read(make_cfg, tmp_path, f"task={kind}", "task.label_names=[a,b]", "model=bart")
+    assert r["status"] == "failed" and "task.data_dir" in r["error"] and "LSGBENCH_DATA_DIR" in r["error"]
 
 
 def test_unknown_task_lists_the_choices(make_cfg):

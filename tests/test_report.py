@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from lsgbench.record import read_records
+from lsgbench.attention import attention_label
+from lsgbench.grouping import rows
 from lsgbench.plots import pareto_front
-from lsgbench.references import cards_dir, published
-from lsgbench.report import attention_label, format_table, main, table
+from lsgbench.record import read_records
+from lsgbench.published import cards_dir, published
+from lsgbench.report import format_table, main, table
 
 
 def record(run_id, seed, accuracy, status="ok", block=64, error=None, factor=4, task="synth_keys",
@@ -35,7 +37,8 @@ def store(tmp_path):
 
 
 def test_seeds_are_grouped_with_mean_std_and_failures_stay_visible(store):
-    header, cells, notes = table(read_records([store]), ["task", "model", "attention"])
+    by = ["task", "model", "attention"]
+    header, cells, notes = table(*rows(read_records([store]), by), by)
     text = format_table(header, cells, "md", notes)
     lines = text.splitlines()
     assert lines[0].startswith("| task | model | attention | accuracy ↑ |")
@@ -127,20 +130,20 @@ def test_published_scores_sit_beside_the_runs_with_their_source(tmp_path, capsys
 
 
 def test_every_task_card_reference_names_a_model_and_a_metric_of_its_task():
-    from omegaconf import OmegaConf
+    from hydra import compose, initialize_config_dir
 
     from lsgbench.config import config_dir
 
-    conf = Path(config_dir())
-    models = {p.stem for p in (conf / "model").glob("*.yaml")}
+    models = {p.stem for p in (Path(config_dir()) / "model").glob("*.yaml")}
     counted = 0
-    for card in sorted(cards_dir().glob("*/README.md")):
-        task = card.parent.name
-        metrics = set(OmegaConf.load(conf / "task" / f"{task}.yaml").metrics)
-        for (model, metric), ref in published(task).items():
-            assert model in models and metric in metrics, (task, model, metric)
-            assert float(ref.score.split(" ± ")[0]) > 0 and ref.source
-            counted += 1
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):  # a task config extends its kind's
+        for card in sorted(cards_dir().glob("*/README.md")):
+            task = card.parent.name
+            metrics = set(compose("config", overrides=[f"task={task}"]).task.metrics)
+            for (model, metric), ref in published(task).items():
+                assert model in models and metric in metrics, (task, model, metric)
+                assert float(ref.score.split(" ± ")[0]) > 0 and ref.source
+                counted += 1
     assert counted == 27  # imdb 3, arxiv_classification 2, hyperpartisan 4, arxiv 9, pubmed 9 (rows marked — excluded)
 
 
@@ -169,7 +172,6 @@ def test_plots_are_written_for_grids_lengths_and_quality_vs_speed(tmp_path, caps
 
 def test_grid_and_length_lines_join_only_comparable_runs():
     from lsgbench.plots import _grid, _sweep_series
-    from lsgbench.report import rows
 
     grid = [record(f"g{b}", 1, 50.0, block=b) for b in (16, 32, 64)]
     other = record("x", 1, 90.0, block=16)
@@ -177,10 +179,10 @@ def test_grid_and_length_lines_join_only_comparable_runs():
     lengths = [record(f"l{n}", 1, 70.0, model="local_roberta", length=n, sweep="s1") for n in (1024, 2048)]
     lengths.append(record("l9", 1, 70.0, model="local_roberta", length=4096))  # outside the sweep
     _, grouped = rows(grid + [other] + lengths, ["model", "attention", "max_length"])
-    lsg = [r for r in grouped if r["runs_of"][0]["model"] == "lsg_roberta"]
-    assert sorted(r["runs_of"][0]["run_id"] for r in _grid(lsg)) == ["g16", "g32", "g64"]
+    lsg = [r for r in grouped if r["model"] == "lsg_roberta"]
+    assert sorted(r["knobs"]["block_size"] for r in _grid(lsg)) == [16, 32, 64]  # x (block 16) is not among them
     series = _sweep_series(grouped)
-    assert [[r["runs_of"][0]["run_id"] for r in line] for line in series.values()] == [["l1024", "l2048"]]
+    assert [[r["max_length"] for r in line] for line in series.values()] == [[1024, 2048]]
 
 
 def test_rows_with_the_same_label_say_how_their_configurations_differ(tmp_path):
@@ -188,6 +190,18 @@ def test_rows_with_the_same_label_say_how_their_configurations_differ(tmp_path):
     for r, extra in ((a, []), (b, ["trainer.args.learning_rate=1e-3"])):
         r["overrides"] = ["task=synth_keys", "model.size=tiny", *extra, "seed=1"]
         r["config"]["trainer"] = {"lr": extra}
-    _, cells, _ = table([a, b], ["model", "attention"])
+    by = ["model", "attention"]
+    _, cells, _ = table(*rows([a, b], by), by)
     assert [row[1] for row in cells] == ["lsg b=64 s=32 f=4 pooling g=1 (other defaults)",
                                          "lsg b=64 s=32 f=4 pooling g=1 (trainer.args.learning_rate=1e-3)"]
+
+
+def test_without_paths_the_report_reads_the_store_of_the_paths_config(tmp_path, monkeypatch, capsys):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "a.json").write_text(json.dumps(record("a", 1, 77.0)))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LSGBENCH_STORE", str(store))
+    assert main([]) == 0 and "| 77.00 |" in capsys.readouterr().out
+    monkeypatch.delenv("LSGBENCH_STORE")
+    assert main([]) == 2 and "['results/runs'] do not exist" in capsys.readouterr().err

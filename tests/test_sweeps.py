@@ -22,6 +22,16 @@ GRID = ["model=lsg_roberta", "model.max_length=128", "model.attention.sparse_blo
         "model.attention.block_size=16,32", "model.attention.sparsity_factor=2,4"]
 
 
+def hydra_cfg(*overrides):
+    """The composed config with its hydra node, in this process (a subprocess costs seconds)."""
+    from hydra import compose, initialize_config_dir
+
+    from lsgbench.config import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
 def lsgbench(tmp_path, *args, module="lsgbench", launcher=(sys.executable, "-m")):
     env = {**os.environ, "LSGBENCH_STORE": str(tmp_path / "store"), "LSGBENCH_CACHE": str(tmp_path / "cache")}
     out = subprocess.run([*launcher, module, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -30,6 +40,7 @@ def lsgbench(tmp_path, *args, module="lsgbench", launcher=(sys.executable, "-m")
     return out.stdout
 
 
+@pytest.mark.slow
 def test_a_2x2_grid_gives_4_records_a_4_row_table_and_reruns_skip(tmp_path, capsys):
     first = lsgbench(tmp_path, "-m", *TINY_TASK, *GRID)
     records = read_records([tmp_path / "store"])
@@ -61,6 +72,7 @@ def test_a_2x2_grid_gives_4_records_a_4_row_table_and_reruns_skip(tmp_path, caps
     assert "skipped" not in forced and len(list((tmp_path / "store").iterdir())) == 5
 
 
+@pytest.mark.slow
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     out = lsgbench(tmp_path, "-m", *TINY_TASK, *GRID[:-2], "model.attention.block_size=16",
                    "model.attention.sparsity_factor=2,3")
@@ -70,12 +82,18 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert "failed" in out
 
 
-def test_saved_grids_expand_and_the_command_line_wins(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "lsgbench", "sweep=lsg_grid", "--cfg", "hydra", "--package",
-                          "hydra.sweeper"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    params = OmegaConf.create(out.stdout)["params"]
-    assert params["model.attention.sparsity_type"] == "pooling,stride,norm"
-    assert params["model.attention.block_size"] == "32,64,128"
+@pytest.mark.parametrize("sweep, knob, values", [
+    ("lsg_grid", "model.attention.sparsity_type", "pooling,stride,norm"),
+    ("lsg_grid", "model.attention.block_size", "32,64,128"),
+    ("attention_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,spade_roberta"),
+    ("length_scaling", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta"),
+])
+def test_saved_grids_name_their_points(sweep, knob, values):
+    assert hydra_cfg(f"sweep={sweep}").hydra.sweeper.params[knob] == values
+
+
+@pytest.mark.slow
+def test_the_command_line_wins_over_a_saved_grid(tmp_path):
     # a knob given on the command line replaces the grid's values (here: one sparsity type, 2x1 points)
     lsgbench(tmp_path, "-m", "sweep=lsg_grid", *TINY_TASK, "model.max_length=128", "model.attention.sparse_block_size=8",
              "model.attention.block_size=16,32", "model.attention.sparsity_factor=4",
@@ -86,22 +104,13 @@ def test_saved_grids_expand_and_the_command_line_wins(tmp_path):
         [(16, "pooling"), (32, "pooling")]
 
 
-@pytest.mark.parametrize("sweep, models", [
-    ("attention_matrix", "roberta,longformer,bigbird,lsg_roberta,local_roberta,spade_roberta"),
-    ("length_scaling", "roberta,longformer,bigbird,lsg_roberta,local_roberta"),
-])
-def test_saved_grids_name_their_points(tmp_path, sweep, models):
-    out = subprocess.run([sys.executable, "-m", "lsgbench", f"sweep={sweep}", "--cfg", "hydra", "--package",
-                          "hydra.sweeper"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert OmegaConf.create(out.stdout)["params"]["model"] == models
-
-
 def test_length_scaling_holds_tokens_per_batch_and_fills_the_input(make_cfg):
     cfg = make_cfg("sweep=length_scaling", "model=lsg_roberta", "model.max_length=4096")
     assert cfg.trainer.args.per_device_train_batch_size == 4 and cfg.task.synthetic.doc_words == 4096
     assert cfg.task.synthetic.n_train == 256 and cfg.model.max_positions == 4096 and cfg.model.init == "random"
 
 
+@pytest.mark.slow
 def test_local_launcher_runs_points_in_2_processes(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     lsgbench(tmp_path, "-m", "launcher=local", *TINY_TASK, "model=local_roberta", "model.max_length=128",
@@ -113,11 +122,9 @@ def test_local_launcher_runs_points_in_2_processes(tmp_path):
     assert "JoblibLauncher" in launcher._target_ and launcher.n_jobs == 2
 
 
-def test_slurm_launcher_config_composes(tmp_path):
+def test_slurm_launcher_config_composes():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    out = subprocess.run([sys.executable, "-m", "lsgbench", "launcher=slurm", "--cfg", "hydra", "--package",
-                          "hydra.launcher"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    launcher = OmegaConf.create(out.stdout)
+    launcher = hydra_cfg("launcher=slurm").hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1
 
 
@@ -127,6 +134,7 @@ def torchrun(port: int):
     return (path, "--nproc_per_node=2", f"--master_port={port}", "-m")
 
 
+@pytest.mark.slow
 def test_ddp_with_gloo_on_2_cpu_processes(tmp_path):
     lsgbench(tmp_path, *TINY_TASK, "model=roberta", "trainer.args.max_steps=3", "hydra.run.dir=ddp",
              launcher=torchrun(29517))
@@ -148,6 +156,7 @@ def test_ddp_with_gloo_on_2_cpu_processes(tmp_path):
     assert 8 * max(lengths) < 16 * min(lengths) <= eff["train_tokens"] <= 16 * max(lengths)
 
 
+@pytest.mark.slow
 def test_a_failed_ddp_run_leaves_one_record(tmp_path):
     env = {**os.environ, "LSGBENCH_STORE": str(tmp_path / "store"), "LSGBENCH_CACHE": str(tmp_path / "cache")}
     out = subprocess.run([*torchrun(29518), "lsgbench", *TINY_TASK, *GRID[:-2], "model.attention.block_size=30",

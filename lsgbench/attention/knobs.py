@@ -44,7 +44,7 @@ class Knobs:
         values = OmegaConf.to_container(attention, resolve=True) if isinstance(attention, DictConfig) else dict(attention)
         values.pop("type", None)
         hints = typing.get_type_hints(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
+        names = cls.knob_names()
         if unknown := sorted(set(values) - set(names)):
             raise ConfigError(f"{cls.name} attention has no knob {unknown[0]!r}; its knobs are {names}")
         if missing := [n for n in names if n not in values]:
@@ -52,6 +52,13 @@ class Knobs:
         knobs = cls(**{n: _typed(cls.name, n, values[n], hints[n]) for n in names})
         knobs.check()
         return knobs
+
+    @classmethod
+    def knob_names(cls) -> list[str]:
+        """The knobs, the variant's own first and the shared ones (global tokens) after them."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        own_first = [n for klass in cls.__mro__ for n in getattr(klass, "__annotations__", {}) if n in fields]
+        return list(dict.fromkeys(own_first))
 
     def check(self) -> None:
         """Raise ConfigError (via `self.bad`) for values the kernel cannot run."""
@@ -70,8 +77,8 @@ class Knobs:
 
     def to_dict(self) -> dict:
         """What configs and records hold: {"type": name, knob: value, ...} (lists, not tuples)."""
-        return {"type": self.name, **{k: list(v) if isinstance(v, tuple) else v
-                                      for k, v in dataclasses.asdict(self).items()}}
+        values = {k: getattr(self, k) for k in self.knob_names()}
+        return {"type": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
 
     # ------------------------------------------------------------------ describing
     @classmethod

@@ -11,10 +11,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from ..attention import VARIANTS, Knobs, knobs_from_config
 from ..errors import ConfigError
+from ..kinds import KINDS, task_kind
 from ..tokenizer import train_tokenizer
 from .ccdv import stored_knobs
 from .checkpoints import load_converted
@@ -55,11 +54,10 @@ def _family(model_cfg, task_cfg, knobs: Knobs) -> Family:
     family = FAMILIES.get(model_cfg.family)
     if family is None:
         raise ConfigError(f"model.family={model_cfg.family!r} is unknown; choose one of {sorted(FAMILIES)}")
-    if task_cfg.kind not in family.heads():
-        raise ConfigError(
-            f"model {model_cfg.name!r} has no {task_cfg.kind} head (it supports {sorted(family.heads())}); "
-            f"task {task_cfg.name!r} is {task_cfg.kind}"
-        )
+    if task_kind(task_cfg).head(family) is None:
+        supported = sorted(name for name, kind in KINDS.items() if kind.head(family))
+        raise ConfigError(f"model {model_cfg.name!r} has no {task_cfg.kind} head (it supports {supported}); "
+                          f"task {task_cfg.name!r} is {task_cfg.kind}")
     converted = tuple(n for n, v in VARIANTS.items() if v.converted) if model_cfg.family in LAYOUTS else ()
     if knobs.name not in family.attention_types + converted:
         raise ConfigError(f"attention={knobs.name} is not available for model {model_cfg.name!r} (family "
@@ -110,8 +108,7 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     elif knobs.converted:
         bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         convert(model, model_cfg.family, knobs, max_length, bos, tokenizer.mask_token_id)
-    if task_cfg.kind == "summarization":
-        _set_generation(model, tokenizer, task_cfg)
+    task_kind(task_cfg).prepare(model, tokenizer, task_cfg)
     if family.fixed_padding and not _keep_block_sparse(model, max_length):
         attention["runs_full_attention"] = True  # BigBird's own fallback at short lengths
     return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source, attention)
@@ -152,17 +149,9 @@ def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length):
                           + (", or convert it again with python -m lsgbench.convert --max-length" if already_long else ""))
     for key, value in knobs.hf_config(family.num_layers(config)).items():
         setattr(config, key, value)
-    head_cls = family.heads()[task_cfg.kind]
-    load_args = {}
-    if task_cfg.kind == "classification":
-        if config.num_labels != len(task_cfg.label_names) and getattr(config, "id2label", None):
-            log.warning("checkpoint %s has a %d-label head; a new %d-label head is initialised",
-                        model_cfg.pretrained, config.num_labels, len(task_cfg.label_names))
-            load_args["ignore_mismatched_sizes"] = True
-        config.num_labels = len(task_cfg.label_names)
-        config.id2label = dict(enumerate(task_cfg.label_names))
-        config.label2id = {n: i for i, n in enumerate(task_cfg.label_names)}
-    return head_cls.from_pretrained(checkpoint, config=config, attn_implementation=knobs.hf_implementation or family.attn_implementation,
+    kind = task_kind(task_cfg)
+    load_args = kind.pretrained_config(config, task_cfg, model_cfg.pretrained)
+    return kind.head(family).from_pretrained(checkpoint, config=config, attn_implementation=knobs.hf_implementation or family.attn_implementation,
                                     trust_remote_code=model_cfg.trust_remote_code, **load_args)
 
 
@@ -180,25 +169,10 @@ def _random(model_cfg, task_cfg, family, knobs, tokenizer, max_length):
     kwargs.update(knobs.hf_config(layers))
     kwargs.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                   eos_token_id=tokenizer.eos_token_id)
-    if task_cfg.kind == "classification":
-        kwargs.update(num_labels=len(task_cfg.label_names), id2label=dict(enumerate(task_cfg.label_names)),
-                      label2id={n: i for i, n in enumerate(task_cfg.label_names)})
-    else:
-        kwargs.update(decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=tokenizer.eos_token_id)
+    kwargs.update(task_kind(task_cfg).random_config(task_cfg, tokenizer))
     config = family.config_class(**kwargs)
     config._attn_implementation = knobs.hf_implementation or family.attn_implementation
-    return family.heads()[task_cfg.kind](config)
-
-
-def _set_generation(model, tokenizer, task_cfg):
-    gen = model.generation_config
-    for key, value in (task_cfg.generation or {}).items():
-        setattr(gen, key, value)
-    gen.max_length = None  # max_new_tokens decides
-    gen.pad_token_id = tokenizer.pad_token_id
-    gen.eos_token_id = tokenizer.eos_token_id
-    if gen.decoder_start_token_id is None:
-        gen.decoder_start_token_id = model.config.decoder_start_token_id
+    return task_kind(task_cfg).head(family)(config)
 
 
 def _keep_block_sparse(model, max_length) -> bool:

@@ -44,9 +44,6 @@ class Family:
     attn_implementation: str = "sdpa"
     pretrained_positions: int = 512   # positions of the base checkpoints (random init of converted models)
 
-    def heads(self):
-        return {k: v for k, v in (("classification", self.classifier), ("summarization", self.seq2seq)) if v}
-
     def num_layers(self, config) -> int:
         return getattr(config, "num_hidden_layers", None) or config.encoder_layers
 

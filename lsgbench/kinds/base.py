@@ -1,0 +1,68 @@
+"""What a task kind is: everything that depends on whether a task classifies or generates.
+
+The pipeline, data loading, training, evaluation and the model builder call these methods and
+never branch on `task.kind`. A new kind (question answering, language modelling) is a new
+subclass in this package, listed in `KINDS`, plus its conf/task/<kind>.yaml base.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class TaskKind:
+    name: str
+    text_column: str    # the input column of the unified local schema
+    target_column: str  # the target column
+    generates = False   # evaluation generates text (and reports generation speed)
+
+    # ------------------------------------------------------------------ data
+    def target(self, value, task, where: str, example_id: str):
+        """A row's target in the form training uses, or a ConfigError that names the example."""
+        raise NotImplementedError
+
+    def tokenizer_texts(self, rows: list[dict]) -> list[str]:
+        """The text a tokenizer trained for this task learns from."""
+        return [r[self.text_column] for r in rows]
+
+    def encode_targets(self, tokenizer, rows: list[dict], task) -> list:
+        raise NotImplementedError
+
+    def pad_targets(self, targets: list) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ model
+    def head(self, family):
+        """The family's model class for this kind, or None."""
+        raise NotImplementedError
+
+    def random_config(self, task, tokenizer) -> dict:
+        """Config fields of a random-init model for this kind."""
+        return {}
+
+    def pretrained_config(self, config, task, checkpoint: str) -> dict:
+        """Adapt a loaded checkpoint config in place; returns extra from_pretrained arguments."""
+        return {}
+
+    def prepare(self, model, tokenizer, task) -> None:
+        """Last settings on a built model (generation settings)."""
+
+    # ------------------------------------------------------------------ evaluation
+    def predict(self, model, batch: dict, tokenizer) -> tuple[list, int]:
+        """(predictions for a batch, tokens generated)."""
+        raise NotImplementedError
+
+    def metrics(self, predictions: list, targets: list, generated_tokens: int, task) -> dict[str, float]:
+        raise NotImplementedError
+
+    def readable(self, values: list, task) -> list:
+        """Predictions or targets as a person reads them in predictions.json."""
+        return values
+
+    def write_predictions(self, path: Path, ids: list, predictions: list, targets: list, task) -> None:
+        from ..record import write_json_atomic
+
+        write_json_atomic(path, {"ids": ids, "predictions": self.readable(predictions, task),
+                                 "targets": self.readable(targets, task)})

@@ -1,0 +1,63 @@
+"""Classification: a label per document; accuracy and F1."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..errors import ConfigError
+from ..metrics import classification_metrics
+from .base import TaskKind
+
+log = logging.getLogger(__name__)
+
+
+class Classification(TaskKind):
+    name = "classification"
+    text_column, target_column = "text", "label"
+
+    def target(self, value, task, where, example_id):
+        names = list(task.label_names or [])
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+            return value
+        if isinstance(value, str) and value in names:
+            return names.index(value)
+        raise ConfigError(f"{where}: example {example_id!r} has label {value!r}, which is not one of "
+                          f"task.label_names {names} (or an index into it)")
+
+    def encode_targets(self, tokenizer, rows, task):
+        return [r[self.target_column] for r in rows]
+
+    def pad_targets(self, targets):
+        return torch.tensor(targets, dtype=torch.long)
+
+    def head(self, family):
+        return family.classifier
+
+    def _labels(self, task) -> dict:
+        names = list(task.label_names)
+        return dict(num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+
+    def random_config(self, task, tokenizer):
+        return self._labels(task)
+
+    def pretrained_config(self, config, task, checkpoint):
+        labels = self._labels(task)
+        load_args = {}
+        if config.num_labels != labels["num_labels"] and getattr(config, "id2label", None):
+            log.warning("checkpoint %s has a %d-label head; a new %d-label head is initialised",
+                        checkpoint, config.num_labels, labels["num_labels"])
+            load_args["ignore_mismatched_sizes"] = True
+        for key, value in labels.items():
+            setattr(config, key, value)
+        return load_args
+
+    def predict(self, model, batch, tokenizer):
+        return model(**batch).logits.argmax(-1).tolist(), 0
+
+    def metrics(self, predictions, targets, generated_tokens, task):
+        return classification_metrics(predictions, targets)
+
+    def readable(self, values, task):
+        return [task.label_names[v] for v in values]

@@ -1,0 +1,55 @@
+"""Summarization: an encoder-decoder generates an abstract per article; ROUGE and generation length."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from ..metrics import rouge_metrics
+from .base import TaskKind
+
+
+class Summarization(TaskKind):
+    name = "summarization"
+    text_column, target_column = "article", "abstract"
+    generates = True
+
+    def target(self, value, task, where, example_id):
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: example {example_id!r} has an empty or non-text {self.target_column!r} "
+                              f"({type(value).__name__}); remove or fill it")
+        return value
+
+    def tokenizer_texts(self, rows):
+        return super().tokenizer_texts(rows) + [r[self.target_column] for r in rows]
+
+    def encode_targets(self, tokenizer, rows, task):
+        return tokenizer(text_target=[r[self.target_column] for r in rows], truncation=True,
+                         max_length=task.max_target_length)["input_ids"]
+
+    def pad_targets(self, targets):
+        width = max(len(t) for t in targets)
+        return torch.tensor([t + [-100] * (width - len(t)) for t in targets], dtype=torch.long)  # -100: no loss
+
+    def head(self, family):
+        return family.seq2seq
+
+    def random_config(self, task, tokenizer):
+        return dict(decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=tokenizer.eos_token_id)
+
+    def prepare(self, model, tokenizer, task):
+        gen = model.generation_config
+        for key, value in (task.generation or {}).items():
+            setattr(gen, key, value)
+        gen.max_length = None  # max_new_tokens decides
+        gen.pad_token_id = tokenizer.pad_token_id
+        gen.eos_token_id = tokenizer.eos_token_id
+        if gen.decoder_start_token_id is None:
+            gen.decoder_start_token_id = model.config.decoder_start_token_id
+
+    def predict(self, model, batch, tokenizer):
+        new = model.generate(**batch)[:, 1:]  # drop the decoder start token
+        return tokenizer.batch_decode(new, skip_special_tokens=True), int((new != tokenizer.pad_token_id).sum())
+
+    def metrics(self, predictions, targets, generated_tokens, task):
+        return {**rouge_metrics(predictions, targets), "gen_len": generated_tokens / len(predictions)}

@@ -1,0 +1,77 @@
+"""Attention as its own config axis: any backbone with any variant its family supports; saved
+combinations (lsg_roberta, ...) are the same models under one name."""
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lsgbench.attention import VARIANTS, attention_label
+from lsgbench.cli import attention_shorthand
+from lsgbench.errors import ConfigError
+from lsgbench.models import build_model
+
+from helpers import TEXTS
+
+CONVERTED = sorted(name for name, knobs in VARIANTS.items() if knobs.converted)
+TINY = ("model.init=random", "model.size=tiny")
+
+
+def test_a_saved_combination_is_the_backbone_with_the_variant(make_cfg):
+    axis = make_cfg("task=synth_keys", "model=roberta", "attention=lsg", *TINY)
+    saved = make_cfg("task=synth_keys", "model=lsg_roberta", *TINY)
+    assert OmegaConf.to_container(axis.model.attention) == OmegaConf.to_container(saved.model.attention)
+    differs = {k for k in axis.model if axis.model[k] != saved.model[k]}
+    assert differs == {"name"}
+    built = [build_model(c.model, c.task, TEXTS, c.paths.cache_dir) for c in (axis, saved)]
+    assert built[0].attention == built[1].attention and built[0].max_length == built[1].max_length == 4096
+    assert attention_label(built[0].attention) == attention_label(built[1].attention) == "lsg b=128 s=128 f=2 norm g=1"
+    shapes = [{k: v.shape for k, v in b.model.state_dict().items()} for b in built]
+    assert shapes[0] == shapes[1]
+
+
+@pytest.mark.parametrize("model, task", [("roberta", "synth_keys"), ("bert", "synth_keys"), ("bart", "synth_extract"),
+                                         ("pegasus", "synth_extract")])
+@pytest.mark.parametrize("attention", CONVERTED)
+def test_every_backbone_runs_every_converted_variant(make_cfg, model, task, attention):
+    cfg = make_cfg(f"task={task}", f"model={model}", f"attention={attention}", *TINY, "model.max_length=300")
+    built = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+    assert built.attention["type"] == attention and built.max_length == 300
+    ids = torch.randint(5, 200, (2, 300))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    inputs["labels"] = torch.randint(5, 200, (2, 7)) if task == "synth_extract" else torch.tensor([0, 1])
+    loss = built.model.train()(**inputs).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_a_variant_the_family_does_not_run_is_a_clear_error(make_cfg):
+    cfg = make_cfg("task=synth_keys", "model=bigbird", "attention=local", *TINY)
+    with pytest.raises(ConfigError, match=r"attention=local is not available for model 'bigbird'.*it runs \['bigbird'\]"):
+        build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+
+
+def test_full_attention_cuts_the_task_length_to_the_backbone_and_converted_variants_take_it_all(make_cfg):
+    full = make_cfg("task=synth_keys", "model=roberta", *TINY)
+    lsg = make_cfg("task=synth_keys", "model=roberta", "attention=local", *TINY)
+    assert build_model(full.model, full.task, TEXTS, full.paths.cache_dir).max_length == 512
+    assert build_model(lsg.model, lsg.task, TEXTS, lsg.paths.cache_dir).max_length == 4096
+
+
+def test_a_model_file_can_set_its_attention_knobs(make_cfg):
+    assert make_cfg("model=led").model.attention.attention_window == 1024
+    assert make_cfg("model=longformer").model.attention.attention_window == 512
+    assert make_cfg("model=led", "model.attention.attention_window=64").model.attention.attention_window == 64
+
+
+def test_attention_knob_shorthand_on_the_command_line():
+    assert attention_shorthand("attention.block_size=64") == "model.attention.block_size=64"
+    assert attention_shorthand("+attention.blok_size=64") == "+model.attention.blok_size=64"
+    assert attention_shorthand("attention=lsg") == "attention=lsg"
+    assert attention_shorthand("model.attention.window=8") == "model.attention.window=8"
+
+
+def test_every_variant_yaml_holds_exactly_the_knobs_of_its_class():
+    for name, knobs in VARIANTS.items():
+        defaults = knobs.defaults()
+        assert defaults["type"] == name
+        assert knobs.from_config(defaults).to_dict() == defaults

@@ -1,0 +1,46 @@
+"""Task kinds: each holds what differs between classifying and generating."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from lsgbench.errors import ConfigError
+from lsgbench.kinds import KINDS, task_kind
+
+TASK = OmegaConf.create({"kind": "classification", "label_names": ["neg", "pos"], "max_target_length": 8})
+
+
+def test_classification_targets_are_label_indices_and_read_back_as_names(tmp_path):
+    kind = KINDS["classification"]
+    assert [kind.target(v, TASK, "here", "x") for v in ("pos", 0, 1)] == [1, 0, 1]
+    with pytest.raises(ConfigError, match=r"here: example 'x' has label 'great'.*\['neg', 'pos'\]"):
+        kind.target("great", TASK, "here", "x")
+    with pytest.raises(ConfigError, match="label True"):
+        kind.target(True, TASK, "here", "x")
+    assert kind.pad_targets([1, 0]).tolist() == [1, 0]
+    kind.write_predictions(tmp_path / "p.json", ["a", "b"], [1, 1], [1, 0], TASK)
+    assert json.loads((tmp_path / "p.json").read_text()) == {"ids": ["a", "b"], "predictions": ["pos", "pos"],
+                                                             "targets": ["pos", "neg"]}
+
+
+def test_summarization_targets_are_text_padded_with_no_loss_positions():
+    kind = KINDS["summarization"]
+    assert kind.target("a summary .", TASK, "here", "x") == "a summary ."
+    for bad in (["a", "list"], None, "  "):
+        with pytest.raises(ConfigError, match=r"example 'x' has an empty or non-text 'abstract'"):
+            kind.target(bad, TASK, "here", "x")
+    assert kind.pad_targets([[5, 6, 2], [7, 2]]).tolist() == [[5, 6, 2], [7, 2, -100]]
+    rows = [{"article": "long text", "abstract": "short"}]
+    assert kind.tokenizer_texts(rows) == ["long text", "short"]
+    assert KINDS["classification"].tokenizer_texts([{"text": "t", "label": 0}]) == ["t"]
+
+
+def test_summarization_metrics_are_rouge_and_generated_length():
+    metrics = KINDS["summarization"].metrics(["the cat sat", "a dog"], ["the cat sat", "a dog ran"], 7, TASK)
+    assert metrics["rouge1"] == pytest.approx(100 * (1 + 0.8) / 2) and metrics["gen_len"] == 3.5
+
+
+def test_an_unknown_kind_names_the_known_ones():
+    with pytest.raises(ConfigError, match=r"task.kind='qa' is unknown; choose one of \['classification', 'summarization'\]"):
+        task_kind(OmegaConf.create({"kind": "qa"}))
