@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..errors import ConfigError
+from .dilated import DilatedKnobs
 from .full import FullKnobs
 from .knobs import Knobs, LongKnobs
 from .local import LocalKnobs, local_attention, local_attention_reference
@@ -20,7 +21,7 @@ from .peers import BigBirdKnobs, LongformerKnobs
 from .spade import SpadeKnobs
 
 VARIANTS: dict[str, type[Knobs]] = {k.name: k for k in (
-    FullKnobs, LsgKnobs, LocalKnobs, SpadeKnobs, LongformerKnobs, BigBirdKnobs,
+    FullKnobs, LsgKnobs, LocalKnobs, SpadeKnobs, LongformerKnobs, BigBirdKnobs, DilatedKnobs,
 )}
 
 
