@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from . import pipeline
+from .attention import attention_label
 from .config import config_dir
 
 log = logging.getLogger("lsgbench")
@@ -22,7 +23,7 @@ def summary(record: dict) -> str:
     if record["error"]:
         lines.append(f"  error: {record['error']}")
     prov = record["provenance"]
-    lines.append(f"  task={record['task']} model={record['model']} attention={record['attention']} "
+    lines.append(f"  task={record['task']} model={record['model']} attention={attention_label(record['attention'])!r} "
                  f"max_length={record['max_length']} data={prov['dataset']} init={prov['model_init']} "
                  f"n_train={prov['n_train']} n_eval={prov['n_eval']}")
     if record["metrics"]:
