@@ -26,6 +26,9 @@ def summary(record: dict) -> str:
     lines.append(f"  task={record['task']} model={record['model']} attention={attention_label(record['attention'])!r} "
                  f"max_length={record['max_length']} data={prov['dataset']} init={prov['model_init']} "
                  f"n_train={prov['n_train']} n_eval={prov['n_eval']}")
+    cut = _truncation_line(prov.get("truncation") or {})
+    if cut:
+        lines.append(f"  truncated:  {cut}")
     if record["metrics"]:
         lines.append("  metrics:    " + "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
     eff = record["efficiency"]
@@ -35,6 +38,20 @@ def summary(record: dict) -> str:
                      + (f"  eval {eff['eval_tokens_per_s']:.0f} tok/s ({eff['eval_s']:.1f}s, peak "
                         f"{eff['eval_peak_mem_mb']:.0f} MB)" if "eval_tokens_per_s" in eff else ""))
     return "\n".join(lines)
+
+
+def _truncation_line(truncation: dict) -> str:
+    """e.g. `eval: 7 of 10 inputs longer than max_length (31% of an input's tokens dropped on average)`;
+    empty when nothing was cut."""
+    parts = []
+    for split, figures in truncation.items():
+        for what in ("inputs", "targets"):
+            if figures.get(f"{what}_truncated"):
+                limit = "max_length" if what == "inputs" else "max_target_length"
+                parts.append(f"{split}: {figures[f'{what}_truncated']} of {figures['examples']} {what} longer than "
+                             f"{limit} ({figures[f'{what}_dropped_fraction']:.0%} of a{'n' if what == 'inputs' else ''} "
+                             f"{what[:-1]}'s tokens dropped on average)")
+    return "; ".join(parts)
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

@@ -26,7 +26,7 @@ from .synthetic import synthetic_rows
 log = logging.getLogger(__name__)
 
 # Bump when tokenization changes, so cached tokenized datasets are rebuilt.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 CARVE_SEED = 0  # carving and subsampling use a fixed seed: the data is the same for every run seed
 CARVE_ORDER = ("validation", "test")
 
@@ -37,6 +37,11 @@ class TaskData:
     eval: list[dict]
     source: str  # provenance: "local:<dir>", "hub:<path>[/<name>]@<revision>" or "synthetic:<generator>"
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the examples a run uses: a run on edited data is another run."""
+        return rows_fingerprint([self.train, self.eval])
 
 
 def local_data_dir(task) -> Path | None:
@@ -72,7 +77,8 @@ def load_task_data(task) -> TaskData:
         raise ConfigError(f"task.source={task.source!r} is unknown; choose local, hub or synthetic")
 
     if task.train_split not in available:
-        raise ConfigError(f"{source} has no {task.train_split!r} split; it has {sorted(available)}")
+        hint = f" (to train on it: task.train_split={available[0]})" if len(available) == 1 else ""
+        raise ConfigError(f"{source} has no {task.train_split!r} split; it has {sorted(available)}{hint}")
     rows = {task.train_split: read(task.train_split)}
     notes = []
     missing = [s for s in wanted if s not in available]
@@ -125,6 +131,10 @@ def _hub_reader(task):
     try:
         builder = datasets.load_dataset_builder(hub.path, hub.name, revision=hub.revision)
     except Exception as err:  # offline, missing, private: every cause gets the same three fixes
+        if "scripts are no longer supported" in str(err):
+            raise ConfigError(f"task {task.name!r}: hub dataset {hub.path!r} is published with a loading script, which "
+                              f"datasets {datasets.__version__} does not run; export its splits to <split>.jsonl files "
+                              f"in the unified schema {_schema(task)} and set task.data_dir=DIR") from None
         raise ConfigError(
             f"task {task.name!r}: cannot reach hub dataset {hub.path!r} ({type(err).__name__}: {err}). "
             f"Fix one of: (1) go online or fill the HF datasets cache, then rerun; "
@@ -178,13 +188,16 @@ def _validated(task, rows: list[dict], where: str) -> list[dict]:
     if not rows:
         raise ConfigError(f"{where} has no examples")
     kind = task_kind(task)
-    out, empty = [], []
+    out, empty, seen = [], [], set()
     for i, row in enumerate(rows):
         for col in (kind.text_column, kind.target_column):
             if col not in row:
                 raise ConfigError(f"{where}: example {row.get('id', i)!r} has no {col!r} column; the "
                                   f"{kind.name} schema is {_schema(task)}, got {sorted(row)}")
         rid = str(row.get("id", i))
+        if rid in seen:
+            raise ConfigError(f"{where}: the id {rid!r} appears more than once; ids must be unique within a split")
+        seen.add(rid)
         text = row[kind.text_column]
         if not isinstance(text, str) or not text.strip():
             empty.append(rid)
@@ -210,7 +223,7 @@ def _subsample(rows: list[dict], limit, knob: str) -> list[dict]:
 
 # ---------------------------------------------------------------- tokenization
 
-def rows_fingerprint(rows: list[dict]) -> str:
+def rows_fingerprint(rows: list) -> str:
     return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -238,9 +251,15 @@ def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str 
     if path is not None and (path / "dataset_info.json").exists():
         return datasets.load_from_disk(str(path))
 
-    enc = tokenizer([r[kind.text_column] for r in rows], truncation=True, max_length=max_length)
-    enc["labels"] = kind.encode_targets(tokenizer, rows, task)
-    ds = datasets.Dataset.from_dict({k: enc[k] for k in ("input_ids", "attention_mask", "labels")})
+    texts = [r[kind.text_column] for r in rows]
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    enc["input_length"] = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]  # before truncation
+    enc["labels"], target_lengths = kind.encode_targets(tokenizer, rows, task)
+    columns = ["input_ids", "attention_mask", "labels", "input_length"]
+    if target_lengths is not None:
+        enc["target_length"] = target_lengths
+        columns.append("target_length")
+    ds = datasets.Dataset.from_dict({k: enc[k] for k in columns})
     if path is not None:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         ds.save_to_disk(str(tmp))
@@ -250,3 +269,15 @@ def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str 
             shutil.rmtree(tmp, ignore_errors=True)
         ds = datasets.load_from_disk(str(path if path.exists() else tmp))
     return ds
+
+
+def truncation(ds, max_length: int, max_target_length: int | None) -> dict:
+    """What the length limits cut from a tokenized split: how many inputs (and targets) were longer,
+    and the mean share of tokens dropped over all examples."""
+    out = {"examples": len(ds)}
+    for what, column, limit in (("inputs", "input_length", max_length), ("targets", "target_length", max_target_length)):
+        if column in ds.column_names and limit:
+            lengths = ds[column]
+            out[f"{what}_truncated"] = sum(n > limit for n in lengths)
+            out[f"{what}_dropped_fraction"] = sum(max(n - limit, 0) / n for n in lengths if n) / len(lengths)
+    return out

@@ -23,7 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 from . import record as rec
-from .data import load_task_data, tokenize
+from .data import TaskData, load_task_data, tokenize, truncation
 from .errors import ConfigError
 from .evaluation import evaluate
 from .kinds import task_kind
@@ -51,7 +51,13 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
         record["attention"] = record["config"]["model"]["attention"]
         here = device_name(resolve_device(cfg.trainer))
-        done = None if cfg.force else rec.find_done(cfg.paths.store_dir, record["config"], here, world_size())
+        data = load_task_data(cfg.task)  # before the reuse check: the examples are part of what a run computes
+        record["provenance"].update(dataset=data.source, n_train=len(data.train), n_eval=len(data.eval),
+                                    data_fingerprint=data.fingerprint)
+        if data.notes:
+            record["provenance"]["data_notes"] = data.notes
+        done = None if cfg.force else rec.find_done(cfg.paths.store_dir, record["config"], data.fingerprint, here,
+                                                    world_size())
         if done:
             log.info("skipped: the store %s holds ok run %s of this configuration (force=true reruns it)",
                      cfg.paths.store_dir, done["run_id"])
@@ -61,7 +67,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         record["env"] = rec.environment()
         if rank() == 0:
             tracker = make_tracker(cfg, record)
-        if not _execute(cfg, record, output_dir):
+        if not _execute(cfg, record, data, output_dir):
             return record  # a DDP rank > 0: rank 0 writes the record
         record["status"] = "ok"
     except torch.OutOfMemoryError as err:
@@ -95,16 +101,11 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _execute(cfg, record: dict, output_dir: Path) -> bool:
+def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     """Fill `record`; False on a DDP rank > 0, which stops after training."""
     _seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer)
     task = cfg.task
-    data = load_task_data(task)
-    record["provenance"].update(dataset=data.source, n_train=len(data.train), n_eval=len(data.eval))
-    if data.notes:
-        record["provenance"]["data_notes"] = data.notes
-
     kind = task_kind(task)
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
     built = build_model(cfg.model, task, kind.tokenizer_texts(data.train), cache_dir)
@@ -115,6 +116,8 @@ def _execute(cfg, record: dict, output_dir: Path) -> bool:
 
     train_ds = tokenize(data.train, built.tokenizer, task, built.max_length, cache_dir)
     eval_ds = tokenize(data.eval, built.tokenizer, task, built.max_length, cache_dir)
+    record["provenance"]["truncation"] = {split: truncation(ds, built.max_length, task.max_target_length)
+                                          for split, ds in (("train", train_ds), ("eval", eval_ds))}
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
     efficiency["device"] = device_name(device)

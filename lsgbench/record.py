@@ -181,14 +181,16 @@ def read_records(paths) -> list[RunRecord]:
     return run_records(json_documents(paths))
 
 
-def find_done(store_dir: str | Path, config: dict, device: str, world_size: int) -> RunRecord | None:
-    """The newest ok record in the store with the same config fingerprint, made on the same device
-    with as many processes, if any."""
+def find_done(store_dir: str | Path, config: dict, data_fingerprint: str, device: str,
+              world_size: int) -> RunRecord | None:
+    """The newest ok record in the store with the same config and data fingerprints, made on the same
+    device with as many processes, if any."""
     if not Path(store_dir).is_dir():
         return None
     wanted = config_hash(config)
     done = [r for r in read_records([store_dir])
             if r.get("status") == "ok" and config_hash(r.get("config") or {}) == wanted
+            and r["provenance"].get("data_fingerprint") == data_fingerprint
             and r.get("efficiency", {}).get("device") == device
             and r.get("efficiency", {}).get("world_size", 1) == world_size]
     return max(done, key=lambda r: r["run_id"], default=None)

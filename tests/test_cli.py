@@ -28,8 +28,9 @@ def test_help_lists_the_config_groups(tmp_path):
     out = lsgbench(tmp_path, "--help")
     assert out.returncode == 0
     groups = help_groups(out.stdout)
-    assert groups["task"] == {"classification", "summarization", "arxiv", "arxiv_classification", "hyperpartisan",
-                              "imdb", "pubmed", "synth_extract", "synth_keys"}
+    assert groups["task"] == {"classification", "summarization", "arxiv", "arxiv_classification", "big_patent",
+                              "govreport", "hyperpartisan", "imdb", "mediasum", "multi_news", "pubmed",
+                              "synth_extract", "synth_keys"}
     assert groups["trainer"] == {"default", "cpu", "gpu"}
     at_least = {  # groups that others extend: each lists at least these
         "model": "bart bert bigbird bigbird_pegasus hf led local_bart local_minilm local_roberta longformer lsg_bart "

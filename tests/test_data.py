@@ -106,3 +106,27 @@ def test_tokenized_cache_is_keyed_by_lengths(make_cfg, tmp_path):
     assert max(map(len, short["input_ids"])) == 16 < max(map(len, long["input_ids"]))
     assert again["input_ids"] == short["input_ids"] and len(list((tmp_path / "tokenized").iterdir())) == 2
     assert short["labels"] == [r["label"] for r in data.train]
+
+
+def test_a_folder_with_one_split_suggests_training_on_it(make_cfg, tmp_path):
+    write_jsonl(tmp_path / "d", "test", [{"id": "t", "text": "fine", "label": "neg"}])
+    with pytest.raises(ConfigError, match=r"has no 'train' split; it has \['test'\] \(to train on it: task.train_split=test\)"):
+        load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)
+
+
+def test_duplicate_ids_are_an_error_naming_the_id(make_cfg, tmp_path):
+    write_jsonl(tmp_path / "d", "train", [{"id": "a", "text": "fine", "label": "neg"}] * 2)
+    write_jsonl(tmp_path / "d", "test", [{"id": "t", "text": "fine", "label": "neg"}])
+    with pytest.raises(ConfigError, match="the id 'a' appears more than once"):
+        load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"id": "x", "article": None, "abstract": "s"}, "empty 'article' \\(or one that is not a string\\)"),
+    ({"id": "x", "article": "text", "abstract": ["a", "list"]}, "example 'x' has an empty or non-text 'abstract' \\(list\\)"),
+])
+def test_summaries_of_the_wrong_type_are_named(make_cfg, tmp_path, row, message):
+    write_jsonl(tmp_path / "d", "train", [{"id": "ok", "article": "text", "abstract": "s"}, row])
+    write_jsonl(tmp_path / "d", "test", [{"id": "t", "article": "text", "abstract": "s"}])
+    with pytest.raises(ConfigError, match=message):
+        load_task_data(make_cfg("task=pubmed", f"task.data_dir={tmp_path / 'd'}").task)

@@ -118,3 +118,31 @@ def test_long_inputs_are_not_full_attention():
 def test_bad_knobs_are_rejected_once_when_built(knobs, message):
     with pytest.raises(ConfigError, match=message):
         LsgKnobs.make(**{**dict(block_size=8, sparse_block_size=4, sparsity_factor=2), **knobs})
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_selects_the_same_tokens_as_float64(dtype):
+    """Selection scores run in float32, so bf16/fp16 LSG stays within a few times full SDPA's own
+    half-precision error (computing norms in bf16 gave ~200 times, from tied norms)."""
+    q, k, v, mask = inputs(B=2, H=4, N=512, D=64, pad=(0, 100), dtype=dtype)
+    keep = mask.bool()
+    q64, k64, v64 = (t.double() for t in (q, k, v))
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    exact = sdpa(q64, k64, v64, attn_mask=keep[:, None, None])
+    sdpa_error = (sdpa(q, k, v, attn_mask=keep[:, None, None]).double() - exact).abs().max() / exact.abs().max()
+    for sparsity_type in SPARSITY_TYPES:
+        knobs = LsgKnobs.make(block_size=64, sparse_block_size=64, sparsity_factor=4, sparsity_type=sparsity_type)
+        out, ref = knobs.attend(q, k, v, keep, None, 0.0).double(), knobs.reference(q64, k64, v64, keep, None)
+        real = keep[:, None, :, None].expand_as(out)
+        error = (out - ref)[real].abs().max() / ref.abs().max()
+        assert error < 3 * sdpa_error, (sparsity_type, float(error), float(sdpa_error))
+
+
+def test_bos_pooling_outputs_of_real_tokens_ignore_what_padding_holds():
+    q, k, v, mask = inputs(B=1, N=70, pad=(20,))
+    knobs = LsgKnobs.make(block_size=8, sparse_block_size=4, sparsity_factor=2, sparsity_type="bos_pooling")
+    out = knobs.attend(q, k, v, mask, None, 0.0)
+    noisy = [t.clone() for t in (q, k, v)]
+    for t in noisy:
+        t[:, :, -20:] = torch.randn_like(t[:, :, -20:]) * 100
+    torch.testing.assert_close(knobs.attend(*noisy, mask, None, 0.0)[:, :, :50], out[:, :, :50])

@@ -228,3 +228,36 @@ def test_spade_model_trains_on_long_inputs_and_reloads(make_cfg, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids=ids[:, :1000], decoder_input_ids=decoder_ids).logits,
                                    m.eval()(input_ids=ids[:, :1000], decoder_input_ids=decoder_ids).logits)
+
+
+def test_encoder_output_follows_ccdv_when_the_decoder_does_not_read_the_globals(make_cfg):
+    """LSG-BART with pass_global_tokens_to_decoder=false: with pool_with_global, global 0's output
+    replaces the first token's (ccdv's behaviour); without, the globals are just dropped."""
+    base = tiny(make_cfg, "bart", "synth_extract").model.eval()
+    common = dict(block_size=32, sparse_block_size=32, sparsity_factor=2, sparsity_type="pooling", num_global_tokens=2)
+    outputs = {}
+    for name, knobs in {"all": LsgKnobs.make(**common, pass_global_tokens_to_decoder=True),
+                        "pool": LsgKnobs.make(**common, pass_global_tokens_to_decoder=False, pool_with_global=True),
+                        "drop": LsgKnobs.make(**common, pass_global_tokens_to_decoder=False, pool_with_global=False)}.items():
+        model = convert(copy.deepcopy(base), "bart", knobs, 1024, 0, 4).eval()
+        with torch.no_grad():
+            outputs[name] = model.model.encoder(input_ids=torch.arange(5, 205).view(2, 100)).last_hidden_state
+    g = 2
+    torch.testing.assert_close(outputs["pool"][:, 0], outputs["all"][:, 0])
+    torch.testing.assert_close(outputs["pool"][:, 1:], outputs["all"][:, g + 1:])
+    torch.testing.assert_close(outputs["drop"], outputs["all"][:, g:])
+
+
+def test_loading_a_converted_checkpoint_reports_no_unexpected_weights(make_cfg, tmp_path, capfd):
+    built = tiny(make_cfg, "spade_roberta", "synth_keys", "model.max_length=1024", "model.attention.window=32")
+    built.model.save_pretrained(tmp_path / "ckpt")
+    built.tokenizer.save_pretrained(tmp_path / "ckpt")
+    capfd.readouterr()
+    cfg = make_cfg("model=spade_roberta", "task=synth_keys", f"model.pretrained={tmp_path / 'ckpt'}",
+                   "model.max_length=1024")
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+    out = capfd.readouterr()
+    assert "UNEXPECTED" not in out.out + out.err  # lsgbench loads the added weights itself
+    assert type(loaded.model).__name__ == "RobertaForSequenceClassification"
+    torch.testing.assert_close(loaded.model.roberta.embeddings.global_embeddings.weight,
+                               built.model.roberta.embeddings.global_embeddings.weight)

@@ -6,6 +6,8 @@ import math
 import pytest
 from hydra.errors import MissingConfigException
 
+from lsgbench.cli import summary
+from lsgbench.data import truncation
 from lsgbench.pipeline import run
 from lsgbench.record import REQUIRED_KEYS, read_records
 
@@ -132,7 +134,7 @@ def test_every_task_and_model_composes(make_cfg):
 
 
 def write_local_task(folder, rows_of_split):
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     for split, rows in rows_of_split.items():
         (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
@@ -228,3 +230,35 @@ def test_default_config_resolves_with_no_overrides(monkeypatch):
             cfg = OmegaConf.to_container(compose(name), resolve=True)
             assert cfg["paths"]["cache_dir"] == "~/.cache/lsgbench"
             assert cfg["paths"]["store_dir"] == "results/runs"
+
+
+def test_records_say_how_much_the_length_limit_cut(make_cfg, tmp_path):
+    r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=roberta", "model.max_length=64", "trainer.args.max_steps=1")
+    cut = r["provenance"]["truncation"]
+    assert cut["train"]["examples"] == 24 and cut["eval"]["examples"] == 8
+    assert cut["eval"]["inputs_truncated"] == 8 and 0.3 < cut["eval"]["inputs_dropped_fraction"] < 1
+    assert "targets_truncated" not in cut["eval"]  # class labels are not cut
+    assert "eval: 8 of 8 inputs longer than max_length" in summary(r)
+
+
+def test_truncation_figures_by_hand():
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"input_length": [100, 50, 200], "target_length": [10, 30, 20]})
+    assert truncation(ds, 100, 20) == {"examples": 3, "inputs_truncated": 1, "inputs_dropped_fraction": 0.5 / 3,
+                                       "targets_truncated": 1, "targets_dropped_fraction": (10 / 30) / 3}
+
+
+def test_reuse_sees_edited_data(make_cfg, tmp_path):
+    rows = {s: [{"id": f"{s}{i}", "text": f"words {i} " * 20, "label": ["neg", "pos"][i % 2]} for i in range(8)]
+            for s in ("train", "test")}
+    data_dir = write_local_task(tmp_path / "d", rows)
+    overrides = ["task=imdb", f"task.data_dir={data_dir}", "model=roberta", "trainer.args.max_steps=1"]
+    first = run(make_cfg(*TINY, *overrides), tmp_path / "a", overrides)
+    again = run(make_cfg(*TINY, *overrides), tmp_path / "b", overrides)
+    assert first["status"] == "ok" and again.get("reused") and again["run_id"] == first["run_id"]
+    rows["test"][0]["text"] = "an edited review"
+    write_local_task(tmp_path / "d", rows)
+    edited = run(make_cfg(*TINY, *overrides), tmp_path / "c", overrides)
+    assert not edited.get("reused") and edited["status"] == "ok"
+    assert edited["provenance"]["data_fingerprint"] != first["provenance"]["data_fingerprint"]

@@ -140,6 +140,7 @@ class LongKnobs(Knobs):
     pass_global_tokens_to_decoder: bool  # encoder-decoders: the decoder cross-attends to the globals too
 
     MAX_GLOBAL_TOKENS: ClassVar[int] = 512  # ccdv checkpoints store 512 global embeddings
+    ADDED_WEIGHTS: ClassVar[tuple[str, ...]] = (r"global_embeddings\.",)  # what conversion adds (patterns)
 
     def check(self) -> None:
         if not 0 <= self.num_global_tokens <= self.MAX_GLOBAL_TOKENS:

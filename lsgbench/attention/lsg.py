@@ -74,6 +74,12 @@ def uses_sparse_keys(sparse_block_size: int, sparsity_type: str) -> bool:
 # ------------------------------------------------------------------ sparse reductions
 # Each takes the padded non-global keys/values kx, vx [B, H, Np, D] and keep [B, Np] (bool) and
 # returns sparse keys, values [B, H, M, D] and their keep mask [B, 1 or H, M], M = Np / f.
+# Scores that choose tokens (norms, LSH projections, bos_pooling weights) are computed in at least
+# float32: in bf16, nearby key norms tie and LSH codes flip, which changes what is selected.
+
+def _selection_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)
+
 
 def _pooling(kx, vx, keep, f, **_):
     B, H, Np, D = kx.shape
@@ -113,7 +119,7 @@ def _block_stride(kx, vx, keep, f, block_size, **_):
 def _norm(kx, vx, keep, f, block_size, sparse_block_size, **_):
     B, H, Np, D = kx.shape
     c = min(block_size, sparse_block_size)
-    norms = kx.norm(dim=-1).masked_fill(~keep.unsqueeze(1), -math.inf).view(B, H, Np // c, c)
+    norms = kx.to(_selection_dtype(kx)).norm(dim=-1).masked_fill(~keep.unsqueeze(1), -math.inf).view(B, H, Np // c, c)
     top = norms.topk(c // f, dim=-1).indices.sort(dim=-1).values  # keep positional order within a chunk
     index = (top + torch.arange(0, Np, c, device=kx.device).view(1, 1, -1, 1)).reshape(B, H, -1)
     return _gather_tokens(kx, vx, keep, index)
@@ -124,8 +130,9 @@ def _lsh(kx, vx, keep, f, block_size, sparse_block_size, **_):
     c = min(block_size, sparse_block_size)
     buckets = c // f
     gen = torch.Generator().manual_seed(LSH_SEED)
-    planes = torch.randn(H, D, buckets, generator=gen).to(device=kx.device, dtype=kx.dtype)
-    code = torch.einsum("bhnd,hdk->bhnk", kx, planes).argmax(-1)  # bucket of each key
+    dtype = _selection_dtype(kx)
+    planes = torch.randn(H, D, buckets, generator=gen).to(device=kx.device, dtype=dtype)
+    code = torch.einsum("bhnd,hdk->bhnk", kx.to(dtype), planes).argmax(-1)  # bucket of each key
     onehot = F.one_hot(code, buckets).to(kx.dtype) * keep.view(B, 1, Np, 1).to(kx.dtype)
     onehot = onehot.view(B, H, Np // c, c, buckets)
     count = onehot.sum(-2)  # [B, H, chunks, buckets]
@@ -135,11 +142,14 @@ def _lsh(kx, vx, keep, f, block_size, sparse_block_size, **_):
 
 
 def _bos_pooling(kx, vx, keep, f, query_first, scaling, **_):
+    """Each group of f keys pooled with softmax weights from the query of the first non-global token
+    (as ccdv's code does, also when that token is padding: the weights still exclude padded keys)."""
     B, H, Np, D = kx.shape
-    scores = torch.einsum("bhd,bhnd->bhn", query_first, kx) * scaling
+    dtype = _selection_dtype(kx)
+    scores = torch.einsum("bhd,bhnd->bhn", query_first.to(dtype), kx.to(dtype)) * scaling
     scores = scores.masked_fill(~keep.unsqueeze(1), -math.inf).view(B, H, Np // f, f)
     any_kept = keep.view(B, 1, Np // f, f).any(-1)
-    w = scores.softmax(-1).nan_to_num(0.0).unsqueeze(-1)  # an all-padding group has no weights
+    w = scores.softmax(-1).nan_to_num(0.0).unsqueeze(-1).to(kx.dtype)  # an all-padding group has no weights
     ks = (kx.view(B, H, Np // f, f, D) * w).sum(-2)
     vs = (vx.view(B, H, Np // f, f, D) * w).sum(-2)
     return ks, vs, any_kept

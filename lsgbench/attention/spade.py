@@ -25,6 +25,7 @@ class SpadeKnobs(LocalKnobs):
     name: ClassVar[str] = "spade"
     LABELLED: ClassVar = LocalKnobs.LABELLED + ("state_size", "combine")
     SHORT: ClassVar = {**LocalKnobs.SHORT, "state_size": "N"}
+    ADDED_WEIGHTS: ClassVar = LocalKnobs.ADDED_WEIGHTS + (r"\.spade\.",)
     state_size: int                # S4D state size N (N/2 complex modes)
     s4d_init: str                  # lin (S4D-Lin) | inv (S4D-Inv)
     combine: str                   # concat | add

@@ -27,7 +27,8 @@ class TaskKind:
         """The text a tokenizer trained for this task learns from."""
         return [r[self.text_column] for r in rows]
 
-    def encode_targets(self, tokenizer, rows: list[dict], task) -> list:
+    def encode_targets(self, tokenizer, rows: list[dict], task) -> tuple[list, list[int] | None]:
+        """(targets as the model trains on them, their token lengths before truncation or None)."""
         raise NotImplementedError
 
     def pad_targets(self, targets: list) -> torch.Tensor:

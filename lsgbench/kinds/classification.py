@@ -27,7 +27,7 @@ class Classification(TaskKind):
                           f"task.label_names {names} (or an index into it)")
 
     def encode_targets(self, tokenizer, rows, task):
-        return [r[self.target_column] for r in rows]
+        return [r[self.target_column] for r in rows], None
 
     def pad_targets(self, targets):
         return torch.tensor(targets, dtype=torch.long)

@@ -24,8 +24,10 @@ class Summarization(TaskKind):
         return super().tokenizer_texts(rows) + [r[self.target_column] for r in rows]
 
     def encode_targets(self, tokenizer, rows, task):
-        return tokenizer(text_target=[r[self.target_column] for r in rows], truncation=True,
-                         max_length=task.max_target_length)["input_ids"]
+        targets = [r[self.target_column] for r in rows]
+        ids = tokenizer(text_target=targets, truncation=True, max_length=task.max_target_length)["input_ids"]
+        full = tokenizer(text_target=targets, verbose=False)["input_ids"]
+        return ids, [len(t) for t in full]
 
     def pad_targets(self, targets):
         width = max(len(t) for t in targets)

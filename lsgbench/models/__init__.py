@@ -142,16 +142,20 @@ def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length):
         raise ConfigError(f"model.pretrained={model_cfg.pretrained!r} is a {type(config).__name__}, but model.family="
                           f"{model_cfg.family!r} expects {family.config_class.__name__}")
     capacity = family.capacity(config)
-    already_long = stored_knobs(config) is not None
-    if max_length > capacity and (already_long or not knobs.converted):
+    stored = stored_knobs(config)
+    if max_length > capacity and (stored is not None or not knobs.converted):
         raise ConfigError(f"checkpoint {model_cfg.pretrained!r} takes at most {capacity} tokens, but the run asks "
                           f"for {max_length}; lower model.max_length / task.max_source_length"
-                          + (", or convert it again with python -m lsgbench.convert --max-length" if already_long else ""))
+                          + (", or convert it again with python -m lsgbench.convert --max-length" if stored else ""))
     for key, value in knobs.hf_config(family.num_layers(config)).items():
         setattr(config, key, value)
     kind = task_kind(task_cfg)
     load_args = kind.pretrained_config(config, task_cfg, model_cfg.pretrained)
-    return kind.head(family).from_pretrained(checkpoint, config=config, attn_implementation=knobs.hf_implementation or family.attn_implementation,
+    head = kind.head(family)
+    if stored is not None:  # lsgbench loads the weights conversion added itself (checkpoints.load_converted)
+        head = type(head.__name__, (head,), {"_keys_to_ignore_on_load_unexpected": [
+            *(head._keys_to_ignore_on_load_unexpected or []), *stored.ADDED_WEIGHTS]})
+    return head.from_pretrained(checkpoint, config=config, attn_implementation=knobs.hf_implementation or family.attn_implementation,
                                     trust_remote_code=model_cfg.trust_remote_code, **load_args)
 
 

@@ -10,8 +10,9 @@ Conversion (Condevaux & Harispe 2023; the same for every converted variant):
 - the encoder's self-attention, and only it, switches to the variant's kernel through
   transformers' AttentionInterface (attention_interface.py); decoder self- and cross-attention stay.
 At run time the g global tokens are prepended to the embedded sequence and removed from the
-encoder output (classifiers with `pool_with_global` take the first global token's output as the
-first real token's; encoder-decoders keep them for the decoder when `pass_global_tokens_to_decoder`).
+encoder output (with `pool_with_global` the first global token's output replaces the first real
+token's, as in ccdv's models; encoder-decoders keep all of them for the decoder when
+`pass_global_tokens_to_decoder`).
 The knobs are stored in the model config (`long_attention`, and ccdv's fields for LSG), so a
 converted model saved with `save_pretrained` reloads as published ccdv checkpoints do.
 """
@@ -116,8 +117,8 @@ def install(model, family: str, knobs: LongKnobs, global_embeddings: nn.Embeddin
         hidden = output.last_hidden_state
         if layout.is_seq2seq and knobs.pass_global_tokens_to_decoder:
             return output
-        if knobs.pool_with_global and not layout.is_seq2seq and g:
-            hidden = torch.cat([hidden[:, :1], hidden[:, g + 1:]], dim=1)  # global 0 stands for the first token
+        if knobs.pool_with_global and g:  # global 0's output stands for the first token's (ccdv does so too)
+            hidden = torch.cat([hidden[:, :1], hidden[:, g + 1:]], dim=1)
         else:
             hidden = hidden[:, g:]
         output.last_hidden_state = hidden
