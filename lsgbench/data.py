@@ -17,8 +17,6 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from .errors import ConfigError
 from .kinds import task_kind
 from .synthetic import synthetic_rows
@@ -55,9 +53,7 @@ def local_data_dir(task) -> Path | None:
 
 def load_task_data(task) -> TaskData:
     """Read the train and eval splits of a task, validated and subsampled as configured."""
-    task_kind(task)  # a known kind, before any reading
-    if OmegaConf.is_missing(task, "label_names"):
-        raise ConfigError("task.label_names: give the class names in label-index order, e.g. task.label_names=[neg,pos]")
+    task_kind(task).check(task)  # before any reading
     wanted = [task.train_split, task.eval_split]
     data_dir = local_data_dir(task)
     if data_dir is not None:

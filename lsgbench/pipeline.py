@@ -130,5 +130,6 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
                                               use_bf16(cfg.trainer, device))
     efficiency.update(eval_eff)
     record["metrics"] = metrics
+    record["provenance"].update(kind.provenance(task))
     kind.write_predictions(output_dir / "predictions.json", [r["id"] for r in data.eval], predictions, targets, task)
     return True

@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 from lsgbench.errors import ConfigError
 from lsgbench.kinds import KINDS, task_kind
 
-TASK = OmegaConf.create({"kind": "classification", "label_names": ["neg", "pos"], "max_target_length": 8})
+TASK = OmegaConf.create({"kind": "classification", "label_names": ["neg", "pos"], "max_target_length": 8,
+                         "rouge_lsum_split": "punkt"})
 
 
 def test_classification_targets_are_label_indices_and_read_back_as_names(tmp_path):
@@ -44,3 +45,10 @@ def test_summarization_metrics_are_rouge_and_generated_length():
 def test_an_unknown_kind_names_the_known_ones():
     with pytest.raises(ConfigError, match=r"task.kind='qa' is unknown; choose one of \['classification', 'summarization'\]"):
         task_kind(OmegaConf.create({"kind": "qa"}))
+
+
+def test_task_settings_a_kind_cannot_use_fail_before_any_data_is_read():
+    with pytest.raises(ConfigError, match=r"task.rouge_lsum_split='nltk' is unknown; choose one of \['punkt', 'lines'\]"):
+        KINDS["summarization"].check(OmegaConf.create({"rouge_lsum_split": "nltk"}))
+    with pytest.raises(ConfigError, match="task.label_names: give the class names"):
+        KINDS["classification"].check(OmegaConf.create({"label_names": "???"}))

@@ -55,6 +55,7 @@ def test_summarization_run_record_has_rouge(make_cfg, tmp_path):
     assert set(r["metrics"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"}
     assert all(0 <= r["metrics"][k] <= 100 for k in ("rouge1", "rouge2", "rougeL", "rougeLsum"))
     assert 1 <= r["metrics"]["gen_len"] <= 8
+    assert r["provenance"]["rouge_lsum_split"] == "punkt"
     assert r["efficiency"]["generated_tokens_per_s"] > 0
     predictions = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert len(predictions["predictions"]) == r["provenance"]["n_eval"] == 4

@@ -19,6 +19,9 @@ class TaskKind:
     generates = False   # evaluation generates text (and reports generation speed)
 
     # ------------------------------------------------------------------ data
+    def check(self, task) -> None:
+        """Raise ConfigError for task settings this kind cannot use (before any data is read)."""
+
     def target(self, value, task, where: str, example_id: str):
         """A row's target in the form training uses, or a ConfigError that names the example."""
         raise NotImplementedError
@@ -57,6 +60,10 @@ class TaskKind:
 
     def metrics(self, predictions: list, targets: list, generated_tokens: int, task) -> dict[str, float]:
         raise NotImplementedError
+
+    def provenance(self, task) -> dict:
+        """How this kind's metrics were computed, for the record (e.g. ROUGE-Lsum's sentence splitter)."""
+        return {}
 
     def readable(self, values: list, task) -> list:
         """Predictions or targets as a person reads them in predictions.json."""

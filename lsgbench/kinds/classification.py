@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from ..metrics import classification_metrics
@@ -16,6 +17,10 @@ log = logging.getLogger(__name__)
 class Classification(TaskKind):
     name = "classification"
     text_column, target_column = "text", "label"
+
+    def check(self, task):
+        if OmegaConf.is_missing(task, "label_names") or not task.label_names:
+            raise ConfigError("task.label_names: give the class names in label-index order, e.g. task.label_names=[neg,pos]")
 
     def target(self, value, task, where, example_id):
         names = list(task.label_names or [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from ..metrics import rouge_metrics
+from ..metrics import LSUM_SPLITTERS, rouge_metrics
 from .base import TaskKind
 
 
@@ -13,6 +13,11 @@ class Summarization(TaskKind):
     name = "summarization"
     text_column, target_column = "article", "abstract"
     generates = True
+
+    def check(self, task):
+        if task.rouge_lsum_split not in LSUM_SPLITTERS:
+            raise ConfigError(f"task.rouge_lsum_split={task.rouge_lsum_split!r} is unknown; choose one of "
+                              f"{list(LSUM_SPLITTERS)}")
 
     def target(self, value, task, where, example_id):
         if not isinstance(value, str) or not value.strip():
@@ -54,4 +59,8 @@ class Summarization(TaskKind):
         return tokenizer.batch_decode(new, skip_special_tokens=True), int((new != tokenizer.pad_token_id).sum())
 
     def metrics(self, predictions, targets, generated_tokens, task):
-        return {**rouge_metrics(predictions, targets), "gen_len": generated_tokens / len(predictions)}
+        return {**rouge_metrics(predictions, targets, task.rouge_lsum_split),
+                "gen_len": generated_tokens / len(predictions)}
+
+    def provenance(self, task):
+        return {"rouge_lsum_split": task.rouge_lsum_split}
