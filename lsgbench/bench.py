@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
-from .config import config_dir
+from .config import attention_shorthand, config_dir
 from .measure import cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
 from .attention import attention_label, knobs_from_config
 from .models import SIZES, build_model
@@ -125,7 +126,7 @@ def run_bench(cfg) -> list[dict]:
     rows = []
     for length in bench.seq_lens:
         batch = max(1, bench.tokens_per_batch // length)
-        base = {"model": cfg.model.name, "attention": attention_label(dict(cfg.model.attention)), "size": bench.size,
+        base = {"model": cfg.model.name, "attention": attention_label(OmegaConf.to_container(cfg.model.attention)), "size": bench.size,
                 "seq_len": length, "batch": batch, "tokens": batch * length, "dtype": bench.dtype,
                 "bench_mode": bench.mode}
         steps, attention = None, dict(cfg.model.attention)
@@ -139,6 +140,8 @@ def run_bench(cfg) -> list[dict]:
         except Exception as err:  # noqa: BLE001 - an unsupported point is a row, not the end of the sweep
             rows += [{**base, "phase": p, "status": "error", "error": f"{type(err).__name__}: {err}"[:300]}
                      for p in MODES[bench.mode]]
+        if not steps:
+            print(_line(rows[-1]), flush=True)
         for phase in MODES[bench.mode] if steps else ():
             row = {**base, "phase": phase, "attention": attention_label(attention)}
             autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 and bench.mode != "attention" \
@@ -181,6 +184,7 @@ def _hydra_main(cfg) -> None:
 
 
 def main() -> None:
+    sys.argv = [sys.argv[0], *map(attention_shorthand, sys.argv[1:])]
     _hydra_main()
 
 

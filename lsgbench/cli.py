@@ -12,7 +12,7 @@ from hydra.types import RunMode
 
 from . import pipeline
 from .attention import attention_label
-from .config import config_dir
+from .config import attention_shorthand, config_dir
 
 log = logging.getLogger("lsgbench")
 
@@ -67,14 +67,6 @@ def _hydra_main(cfg) -> float | None:
         sys.exit(1)  # a sweep goes on past a failed point; a single run says it failed
     metrics = record["metrics"]
     return next(iter(metrics.values())) if metrics else None
-
-
-def attention_shorthand(arg: str) -> str:
-    """`attention.<knob>=...` (with + ++ or ~ in front) is short for `model.attention.<knob>=...`:
-    the attention group is mounted at model.attention."""
-    prefix = arg[:len(arg) - len(arg.lstrip("+~"))]
-    rest = arg[len(prefix):]
-    return f"{prefix}model.{rest}" if rest.startswith("attention.") else arg
 
 
 def main() -> None:

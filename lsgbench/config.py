@@ -3,6 +3,7 @@ the tests import it without the training pipeline."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,31 @@ def shipped_dir(name: str) -> Path:
 
 def config_dir() -> str:
     return str(shipped_dir("conf"))
+
+
+@functools.cache
+def model_names() -> dict[str, tuple[str, str]]:
+    """{model name: (backbone, attention it runs)} from conf/model. A saved combination names its
+    backbone (`- roberta@model`) and variant (`override /attention: lsg`); other models are their
+    own backbone, with full attention unless their file selects another (the peers)."""
+    out = {}
+    for path in sorted((shipped_dir("conf") / "model").glob("*.yaml")):
+        backbone, attention = path.stem, "full"
+        for entry in OmegaConf.to_container(OmegaConf.load(path)).get("defaults", []):
+            if isinstance(entry, str) and entry.endswith("@model") and entry != "hf@model":
+                backbone = entry.split("@")[0]
+            elif isinstance(entry, dict) and "override /attention" in entry:
+                attention = entry["override /attention"]
+        out[path.stem] = (backbone, attention)
+    return out
+
+
+def attention_shorthand(arg: str) -> str:
+    """`attention.<knob>=...` (with + ++ or ~ in front) is short for `model.attention.<knob>=...`:
+    the attention group is mounted at model.attention."""
+    prefix = arg[:len(arg) - len(arg.lstrip("+~"))]
+    rest = arg[len(prefix):]
+    return f"{prefix}model.{rest}" if rest.startswith("attention.") else arg
 
 
 def register_resolvers() -> None:

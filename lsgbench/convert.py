@@ -16,15 +16,12 @@ import argparse
 import dataclasses
 import sys
 
-from .attention import VARIANTS
+from .attention import CONVERTED, VARIANTS
 from .errors import ConfigError
 from .models import resolve_checkpoint
 from .models.ccdv import stored_knobs
 from .models.conversion import convert as convert_model
 from .models.layouts import LAYOUTS
-
-CONVERTED = sorted(name for name, knobs in VARIANTS.items() if knobs.converted)
-
 
 def convert(pretrained: str, out: str, max_length: int, attention: str = "lsg", knobs: dict | None = None,
             head: str | None = None, num_labels: int = 2, trust_remote_code: bool = False) -> str:

@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import shipped_dir
+from .config import model_names, shipped_dir
 
 HEADING = "## Published reference scores"
 NONE = ("—", "-", "")
@@ -32,9 +32,16 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
+def identity(model: str, attention_type: str | None = None) -> tuple[str, str]:
+    """What a model is, for finding its published scores: (backbone, attention). `lsg_bart` and
+    `bart` with attention=lsg are the same; `roberta` is full attention unless attention_type says."""
+    backbone, default = model_names().get(model, (model, "full"))
+    return backbone, attention_type or default
+
+
 @functools.cache
-def published(task: str) -> dict[tuple[str, str], Reference]:
-    """{(lsgbench model, metric): Reference} from the task's card; the first row wins; {} without a card."""
+def published(task: str) -> dict[tuple[tuple[str, str], str], Reference]:
+    """{(model identity, metric): Reference} from the task's card; the first row wins; {} without a card."""
     card = cards_dir() / task / "README.md"
     if not card.is_file():
         return {}
@@ -59,5 +66,5 @@ def published(task: str) -> dict[tuple[str, str], Reference]:
                 continue
             for metric, score in zip(metrics, scores):
                 if score not in NONE:
-                    refs.setdefault((model, metric), Reference(score, paper_model, source))
+                    refs.setdefault((identity(model), metric), Reference(score, paper_model, source))
     return refs

@@ -30,7 +30,7 @@ from .config import shipped_dir
 from .grouping import Row, rows
 from .plots import plot_bench, plot_records
 from .record import bench_results, json_documents, run_records
-from .published import published
+from .published import identity, published
 
 BY_CHOICES = ("task", "model", "attention", "max_length")
 FORMATS = ("md", "csv", "tex")
@@ -55,7 +55,8 @@ def _published(row: Row, metrics: list[str]) -> tuple[dict[str, str], str]:
     if not str(row["model_init"] or "").startswith("pretrained"):
         return {}, ""
     refs = published(row["task"])
-    found = {m: refs[(row["model"], m)] for m in metrics if (row["model"], m) in refs}
+    model = identity(row["model"], row["attention_type"])
+    found = {m: refs[(model, m)] for m in metrics if (model, m) in refs}
     sources = dict.fromkeys(f"{ref.paper_model}: {ref.source}" for ref in found.values())
     return {m: ref.score for m, ref in found.items()}, "; ".join(sources)
 

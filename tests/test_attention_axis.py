@@ -5,14 +5,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lsgbench.attention import VARIANTS, attention_label
-from lsgbench.cli import attention_shorthand
+from lsgbench.attention import CONVERTED, VARIANTS, attention_label
+from lsgbench.config import attention_shorthand
 from lsgbench.errors import ConfigError
 from lsgbench.models import build_model
 
 from helpers import TEXTS
 
-CONVERTED = sorted(name for name, knobs in VARIANTS.items() if knobs.converted)
 TINY = ("model.init=random", "model.size=tiny")
 
 
@@ -75,3 +74,22 @@ def test_every_variant_yaml_holds_exactly_the_knobs_of_its_class():
         defaults = knobs.defaults()
         assert defaults["type"] == name
         assert knobs.from_config(defaults).to_dict() == defaults
+
+
+def test_a_saved_combination_refuses_another_variant_and_leftover_knobs_do_not_hide_the_real_error(make_cfg):
+    cfg = make_cfg("task=synth_keys", "model=lsg_roberta", "attention=local", *TINY)
+    with pytest.raises(ConfigError, match="model=lsg_roberta is model=roberta attention=lsg; for local attention use "
+                                          "model=roberta attention=local"):
+        build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+    cfg = make_cfg("task=synth_extract", "model=led", "attention=full", *TINY)  # led.yaml sets attention_window
+    with pytest.raises(ConfigError, match="attention=full is not available for model 'led'"):
+        build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+
+
+def test_dilations_are_checked_against_the_head_count_when_the_model_is_built(make_cfg):
+    cfg = make_cfg("task=synth_keys", "model=roberta", "attention=dilated", *TINY, "model.max_length=256",
+                   "model.attention.dilation=[1,2,3]")
+    with pytest.raises(ConfigError, match="has 3 values, but the model has 2 attention heads"):
+        build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+    cfg = make_cfg("task=synth_keys", "model=roberta", "attention=dilated", *TINY, "model.attention.dilation=2")
+    assert build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir).attention["dilation"] == [2]

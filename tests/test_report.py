@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from lsgbench.attention import attention_label
+from lsgbench.attention import VARIANTS, attention_label
 from lsgbench.grouping import rows
 from lsgbench.plots import pareto_front
 from lsgbench.record import read_records
-from lsgbench.published import cards_dir, published
+from lsgbench.published import cards_dir, identity, published
 from lsgbench.report import format_table, main, table
 
 
@@ -120,6 +120,7 @@ def test_published_scores_sit_beside_the_runs_with_their_source(tmp_path, capsys
     runs = [record("a", 1, 88.0, task="imdb", model="roberta", length=512, init="pretrained:FacebookAI/roberta-base"),
             record("b", 1, 91.0, task="imdb", model="lsg_roberta", length=4096, init="pretrained:FacebookAI/roberta-base"),
             record("c", 1, 61.0, task="imdb", model="roberta", length=512, factor=2)]  # random init: no reference
+    runs[0]["attention"] = runs[0]["config"]["model"]["attention"] = {"type": "full", "implementation": "sdpa"}
     for r in runs:
         (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
     assert main([str(tmp_path), "--format", "csv"]) == 0
@@ -140,12 +141,20 @@ def test_every_task_card_reference_names_a_model_and_a_metric_of_its_task():
         for card in sorted(cards_dir().glob("*/README.md")):
             task = card.parent.name
             metrics = set(compose("config", overrides=[f"task={task}"]).task.metrics)
-            for (model, metric), ref in published(task).items():
-                assert model in models and metric in metrics, (task, model, metric)
+            for ((backbone, attention), metric), ref in published(task).items():
+                assert backbone in models and attention in VARIANTS and metric in metrics, (task, backbone, metric)
                 assert float(ref.score.split(" ± ")[0]) > 0 and ref.source
                 counted += 1
     # imdb 3, arxiv_classification 2, hyperpartisan 4, arxiv 9, pubmed 9, multi_news 7, mediasum 4, big_patent 3
     assert counted == 41  # (rows marked — excluded)
+
+
+def test_published_scores_follow_the_backbone_and_the_attention_not_the_name():
+    assert identity("lsg_bart") == identity("bart", "lsg") == ("bart", "lsg")
+    assert identity("roberta") == ("roberta", "full") != identity("roberta", "lsg")
+    assert identity("led") == ("led", "longformer")
+    refs = published("pubmed")
+    assert (identity("bart", "lsg"), "rouge1") in refs and (identity("roberta", "lsg"), "rouge1") not in refs
 
 
 def test_pareto_front():

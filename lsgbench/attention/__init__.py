@@ -25,6 +25,9 @@ VARIANTS: dict[str, type[Knobs]] = {k.name: k for k in (
 )}
 
 
+CONVERTED = tuple(name for name, knobs in VARIANTS.items() if knobs.converted)
+
+
 def variant(name: str) -> type[Knobs]:
     if name not in VARIANTS:
         raise ConfigError(f"model.attention.type={name!r} is unknown; choose one of {sorted(VARIANTS)} "
@@ -53,6 +56,6 @@ def labelled_knobs(attention: Mapping) -> dict:
     return {k: attention[k] for k in names if k in attention}
 
 
-__all__ = ["VARIANTS", "SPARSITY_TYPES", "Knobs", "LongKnobs", "attention_label", "knobs_from_config",
+__all__ = ["CONVERTED", "VARIANTS", "SPARSITY_TYPES", "Knobs", "LongKnobs", "attention_label", "knobs_from_config",
            "labelled_knobs", "local_attention", "local_attention_reference", "lsg_attention",
            "lsg_attention_reference", "variant"]

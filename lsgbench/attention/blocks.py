@@ -16,6 +16,15 @@ def keep_mask(query: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
     return torch.ones(B, N, dtype=torch.bool, device=query.device) if keep is None else keep.to(torch.bool)
 
 
+def keep_with_globals(mask: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
+    """A padding mask made before the global tokens were prepended, as keep [B, N] over the sequence
+    with them (globals are never padding)."""
+    if mask is None:
+        return torch.ones(batch, length, dtype=torch.bool, device=device)
+    keep = mask.to(torch.bool)
+    return torch.cat([keep.new_ones(batch, length - keep.shape[-1]), keep], dim=-1)
+
+
 def pad_to_blocks(x: torch.Tensor, block_size: int, dim: int, value=0) -> torch.Tensor:
     """Right-pad dimension `dim` to a multiple of block_size."""
     extra = -x.shape[dim] % block_size

@@ -46,7 +46,8 @@ class Knobs:
         hints = typing.get_type_hints(cls)
         names = cls.knob_names()
         if unknown := sorted(set(values) - set(names)):
-            raise ConfigError(f"{cls.name} attention has no knob {unknown[0]!r}; its knobs are {names}")
+            raise ConfigError(f"{cls.name} attention has no knob {unknown[0]!r}; its knobs are {names} (to change the "
+                              f"variant, use attention=<name>)")
         if missing := [n for n in names if n not in values]:
             raise ConfigError(f"{cls.name} attention needs the knobs {missing} (defaults: conf/attention/{cls.name}.yaml)")
         knobs = cls(**{n: _typed(cls.name, n, values[n], hints[n]) for n in names})
@@ -112,7 +113,9 @@ def _attention_yaml(name: str) -> dict:
 def _typed(variant: str, knob: str, value, kind):
     """`value` as the annotated type, or a ConfigError naming the knob."""
     origin = typing.get_origin(kind)
-    if origin is tuple:  # tuple[int, ...]: a list of integers in the config
+    if origin is tuple:  # tuple[int, ...]: a list of integers in the config, or one integer
+        if _is(value, int):
+            return (value,)
         if isinstance(value, (list, tuple)) and value and all(_is(v, int) for v in value):
             return tuple(value)
         raise ConfigError(f"{variant} attention: {knob}={value!r} must be a non-empty list of integers")
@@ -154,5 +157,6 @@ class LongKnobs(Knobs):
         """The dense-mask oracle of `attend` (small N only)."""
         raise NotImplementedError
 
-    def add_modules(self, attention_modules: list, hidden_size: int) -> None:
-        """Attach modules the variant adds to encoder layers (SPADE's S4D branch); none by default."""
+    def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int) -> None:
+        """Check the knobs against the model and attach modules the variant adds to encoder layers
+        (SPADE's S4D branch); nothing by default."""

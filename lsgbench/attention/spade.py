@@ -14,6 +14,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+from .blocks import keep_with_globals
 from .local import LocalKnobs
 from .s4d import S4D
 
@@ -37,11 +39,14 @@ class SpadeKnobs(LocalKnobs):
         super().check()
         if self.combine not in COMBINES:
             raise self.bad("combine", f"is unknown; choose one of {list(COMBINES)}")
-        if any(i < 0 for i in self.spade_layers):
-            raise self.bad("spade_layers", "must be encoder layer indices >= 0")
-        S4D.check_settings(self.state_size, self.s4d_init)
+        if any(i < 0 for i in self.spade_layers) or len(set(self.spade_layers)) < len(self.spade_layers):
+            raise self.bad("spade_layers", "must be distinct encoder layer indices >= 0")
+        try:
+            S4D.check_settings(self.state_size, self.s4d_init)
+        except ConfigError as err:
+            raise ConfigError(f"{self.name} attention: {err}") from None
 
-    def add_modules(self, attention_modules: list, hidden_size: int) -> None:
+    def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int) -> None:
         if bad := [i for i in self.spade_layers if i >= len(attention_modules)]:
             raise self.bad("spade_layers", f"names layers {bad}, but the encoder has {len(attention_modules)}")
         for i in self.spade_layers:
@@ -68,8 +73,5 @@ def _spade_hook(module, args, kwargs, output):
     """After an encoder self-attention module: combine its output with the S4D branch's."""
     hidden = args[0] if args else kwargs["hidden_states"]
     mask = args[1] if len(args) > 1 else kwargs.get("attention_mask")
-    B, N = hidden.shape[:2]
-    keep = torch.ones(B, N, dtype=torch.bool, device=hidden.device) if mask is None else mask.to(torch.bool)
-    if keep.shape[-1] < N:  # the global tokens are never padding
-        keep = torch.cat([keep.new_ones(B, N - keep.shape[-1]), keep], dim=-1)
+    keep = keep_with_globals(mask, *hidden.shape[:2], hidden.device)
     return (module.spade(output[0], hidden, keep), *output[1:])

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from ..record import write_json_atomic
+
 
 class TaskKind:
     name: str
@@ -70,7 +72,5 @@ class TaskKind:
         return values
 
     def write_predictions(self, path: Path, ids: list, predictions: list, targets: list, task) -> None:
-        from ..record import write_json_atomic
-
         write_json_atomic(path, {"ids": ids, "predictions": self.readable(predictions, task),
                                  "targets": self.readable(targets, task)})

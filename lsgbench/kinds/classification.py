@@ -24,8 +24,8 @@ class Classification(TaskKind):
 
     def target(self, value, task, where, example_id):
         names = list(task.label_names or [])
-        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
-            return value
+        if isinstance(value, int) and 0 <= value < len(names):  # a bool is 0 or 1 (Hyperpartisan's labels)
+            return int(value)
         if isinstance(value, str) and value in names:
             return names.index(value)
         raise ConfigError(f"{where}: example {example_id!r} has label {value!r}, which is not one of "

@@ -11,7 +11,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..attention import VARIANTS, Knobs, knobs_from_config
+from ..attention import CONVERTED, Knobs, knobs_from_config, variant
+from ..config import model_names
 from ..errors import ConfigError
 from ..kinds import KINDS, task_kind
 from ..tokenizer import train_tokenizer
@@ -50,7 +51,8 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return str(root / sub)
 
 
-def _family(model_cfg, task_cfg, knobs: Knobs) -> Family:
+def _family(model_cfg, task_cfg, attention: str) -> Family:
+    """The model's family, checked against the task's kind and the attention variant it is asked to run."""
     family = FAMILIES.get(model_cfg.family)
     if family is None:
         raise ConfigError(f"model.family={model_cfg.family!r} is unknown; choose one of {sorted(FAMILIES)}")
@@ -58,10 +60,14 @@ def _family(model_cfg, task_cfg, knobs: Knobs) -> Family:
         supported = sorted(name for name, kind in KINDS.items() if kind.head(family))
         raise ConfigError(f"model {model_cfg.name!r} has no {task_cfg.kind} head (it supports {supported}); "
                           f"task {task_cfg.name!r} is {task_cfg.kind}")
-    converted = tuple(n for n, v in VARIANTS.items() if v.converted) if model_cfg.family in LAYOUTS else ()
-    if knobs.name not in family.attention_types + converted:
-        raise ConfigError(f"attention={knobs.name} is not available for model {model_cfg.name!r} (family "
-                          f"{model_cfg.family!r}); it runs {list(family.attention_types + converted)}")
+    runs = family.attention_types + (CONVERTED if model_cfg.family in LAYOUTS else ())
+    if attention not in runs:
+        raise ConfigError(f"attention={attention} is not available for model {model_cfg.name!r} (family "
+                          f"{model_cfg.family!r}); it runs {list(runs)}")
+    backbone, saved = model_names().get(model_cfg.name, (model_cfg.name, attention))
+    if backbone != model_cfg.name and saved != attention:  # a saved combination whose name would now mislead
+        raise ConfigError(f"model={model_cfg.name} is model={backbone} attention={saved}; for {attention} attention "
+                          f"use model={backbone} attention={attention}")
     return family
 
 
@@ -81,8 +87,8 @@ def _max_length(model_cfg, task_cfg, knobs: Knobs) -> int:
 
 
 def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> BuiltModel:
+    family = _family(model_cfg, task_cfg, variant(model_cfg.attention.type).name)
     knobs = knobs_from_config(model_cfg.attention)
-    family = _family(model_cfg, task_cfg, knobs)
     max_length = _max_length(model_cfg, task_cfg, knobs)
     if model_cfg.init not in ("pretrained", "random"):
         raise ConfigError(f"model.init={model_cfg.init!r} is unknown; choose pretrained or random")
@@ -101,8 +107,9 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     stored = stored_knobs(model.config) if knobs.converted else None
     if stored is not None:  # a saved converted checkpoint (lsgbench's or ccdv's) carries its own knobs
         if stored != knobs:
-            log.warning("checkpoint %s carries its own knobs (%s); they are used instead of %s",
-                        model_cfg.pretrained, stored.label(), knobs.label())
+            saved, asked = stored.to_dict(), knobs.to_dict()
+            differ = {k: f"{saved.get(k)} (config: {asked.get(k)})" for k in {**saved, **asked} if saved.get(k) != asked.get(k)}
+            log.warning("checkpoint %s carries its own attention knobs, which are used: %s", model_cfg.pretrained, differ)
         load_converted(checkpoint, model, model_cfg.family, stored)
         attention = {**stored.to_dict(), "from_checkpoint": True}
     elif knobs.converted:

@@ -4,10 +4,10 @@ passes the 2D padding mask through, so no N x N mask is ever built) under its va
 
 from __future__ import annotations
 
-import torch
 from transformers import AttentionInterface, AttentionMaskInterface
 
 from ..attention import VARIANTS
+from ..attention.blocks import keep_with_globals
 
 
 def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **_):
@@ -16,10 +16,7 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     knobs = module.long_attention
     B, _, N, _ = query.shape
     g = knobs.num_global_tokens
-    keep = torch.ones(B, N, dtype=torch.bool, device=query.device) if attention_mask is None \
-        else attention_mask.to(torch.bool)
-    if keep.shape[-1] < N:  # globals prepended after the mask was made
-        keep = torch.cat([keep.new_ones(B, N - keep.shape[-1]), keep], dim=-1)
+    keep = keep_with_globals(attention_mask, B, N, query.device)
     if knobs.mask_first_token and N > g:
         keep = keep.clone()
         keep[:, g] = False  # the first real token (BOS/CLS) duplicates global 0

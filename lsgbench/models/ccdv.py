@@ -28,8 +28,9 @@ def stored_knobs(config) -> LongKnobs | None:
 
 
 def write_ccdv_fields(config, knobs: LongKnobs) -> None:
-    """LSG knobs also under ccdv's field names (ccdv's `adaptive` pads to whole blocks, as lsgbench does)."""
+    """LSG knobs also under ccdv's field names. ccdv's `adaptive` pads inputs to whole blocks, which
+    lsgbench always does, so it is written as true."""
     if isinstance(knobs, LsgKnobs):
         for k in CCDV_DEFAULTS:
             setattr(config, k, getattr(knobs, k))
-        config.adaptive, config.lsh_num_pre_rounds = False, 1
+        config.adaptive, config.lsh_num_pre_rounds = True, 1

@@ -13,6 +13,7 @@ from ..attention import LongKnobs
 from ..errors import ConfigError
 from .conversion import install
 
+
 def checkpoint_tensors(checkpoint_dir: str, names: list[str]) -> dict[str, torch.Tensor]:
     """The tensors of a saved checkpoint (safetensors or .bin files) for the model's `names`; a saved
     name may lack the head model's prefix (a checkpoint of the bare encoder), as transformers allows."""

@@ -31,6 +31,7 @@ from . import attention_interface
 from .ccdv import write_ccdv_fields
 from .layouts import Layout, layout as _layout
 
+
 def _extend_positions(layout: Layout, model, length: int) -> None:
     """Learned tables: tile the pretrained rows to `length` (reserved rows kept). Sinusoidal: resize."""
     for owner, attr in layout.positions(model):
@@ -132,7 +133,8 @@ def install(model, family: str, knobs: LongKnobs, global_embeddings: nn.Embeddin
     if layout.is_seq2seq and knobs.pass_global_tokens_to_decoder:
         model.model.decoder.register_forward_pre_hook(_extend_encoder_mask(g), with_kwargs=True)
     hidden = config.hidden_size if hasattr(config, "hidden_size") else config.d_model
-    knobs.add_modules(attentions, hidden)
+    heads = getattr(config, "num_attention_heads", None) or config.encoder_attention_heads
+    knobs.add_modules(attentions, hidden, heads)
     return model
 
 
