@@ -109,8 +109,13 @@ def _local_splits(data_dir: Path) -> list[str]:
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"{path} line {n} is not UTF-8 text (byte {raw[err.start]:#04x} at column "
+                                  f"{err.start + 1}); save the file as UTF-8") from None
             if line.strip():
                 try:
                     rows.append(json.loads(line))

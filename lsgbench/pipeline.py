@@ -2,16 +2,21 @@
 
 `run(cfg, output_dir, overrides)` never raises for a failed run: whatever happens, it writes the
 run record (status ok | failed | oom, with the error) to `output_dir/run_record.json` and to the
-results store `cfg.paths.store_dir/<run_id>.json`, and returns it.
+results store `cfg.paths.store_dir/<run_id>.json`, and returns it. A configuration error found
+before training stays in the run dir only; Ctrl-C writes an `interrupted` record with the figures
+so far and then stops.
 
-A configuration the store already holds an ok record of, made on the same device and number of
-processes, is not run again (`force=true` reruns it; changes to lsgbench's code are not detected):
+A configuration the store already holds an ok record of (same config and data fingerprint), made on
+the same device and number of processes, is not run again (`force=true` reruns it; changes to lsgbench's code are not detected):
 the stored record is copied to `output_dir` and returned with `"reused": true`. Under torchrun
 (DDP) every rank trains; rank 0 alone evaluates and writes the record, also of a failed run.
+Processes sharing a store run one configuration at a time (`record.Claim`): a second sweep over the
+same points waits for the first and then reuses its records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -47,33 +52,47 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     output_dir = Path(output_dir)
     record = rec.new_run_record(cfg.task.name, cfg.task.kind, cfg.model.name, cfg.seed, overrides, sweep)
     tracker = NoTracker()
+    to_store = True
     try:
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
         record["attention"] = record["config"]["model"]["attention"]
+        rec.check_writable(cfg.paths.store_dir, "paths.store_dir")
         here = device_name(resolve_device(cfg.trainer))
         data = load_task_data(cfg.task)  # before the reuse check: the examples are part of what a run computes
         record["provenance"].update(dataset=data.source, n_train=len(data.train), n_eval=len(data.eval),
                                     data_fingerprint=data.fingerprint)
         if data.notes:
             record["provenance"]["data_notes"] = data.notes
-        done = None if cfg.force else rec.find_done(cfg.paths.store_dir, record["config"], data.fingerprint, here,
-                                                    world_size())
-        if done:
-            log.info("skipped: the store %s holds ok run %s of this configuration (force=true reruns it)",
-                     cfg.paths.store_dir, done["run_id"])
+        # One process at a time per configuration and data (under torchrun the ranks are one job).
+        claim = rec.Claim(cfg.paths.store_dir, f"{rec.config_hash(record['config'])}-{data.fingerprint}") \
+            if world_size() == 1 else contextlib.nullcontext()
+        with claim:
+            done = None if cfg.force else rec.find_done(cfg.paths.store_dir, record["config"], data.fingerprint,
+                                                        here, world_size())
+            if done:
+                log.info("skipped: the store %s holds ok run %s of this configuration (force=true reruns it)",
+                         cfg.paths.store_dir, done["run_id"])
+                if rank() == 0:
+                    rec.write_json_atomic(output_dir / "run_record.json", done)
+                return {**done, "reused": True}
+            record["env"] = rec.environment()
             if rank() == 0:
-                rec.write_json_atomic(output_dir / "run_record.json", done)
-            return {**done, "reused": True}
-        record["env"] = rec.environment()
-        if rank() == 0:
-            tracker = make_tracker(cfg, record)
-        if not _execute(cfg, record, data, output_dir):
-            return record  # a DDP rank > 0: rank 0 writes the record
-        record["status"] = "ok"
+                tracker = make_tracker(cfg, record)
+            if not _execute(cfg, record, data, output_dir):
+                return record  # a DDP rank > 0: rank 0 writes the record
+            record["status"] = "ok"
+    except KeyboardInterrupt as err:  # Ctrl-C: keep what was measured, then stop (a sweep stops too)
+        record.update(status="interrupted", error=f"interrupted during {record['stage']}")
+        record["efficiency"].update(getattr(err, "figures", {}))
+        _write(cfg, record, output_dir, tracker)
+        raise
     except torch.OutOfMemoryError as err:
         record.update(status="oom", error=f"out of memory: {err}".strip())
     except (ConfigError, NonFiniteLoss) as err:  # the user's to fix: the message says how; debug=true adds where
         record["error"] = str(err)
+        # A configuration mistake that never got to training stays in its run dir: a day of typos
+        # must not fill the comparison with failures.
+        to_store = record["stage"] != "setup"
         if cfg.debug:
             log.error("run failed:\n%s", traceback.format_exc())
     except Exception as err:  # a bug or a library error: keep the run's record, say what broke
@@ -82,13 +101,18 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     if rank() != 0:  # rank 0 fails too (its collectives break) and records it
         log.error("rank %d: %s", rank(), record["error"])
         return record
+    _write(cfg, record, output_dir, tracker, to_store)
+    return record
+
+
+def _write(cfg, record: dict, output_dir: Path, tracker, to_store: bool = True) -> None:
     rec.write_json_atomic(output_dir / "run_record.json", record)
-    rec.write_json_atomic(Path(cfg.paths.store_dir) / f"{record['run_id']}.json", record)
+    if to_store:
+        rec.write_json_atomic(Path(cfg.paths.store_dir) / f"{record['run_id']}.json", record)
     try:
         tracker.finish(record)
     except Exception as err:  # the record is safe on disk; a tracker failure must not hide it
         log.error("tracker failed to finish: %s", err)
-    return record
 
 
 def device_name(device: torch.device) -> str:
@@ -121,10 +145,12 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
     efficiency["device"] = device_name(device)
+    record["stage"] = "train"
     efficiency.update(train(built, train_ds, cfg, str(output_dir / "checkpoints"), device))
     if rank() != 0:
         return False
     targets = [r[kind.target_column] for r in data.eval]
+    record["stage"] = "evaluate"
     metrics, eval_eff, predictions = evaluate(built, eval_ds, targets, task,
                                               cfg.trainer.args.per_device_eval_batch_size, device,
                                               use_bf16(cfg.trainer, device))
@@ -132,4 +158,5 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     record["metrics"] = metrics
     record["provenance"].update(kind.provenance(task))
     kind.write_predictions(output_dir / "predictions.json", [r["id"] for r in data.eval], predictions, targets, task)
+    record["stage"] = "done"
     return True

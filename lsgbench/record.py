@@ -9,11 +9,14 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import NotRequired, TypedDict
+
+from .errors import ConfigError
 
 SCHEMA = 1
 log = logging.getLogger(__name__)
@@ -22,7 +25,8 @@ log = logging.getLogger(__name__)
 class RunRecord(TypedDict):
     schema: int
     run_id: str
-    status: str               # ok | failed | oom
+    status: str               # ok | failed | oom | interrupted
+    stage: NotRequired[str]   # how far it got: setup | train | evaluate | done (older records lack it)
     task: str
     task_kind: str
     model: str
@@ -44,7 +48,8 @@ REQUIRED_KEYS = tuple(k for k in RunRecord.__annotations__ if k in RunRecord.__r
 def new_run_record(task: str, task_kind: str, model: str, seed: int, overrides: Iterable[str] | None,
                    sweep: str | None) -> RunRecord:
     """A run's record before it runs: failed until the run says otherwise."""
-    return RunRecord(schema=SCHEMA, run_id=new_run_id(task, model), status="failed", task=task, task_kind=task_kind,
+    return RunRecord(schema=SCHEMA, run_id=new_run_id(task, model), status="failed", stage="setup", task=task,
+                     task_kind=task_kind,
                      model=model, attention={}, max_length=None, metrics={}, efficiency={},
                      provenance={"dataset": None, "model_init": None, "n_train": None, "n_eval": None, "seed": seed},
                      config=None, overrides=list(overrides or []), sweep=sweep, env={}, error=None)
@@ -147,15 +152,18 @@ def write_json_atomic(path: str | Path, data: dict) -> None:
         raise
 
 
-def json_documents(paths):
+def json_documents(paths, unreadable: list | None = None):
     """The JSON objects of the given files and of every *.json under the given directories; a file
-    that is not readable JSON is skipped with a warning that names it."""
+    that is not readable JSON is skipped with a warning that names it (and appended to `unreadable`
+    as (path, reason), for callers that show it)."""
     for p in map(Path, paths):
         for f in sorted(p.rglob("*.json")) if p.is_dir() else [p]:
             try:
                 data = json.loads(f.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
                 log.warning("skipping %s: not a readable JSON file (%s)", f, err)
+                if unreadable is not None:
+                    unreadable.append((str(f), f"{type(err).__name__}: {err}"))
                 continue
             if isinstance(data, dict):
                 yield data
@@ -179,6 +187,68 @@ def bench_results(documents) -> list[BenchResult]:
 def read_records(paths) -> list[RunRecord]:
     """Every run record under the given files or directories (recursively)."""
     return run_records(json_documents(paths))
+
+
+class Claim:
+    """`with Claim(store_dir, key):` runs the body in one process at a time per key, across processes
+    that share the store (two sweeps over one store never train the same point twice). The claim is
+    a file made with O_EXCL that names its process; a claim whose process is gone (killed) is taken
+    over. Waiting processes poll and log who holds the claim."""
+
+    def __init__(self, store_dir: str | Path, key: str, poll_s: float = 2.0):
+        self.path = Path(store_dir) / ".claims" / f"{key}.claim"
+        self.poll_s = poll_s
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{platform.node()} {os.getpid()}"
+        waited = False
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self.path.read_text().strip() if self.path.exists() else ""
+                if _dead(holder):
+                    log.warning("taking over %s from %s, which is no longer running", self.path, holder)
+                    self.path.unlink(missing_ok=True)
+                elif not waited:
+                    log.info("waiting: %s runs this configuration (claim %s)", holder, self.path)
+                    waited = True
+                time.sleep(self.poll_s)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+        return False
+
+
+def _dead(holder: str) -> bool:
+    """True when a claim's process ran on this host and is gone."""
+    host, _, pid = holder.rpartition(" ")
+    if host != platform.node() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def check_writable(directory: str | Path, what: str) -> None:
+    """Fail before any work when `directory` cannot take files."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test.")
+        probe.close()
+    except OSError as err:
+        raise ConfigError(f"{what}={str(directory)!r} is not writable ({err.strerror}); choose another "
+                          f"directory") from None
 
 
 def find_done(store_dir: str | Path, config: dict, data_fingerprint: str, device: str,

@@ -94,10 +94,12 @@ def _tex(text: str) -> str:
 
 
 def format_table(header: list[str], cells: list[list[str]], fmt: str, notes: list[str] = ()) -> str:
-    """md (a pipe table, notes as a list), csv, or tex (a booktabs tabular, notes as comments)."""
+    """md (a pipe table, notes as a list), csv, or tex (a booktabs tabular, notes as comments).
+    CSV cells parse as numbers: "mean ± std" becomes two columns, "—" an empty cell, and the header
+    drops the ↑ (higher is better for every metric it marks); CSV has no notes."""
     if fmt == "csv":
         buf = io.StringIO()
-        csv.writer(buf).writerows([header, *cells])
+        csv.writer(buf).writerows(_plain_columns(header, cells))
         return buf.getvalue()
     if fmt == "tex":
         align = "".join("r" if all(_numeric(row[i]) for row in cells) else "l" for i in range(len(header)))
@@ -110,6 +112,19 @@ def format_table(header: list[str], cells: list[list[str]], fmt: str, notes: lis
     if notes:
         out += [""] + [f"- {note}" for note in notes]
     return "\n".join(out) + "\n"
+
+
+def _plain_columns(header: list[str], cells: list[list[str]]) -> list[list[str]]:
+    columns = []
+    for i, name in enumerate(header):
+        values = [row[i] for row in cells]
+        name = name.removesuffix(" ↑")
+        if any(" ± " in v for v in values):
+            columns.append([name] + [v.split(" ± ")[0].replace("—", "") for v in values])
+            columns.append([f"{name} std"] + [v.split(" ± ")[1] if " ± " in v else "" for v in values])
+        else:
+            columns.append([name] + ["" if v == "—" else v for v in values])
+    return [list(row) for row in zip(*columns)]
 
 
 def _numeric(cell: str) -> bool:
@@ -158,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "the first other than gen_len is the quality axis of the plots")
     p.add_argument("--format", default="md", help=f"one or more of {FORMATS}, e.g. md,csv,tex")
     p.add_argument("--out", default=None, help="write table.<format> files and plots here as well as printing")
+    p.add_argument("--status", default=None, help="keep only runs with these statuses, e.g. ok or ok,oom "
+                                                  "(default: all, failures included)")
     args = p.parse_args(argv)
     paths, by, formats = args.paths or [default_store()], args.by.split(","), args.format.split(",")
     if unknown := [b for b in by if b not in BY_CHOICES]:
@@ -166,28 +183,40 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"--format {unknown} unknown; choose from {', '.join(FORMATS)}")
     if missing := [path for path in paths if not Path(path).exists()]:
         return _fail(f"{missing} do not exist")
-    documents = list(json_documents(paths))
+    unreadable = []
+    documents = list(json_documents(paths, unreadable))
     records, benchmarks = run_records(documents), bench_rows(documents)
+    if args.status:
+        wanted = set(args.status.split(","))
+        records = [r for r in records if r["status"] in wanted]
+        benchmarks = [r for r in benchmarks if r["status"] in wanted]
     if not records and not benchmarks:
-        return _fail(f"no run records or benchmark results under {paths}")
+        return _fail(f"no run records or benchmark results under {paths}"
+                     + (f" with status {args.status}" if args.status else ""))
     metrics = args.metric.split(",") if args.metric else None
     recorded = {m for r in records for m in r.get("metrics", {})}
     if metrics and (unknown := [m for m in metrics if m not in recorded]):
         return _fail(f"--metric {unknown} is not in the records; they have {sorted(recorded)}")
-    if records:
-        metrics, grouped = rows(records, by, metrics)
-        header, cells, notes = table(metrics, grouped, by)
-    else:
-        (header, cells), notes = bench_table(benchmarks), []
+    tables = {}  # one table per task kind: their metrics differ
+    for kind in sorted({r["task_kind"] for r in records}):
+        kind_metrics, grouped = rows([r for r in records if r["task_kind"] == kind], by, metrics)
+        kind_metrics = [m for m in kind_metrics if any(g["metrics"].get(m) for g in grouped)] or kind_metrics
+        tables[kind] = (*table(kind_metrics, grouped, by), kind_metrics, grouped)
+    if not records:
+        tables["bench"] = (*bench_table(benchmarks), [], None, None)
     out = Path(args.out) if args.out else None
-    for fmt in formats:
-        text = format_table(header, cells, fmt, notes)
-        print(text)
-        if out:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / f"table.{fmt}").write_text(text)
+    for kind, (header, cells, notes, *_) in tables.items():
+        notes = notes + [f"unreadable record {path}: {reason}" for path, reason in unreadable]
+        name = "table" if len(tables) == 1 else f"table_{kind}"
+        for fmt in formats:
+            text = format_table(header, cells, fmt, notes)
+            print(text)
+            if out:
+                out.mkdir(parents=True, exist_ok=True)
+                (out / f"{name}.{fmt}").write_text(text)
     if out:
-        written = plot_records(metrics, grouped, out) if records else plot_bench(benchmarks, out)
+        written = [path for _, _, _, kind_metrics, grouped in tables.values() if grouped is not None
+                   for path in plot_records(kind_metrics, grouped, out)] if records else plot_bench(benchmarks, out)
         for path in written:
             print(f"plot: {path}")
     return 0

@@ -95,7 +95,7 @@ def training_arguments(cfg, output_dir: str, device: torch.device) -> TrainingAr
     try:
         return TrainingArguments(output_dir=output_dir, seed=cfg.seed, use_cpu=device.type == "cpu",
                                  bf16=use_bf16(cfg.trainer, device), report_to=report_to,
-                                 disable_tqdm=True, **args)
+                                 **args)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"trainer.args: {err} (keys are transformers.TrainingArguments names)") from None
 
@@ -108,8 +108,12 @@ def train(built, train_ds, cfg, output_dir: str, device: torch.device) -> dict:
     clock = StepClock(device)
     trainer = MeasuredTrainer(model=built.model, args=args, train_dataset=train_ds, data_collator=collator,
                               processing_class=built.tokenizer, callbacks=[clock])
-    with Phase(device) as phase:
-        result = trainer.train()
+    try:
+        with Phase(device) as phase:
+            result = trainer.train()
+    except KeyboardInterrupt as err:  # the figures of the steps that ran go into the record
+        err.figures = efficiency_of(trainer.token_log, clock.ends, phase, math.nan)
+        raise
     efficiency = efficiency_of(_all_ranks(trainer.token_log), clock.ends, phase, result.training_loss)
     efficiency["world_size"] = trainer.args.world_size
     return efficiency

@@ -130,3 +130,10 @@ def test_summaries_of_the_wrong_type_are_named(make_cfg, tmp_path, row, message)
     write_jsonl(tmp_path / "d", "test", [{"id": "t", "article": "text", "abstract": "s"}])
     with pytest.raises(ConfigError, match=message):
         load_task_data(make_cfg("task=pubmed", f"task.data_dir={tmp_path / 'd'}").task)
+
+
+def test_a_byte_that_is_not_utf8_is_named_with_its_line(make_cfg, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "train.jsonl").write_bytes(b'{"id": "a", "text": "fine", "label": "neg"}\n{"id": "b", "text": "caf\xe9"}\n')
+    with pytest.raises(ConfigError, match=r"train.jsonl line 2 is not UTF-8 text \(byte 0xe9 at column 25\)"):
+        load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)

@@ -24,7 +24,8 @@ def run_and_read(make_cfg, tmp_path, *overrides, sweep=None):
     record = run(cfg, tmp_path / "out", list(overrides), sweep)
     on_disk = json.loads((tmp_path / "out" / "run_record.json").read_text())
     assert on_disk == json.loads(json.dumps(record, default=str))
-    assert read_records([cfg.paths.store_dir]) == [on_disk]
+    config_mistake = on_disk["status"] == "failed" and on_disk["stage"] == "setup"  # stays out of the store
+    assert read_records([cfg.paths.store_dir]) == ([] if config_mistake else [on_disk])
     assert set(REQUIRED_KEYS) <= set(record)
     return record
 
@@ -263,3 +264,38 @@ def test_reuse_sees_edited_data(make_cfg, tmp_path):
     edited = run(make_cfg(*TINY, *overrides), tmp_path / "c", overrides)
     assert not edited.get("reused") and edited["status"] == "ok"
     assert edited["provenance"]["data_fingerprint"] != first["provenance"]["data_fingerprint"]
+
+
+def test_ctrl_c_during_training_leaves_an_interrupted_record_with_the_figures_so_far(make_cfg, tmp_path, monkeypatch):
+    from lsgbench.train import MeasuredTrainer
+
+    step = MeasuredTrainer.training_step
+
+    def interrupted_at_the_third_step(self, *args, **kwargs):
+        if len(self.token_log) == 2:
+            raise KeyboardInterrupt
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(MeasuredTrainer, "training_step", interrupted_at_the_third_step)
+    cfg = make_cfg(*TINY, *KEYS_SMALL, "model=roberta", "trainer.args.max_steps=6")
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "out", [])
+    r = json.loads((tmp_path / "out" / "run_record.json").read_text())
+    assert (r["status"], r["stage"], r["error"]) == ("interrupted", "train", "interrupted during train")
+    assert r["efficiency"]["train_steps"] == 2 and r["efficiency"]["train_tokens"] > 0
+    assert read_records([cfg.paths.store_dir]) == [r]
+
+
+def test_an_unwritable_store_is_reported_before_any_work(make_cfg, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    cfg = make_cfg(*TINY, *KEYS_SMALL, "model=roberta", f"paths.store_dir={tmp_path / 'a_file' / 'store'}")
+    r = run(cfg, tmp_path / "out", [])
+    assert r["status"] == "failed" and r["stage"] == "setup" and r["provenance"]["n_train"] is None
+    assert "paths.store_dir=" in r["error"] and "is not writable" in r["error"]
+
+
+def test_config_mistakes_stay_in_their_run_dir(make_cfg, tmp_path):
+    cfg = make_cfg(*TINY, *KEYS_SMALL, "model=lsg_roberta", "model.attention.sparsity_type=random")
+    r = run(cfg, tmp_path / "out", [])
+    assert r["status"] == "failed" and json.loads((tmp_path / "out" / "run_record.json").read_text())["run_id"] == r["run_id"]
+    assert read_records([cfg.paths.store_dir]) == []

@@ -63,10 +63,14 @@ def test_md_csv_and_tex_parse_back_to_the_same_numbers(store, tmp_path, capsys):
     assert main([str(store), "--format", "md,csv,tex", "--out", str(out), "--by", "model,attention"]) == 0
     rows = list(csv.reader(io.StringIO((out / "table.csv").read_text())))
     header, cells = rows[0], rows[1:]
-    assert header[:3] == ["model", "attention", "accuracy ↑"] and "max_length" in header
-    assert len(cells) == 2 and cells[0][2] == "90.00 ± 10.00" and cells[1][-1] == "oom"
-    assert _md_rows((out / "table.md").read_text()) == [[c.replace("|", "/") for c in row] for row in cells]
-    assert _tex_rows((out / "table.tex").read_text()) == cells
+    assert header[:4] == ["model", "attention", "accuracy", "accuracy std"] and "max_length" in header
+    assert len(cells) == 2 and cells[0][2:4] == ["90.00", "10.00"] and cells[1][2:4] == ["", ""]
+    assert cells[1][-1] == "oom"
+    md = _md_rows((out / "table.md").read_text())
+    assert md[0][2] == "90.00 ± 10.00" and md[1][2] == "—"
+    means = [i for i, name in enumerate(header) if not name.endswith(" std")]
+    assert [[c.split(" ± ")[0].replace("—", "") for c in row] for row in md] == [[row[i] for i in means] for row in cells]
+    assert _tex_rows((out / "table.tex").read_text()) == md
     assert (out / "table.md").read_text() in capsys.readouterr().out
 
 
@@ -111,7 +115,7 @@ def test_benchmark_results_render_as_a_table_and_plots(tmp_path, capsys):
     (tmp_path / "b.json").write_text(json.dumps({"schema": 1, "kind": "bench", "device": "cpu", "rows": rows}))
     assert main([str(tmp_path), "--format", "csv", "--out", str(tmp_path / "out")]) == 0
     table = list(csv.reader(io.StringIO(capsys.readouterr().out.split("\n\n")[0].strip())))
-    assert table[1][-4:] == ["500.0", "32768", "120", "ok"] and table[3][-4:] == ["—", "—", "—", "oom"]
+    assert table[1][-4:] == ["500.0", "32768", "120", "ok"] and table[3][-4:] == ["", "", "", "oom"]
     plot = (tmp_path / "out" / "bench_model_tiny_fp32_cpu.png").read_bytes()
     assert plot[:4] == b"\x89PNG" and len(plot) > 10_000
 
@@ -126,8 +130,8 @@ def test_published_scores_sit_beside_the_runs_with_their_source(tmp_path, capsys
     assert main([str(tmp_path), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.strip())))
     assert rows[0]["published accuracy"] == "95.3" and "Beltagy et al. 2020" in rows[0]["published source"]
-    assert rows[1]["published accuracy"] == "—" and rows[1]["published source"] == "—"
-    assert rows[2]["published accuracy"] == "—"
+    assert rows[1]["published accuracy"] == "" and rows[1]["published source"] == ""
+    assert rows[2]["published accuracy"] == ""
 
 
 def test_every_task_card_reference_names_a_model_and_a_metric_of_its_task():
@@ -145,7 +149,7 @@ def test_every_task_card_reference_names_a_model_and_a_metric_of_its_task():
                 assert backbone in models and attention in VARIANTS and metric in metrics, (task, backbone, metric)
                 assert float(ref.score.split(" ± ")[0]) > 0 and ref.source
                 counted += 1
-    # imdb 3, arxiv_classification 2, hyperpartisan 4, arxiv 9, pubmed 9, multi_news 7, mediasum 4, big_patent 3
+    # imdb 3, arxiv_classification 2, hyperpartisan 4, arxiv 13, pubmed 10, multi_news 7, mediasum 4, big_patent 3
     assert counted == 41  # (rows marked — excluded)
 
 
@@ -215,3 +219,22 @@ def test_without_paths_the_report_reads_the_store_of_the_paths_config(tmp_path, 
     assert main([]) == 0 and "| 77.00 |" in capsys.readouterr().out
     monkeypatch.delenv("LSGBENCH_STORE")
     assert main([]) == 2 and "['results/runs'] do not exist" in capsys.readouterr().err
+
+
+def test_status_filter_kind_tables_unreadable_records_and_numeric_csv(tmp_path, capsys):
+    runs = [record("a", 1, 80.0), record("b", 2, 90.0), record("c", 1, 0, status="oom", block=512, error="oom"),
+            record("s", 1, 30.0, task="synth_extract", metric="rouge1")]
+    runs[-1]["task_kind"] = "summarization"
+    for r in runs:
+        (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
+    (tmp_path / "broken.json").write_text("{not json")
+    assert main([str(tmp_path), "--format", "csv", "--status", "ok", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out").glob("table_*.csv")) == ["table_classification.csv",
+                                                                                "table_summarization.csv"]
+    classification = list(csv.DictReader(io.StringIO((tmp_path / "out" / "table_classification.csv").read_text())))
+    assert [row["status"] for row in classification] == ["ok"]  # the oom run is filtered out
+    assert float(classification[0]["accuracy"]) == 85.0 and float(classification[0]["accuracy std"]) > 0
+    assert "rouge1" not in classification[0] and "accuracy ↑" not in classification[0]
+    assert main([str(tmp_path), "--format", "md"]) == 0
+    assert "unreadable record" in capsys.readouterr().out and (tmp_path / "broken.json").read_text() == "{not json"
