@@ -50,7 +50,7 @@ def test_quickstart_runs_and_writes_its_record(tmp_path):
     assert record["status"] == "ok" and record["efficiency"]["train_steps"] == 2
     assert f"run {record['run_id']}: ok" in out.stdout and "accuracy=" in out.stdout
     assert record["overrides"][0] == "experiment=quickstart"
-    assert [p.name for p in (tmp_path / "store").iterdir()] == [f"{record['run_id']}.json"]
+    assert [p.name for p in (tmp_path / "store").glob("*.json")] == [f"{record['run_id']}.json"]
 
 
 @pytest.mark.slow

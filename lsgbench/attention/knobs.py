@@ -26,6 +26,7 @@ class Knobs:
     name: ClassVar[str]
     converted: ClassVar[bool] = False     # True: lsgbench's own kernel replaces a backbone's encoder attention
     LABELLED: ClassVar[tuple[str, ...]] = ()  # knobs shown in labels, in this order
+    CHECKPOINT_FIXED: ClassVar[tuple[str, ...]] = ()  # knobs a pretrained checkpoint's weights fix
     SHORT: ClassVar[dict[str, str]] = {}  # knob -> its abbreviation in labels (absent: the value alone)
 
     # ------------------------------------------------------------------ building and checking
@@ -66,6 +67,11 @@ class Knobs:
 
     def bad(self, knob: str, why: str) -> ConfigError:
         return ConfigError(f"{self.name} attention: {knob}={getattr(self, knob)!r} {why}")
+
+    def full_attention_at(self, length: int) -> bool:
+        """True when, at `length` tokens, every query already sees the whole input (recorded as
+        `runs_full_attention`, and warned about)."""
+        return False
 
     def hf_config(self, num_layers: int) -> dict:
         """transformers config fields this attention sets (the peers' own attention); none by default."""

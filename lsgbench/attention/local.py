@@ -47,6 +47,9 @@ class LocalKnobs(LongKnobs):
         if self.mode == "disjoint" and self.block_size < 1:
             raise self.bad("block_size", "must be >= 1")
 
+    def full_attention_at(self, length: int) -> bool:
+        return length <= (self.window // 2 + 1 if self.mode == "sliding" else self.block_size)
+
     def _kernel_args(self) -> dict:
         return dict(mode=self.mode, window=self.window, block_size=self.block_size,
                     num_global_tokens=self.num_global_tokens)

@@ -55,6 +55,9 @@ class LsgKnobs(LongKnobs):
                                f"tokens, which must divide block_size={self.block_size} and be divisible by "
                                f"sparsity_factor={self.sparsity_factor}")
 
+    def full_attention_at(self, length: int) -> bool:
+        return length <= 2 * self.block_size  # at most two blocks: each sees both
+
     def _kernel_args(self) -> dict:
         return dict(block_size=self.block_size, sparse_block_size=self.sparse_block_size,
                     sparsity_factor=self.sparsity_factor, sparsity_type=self.sparsity_type,

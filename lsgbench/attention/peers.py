@@ -1,7 +1,12 @@
 """The peers' own attention, run by their Hugging Face implementations (eager only in transformers 5):
 Longformer / LED sliding windows with global attention on the first token (Beltagy et al. 2020),
-and BigBird / BigBird-Pegasus block-sparse attention (Zaheer et al. 2020). lsgbench sets their
-config fields; the kernels are transformers'."""
+BigBird / BigBird-Pegasus block-sparse attention (Zaheer et al. 2020), LongT5 local and
+transient-global attention (Guo et al. 2022) and PEGASUS-X staggered block-local attention with
+global tokens (Phang et al. 2022). lsgbench sets their config fields; the kernels are transformers'.
+
+`CHECKPOINT_FIXED`: knobs a pretrained checkpoint fixes (they change its weights); asking for another
+value is an error rather than silently new random weights. `full_attention_at(n)`: True when, at n
+tokens, every query's window already holds the whole input (recorded as `runs_full_attention`)."""
 
 from __future__ import annotations
 
@@ -43,3 +48,66 @@ class BigBirdKnobs(Knobs):
     def hf_config(self, num_layers: int) -> dict:
         return {"attention_type": "block_sparse", "block_size": self.block_size,
                 "num_random_blocks": self.num_random_blocks}
+
+
+LONGT5_TYPES = ("local", "transient-global")
+
+
+@dataclasses.dataclass(frozen=True)
+class LongT5Knobs(Knobs):
+    name: ClassVar[str] = "longt5"
+    LABELLED: ClassVar = ("encoder_attention_type", "local_radius", "global_block_size")
+    SHORT: ClassVar = {"local_radius": "r", "global_block_size": "gb"}
+    CHECKPOINT_FIXED: ClassVar = ("encoder_attention_type",)  # transient-global adds weights a local checkpoint lacks
+    encoder_attention_type: str  # local | transient-global
+    local_radius: int            # a query sees local_radius tokens on each side
+    global_block_size: int       # transient-global: one global token summarises each block of this many tokens
+
+    @classmethod
+    def labelled(cls, attention) -> tuple[str, ...]:
+        if attention.get("encoder_attention_type") == "local":
+            return ("encoder_attention_type", "local_radius")
+        return cls.LABELLED
+
+    def check(self) -> None:
+        if self.encoder_attention_type not in LONGT5_TYPES:
+            raise self.bad("encoder_attention_type", f"is unknown; choose one of {list(LONGT5_TYPES)}")
+        if self.local_radius < 1:
+            raise self.bad("local_radius", "must be >= 1")
+        if self.global_block_size < 1:
+            raise self.bad("global_block_size", "must be >= 1")
+
+    def hf_config(self, num_layers: int) -> dict:
+        return {"encoder_attention_type": self.encoder_attention_type, "local_radius": self.local_radius,
+                "global_block_size": self.global_block_size}
+
+    def full_attention_at(self, length: int) -> bool:
+        # transformers splits the input into blocks of local_radius + 1 and lets a query see |i - j| <= local_radius
+        return length <= self.local_radius + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PegasusXKnobs(Knobs):
+    name: ClassVar[str] = "pegasus_x"
+    LABELLED: ClassVar = ("block_size", "num_global_tokens", "stagger_local_blocks")
+    SHORT: ClassVar = {"block_size": "b", "num_global_tokens": "g", "stagger_local_blocks": "stagger"}
+    CHECKPOINT_FIXED: ClassVar = ("num_global_tokens",)  # the global-token embedding table is a weight
+    block_size: int              # local attention within blocks of this many tokens (input padded to a multiple)
+    num_global_tokens: int       # learned global tokens, a separate stream every token attends to
+    stagger_local_blocks: bool   # every other layer shifts its blocks by half a block
+
+    def check(self) -> None:
+        if self.block_size < 1:
+            raise self.bad("block_size", "must be >= 1")
+        if self.stagger_local_blocks and self.block_size % 2:
+            raise self.bad("block_size", "must be even when stagger_local_blocks is true (blocks shift by half)")
+        if self.num_global_tokens < 1:
+            raise self.bad("num_global_tokens", "must be >= 1")
+
+    def hf_config(self, num_layers: int) -> dict:
+        return {"block_size": self.block_size, "num_global_tokens": self.num_global_tokens,
+                "stagger_local_blocks": self.stagger_local_blocks}
+
+    def full_attention_at(self, length: int) -> bool:
+        # the input is padded to a block multiple; a staggered layer pads half a block on each side first
+        return length <= (self.block_size // 2 if self.stagger_local_blocks else self.block_size)

@@ -71,17 +71,18 @@ def _family(model_cfg, task_cfg, attention: str) -> Family:
     return family
 
 
-def _max_length(model_cfg, task_cfg, knobs: Knobs) -> int:
+def _max_length(model_cfg, task_cfg, knobs: Knobs, family: Family) -> int:
     """model.max_length, or else the task's max_source_length cut to what the model takes (converted
-    variants take any length: their position tables are extended)."""
-    capacity = None if knobs.converted else model_cfg.max_positions
+    variants take any length: their position tables are extended; so do families without a position
+    table, LongT5 and PEGASUS-X)."""
+    capacity = None if knobs.converted or family.position_field is None else model_cfg.max_positions
     if model_cfg.max_length is None:
         return int(min(task_cfg.max_source_length, capacity or task_cfg.max_source_length))
     if capacity is not None and model_cfg.max_length > capacity:
         raise ConfigError(
             f"model {model_cfg.name!r} with {knobs.name} attention takes at most {capacity} tokens "
-            f"(model.max_positions), but model.max_length={model_cfg.max_length}; lower it, or convert it to a "
-            f"long model (e.g. attention=lsg)"
+            f"(model.max_positions), but model.max_length={model_cfg.max_length}; lower it"
+            + (", or convert it to a long model (e.g. attention=lsg)" if model_cfg.family in LAYOUTS else "")
         )
     return int(model_cfg.max_length)
 
@@ -89,7 +90,7 @@ def _max_length(model_cfg, task_cfg, knobs: Knobs) -> int:
 def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> BuiltModel:
     family = _family(model_cfg, task_cfg, variant(model_cfg.attention.type).name)
     knobs = knobs_from_config(model_cfg.attention)
-    max_length = _max_length(model_cfg, task_cfg, knobs)
+    max_length = _max_length(model_cfg, task_cfg, knobs, family)
     if model_cfg.init not in ("pretrained", "random"):
         raise ConfigError(f"model.init={model_cfg.init!r} is unknown; choose pretrained or random")
     checkpoint = resolve_checkpoint(model_cfg.pretrained)
@@ -118,6 +119,10 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     task_kind(task_cfg).prepare(model, tokenizer, task_cfg)
     if family.fixed_padding and not _keep_block_sparse(model, max_length):
         attention["runs_full_attention"] = True  # BigBird's own fallback at short lengths
+    elif knobs.full_attention_at(max_length):
+        log.warning("%s attention runs as full attention at %d tokens: every query's window holds the whole input",
+                    knobs.label(), max_length)
+        attention["runs_full_attention"] = True
     return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source, attention)
 
 
@@ -150,7 +155,12 @@ def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length):
                           f"{model_cfg.family!r} expects {family.config_class.__name__}")
     capacity = family.capacity(config)
     stored = stored_knobs(config)
-    if max_length > capacity and (stored is not None or not knobs.converted):
+    for key in knobs.CHECKPOINT_FIXED:
+        if getattr(config, key, None) is not None and getattr(config, key) != getattr(knobs, key):
+            raise ConfigError(f"checkpoint {model_cfg.pretrained!r} was trained with {key}={getattr(config, key)!r}, "
+                              f"but model.attention.{key}={getattr(knobs, key)!r}; its weights fix it (another value "
+                              f"would start new weights at random)")
+    if capacity is not None and max_length > capacity and (stored is not None or not knobs.converted):
         raise ConfigError(f"checkpoint {model_cfg.pretrained!r} takes at most {capacity} tokens, but the run asks "
                           f"for {max_length}; lower model.max_length / task.max_source_length"
                           + (", or convert it again with python -m lsgbench.convert --max-length" if stored else ""))
@@ -174,13 +184,16 @@ def _random(model_cfg, task_cfg, family, knobs, tokenizer, max_length):
     positions = max(max_length, (task_cfg.max_target_length or 0) + 2)
     if not knobs.converted:
         positions = max(positions, model_cfg.max_positions)
-    kwargs[family.position_field] = positions + family.position_offset
+    if family.position_field is not None:  # LongT5 / PEGASUS-X have no position table to size
+        kwargs[family.position_field] = positions + family.position_offset
     if family.position_field == "max_encoder_position_embeddings":
         kwargs["max_decoder_position_embeddings"] = max(1024, (task_cfg.max_target_length or 0) + 2)
     kwargs.update(knobs.hf_config(layers))
     kwargs.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                   eos_token_id=tokenizer.eos_token_id)
     kwargs.update(task_kind(task_cfg).random_config(task_cfg, tokenizer))
+    if family.decoder_starts_with_pad and "decoder_start_token_id" in kwargs:
+        kwargs["decoder_start_token_id"] = tokenizer.pad_token_id  # T5 / PEGASUS-X convention
     config = family.config_class(**kwargs)
     config._attn_implementation = knobs.hf_implementation or family.attn_implementation
     return task_kind(task_cfg).head(family)(config)

@@ -30,24 +30,34 @@ def _seq2seq_sizes(layers, hidden, heads, ffn):
                 decoder_attention_heads=heads, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn)
 
 
+def _t5_sizes(layers, hidden, heads, ffn):
+    """T5-style configs (LongT5): the same table, in T5's names; gated-GELU as the LongT5 checkpoints."""
+    return dict(num_layers=layers, num_decoder_layers=layers, d_model=hidden, d_ff=ffn, num_heads=heads,
+                d_kv=hidden // heads, feed_forward_proj="gated-gelu")
+
+
 @dataclass(frozen=True)
 class Family:
     config_class: type
     classifier: type | None           # AutoModelForSequenceClassification-style head, if any
     seq2seq: type | None              # conditional generation head, if any
     sizes: Callable                   # (layers, hidden, heads, ffn) -> config kwargs
-    position_field: str = "max_position_embeddings"
+    position_field: str | None = "max_position_embeddings"  # None: no position table, any input length
     position_offset: int = 0          # RoBERTa-style embeddings reserve padding_idx + 1 positions
     attention_types: tuple = ("full",)  # its own; families with a conversion layout add the converted variants
     global_first_token: bool = False  # Longformer/LED need global_attention_mask on token 0
     fixed_padding: bool = False       # BigBird: pad every batch to max_length (see models.build)
     attn_implementation: str = "sdpa"
     pretrained_positions: int = 512   # positions of the base checkpoints (random init of converted models)
+    decoder_starts_with_pad: bool = False  # T5 / PEGASUS-X: the decoder starts from the pad token (random init)
 
     def num_layers(self, config) -> int:
         return getattr(config, "num_hidden_layers", None) or config.encoder_layers
 
-    def capacity(self, config) -> int:
+    def capacity(self, config) -> int | None:
+        """The longest input a checkpoint takes; None: no limit (no absolute position table)."""
+        if self.position_field is None:
+            return None
         return getattr(config, self.position_field) - self.position_offset
 
 
@@ -70,4 +80,13 @@ FAMILIES = {
     "bigbird_pegasus": Family(tf.BigBirdPegasusConfig, None, tf.BigBirdPegasusForConditionalGeneration,
                               _seq2seq_sizes, attention_types=("bigbird",),
                               fixed_padding=True, attn_implementation="eager"),
+    # LongT5 (Guo et al. 2022): relative position buckets, no absolute position table; local or transient-global
+    # encoder attention (model files longt5_local, longt5_tglobal). No classification head in transformers.
+    "longt5": Family(tf.LongT5Config, None, tf.LongT5ForConditionalGeneration, _t5_sizes, position_field=None,
+                     attention_types=("longt5",), attn_implementation="eager", decoder_starts_with_pad=True),
+    # PEGASUS-X (Phang et al. 2022): staggered block-local attention with global tokens; its sinusoidal positions
+    # are computed for any length (max_position_embeddings is stored, never enforced).
+    "pegasus_x": Family(tf.PegasusXConfig, None, tf.PegasusXForConditionalGeneration, _seq2seq_sizes,
+                        position_field=None, attention_types=("pegasus_x",), attn_implementation="eager",
+                        decoder_starts_with_pad=True),
 }
