@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -10,19 +12,21 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from . import pipeline
-from .attention import attention_label
 from .config import attention_shorthand, config_dir
 
 log = logging.getLogger("lsgbench")
 
 
 def summary(record: dict) -> str:
+    from .attention import attention_label
+
     reused = " (skipped: reused from the store; force=true reruns it)" if record.get("reused") else ""
     lines = [f"run {record['run_id']}: {record['status']}{reused}"]
     if record["error"]:
         lines.append(f"  error: {record['error']}")
     prov = record["provenance"]
+    if prov["dataset"] is None:  # it stopped before its data loaded: nothing more to say
+        return "\n".join(lines)
     lines.append(f"  task={record['task']} model={record['model']} attention={attention_label(record['attention'])!r} "
                  f"max_length={record['max_length']} data={prov['dataset']} init={prov['model_init']} "
                  f"n_train={prov['n_train']} n_eval={prov['n_eval']}")
@@ -56,6 +60,10 @@ def _truncation_line(truncation: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def _hydra_main(cfg) -> float | None:
+    # Imported here, after Hydra composed the config: a config mistake is reported in a second,
+    # not after the training stack (torch, transformers, datasets) has loaded.
+    from . import pipeline
+
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     sweep = Path(hydra_cfg.sweep.dir).name if multirun else None
@@ -71,7 +79,23 @@ def _hydra_main(cfg) -> float | None:
 
 def main() -> None:
     sys.argv = [sys.argv[0], *map(attention_shorthand, sys.argv[1:])]
+    go_offline_without_network()
     _hydra_main()
+
+
+def go_offline_without_network(timeout_s: float = 3.0) -> None:
+    """With no route to the Hugging Face hub, tell the hub libraries so before they load: they then
+    fail at once on what is not cached instead of retrying for a minute."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+        return
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+        log.info("the model hub (%s) is unreachable: running offline, from cached and local files only", host)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from .data import TaskData, load_task_data, tokenize, truncation
 from .errors import ConfigError
 from .evaluation import evaluate
 from .kinds import task_kind
-from .models import build_model
+from .models import build_model, checkpoint_config
 from .tracking import NoTracker, make_tracker
 from .train import NonFiniteLoss, resolve_device, train, use_bf16
 
@@ -58,7 +58,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         record["attention"] = record["config"]["model"]["attention"]
         rec.check_writable(cfg.paths.store_dir, "paths.store_dir")
         here = device_name(resolve_device(cfg.trainer))
-        data = load_task_data(cfg.task)  # before the reuse check: the examples are part of what a run computes
+        data = preflight(cfg)  # before the reuse check: the examples are part of what a run computes
         record["provenance"].update(dataset=data.source, n_train=len(data.train), n_eval=len(data.eval),
                                     data_fingerprint=data.fingerprint)
         if data.notes:
@@ -113,6 +113,24 @@ def _write(cfg, record: dict, output_dir: Path, tracker, to_store: bool = True) 
         tracker.finish(record)
     except Exception as err:  # the record is safe on disk; a tracker failure must not hide it
         log.error("tracker failed to finish: %s", err)
+
+
+def preflight(cfg) -> TaskData:
+    """Load the task's data and check that the model's checkpoint can be had, reporting every problem
+    at once (offline, the data and the checkpoint are usually both missing)."""
+    problems, data = [], None
+    try:
+        data = load_task_data(cfg.task)
+    except ConfigError as err:
+        problems.append(str(err))
+    try:
+        checkpoint_config(cfg.model)
+    except ConfigError as err:
+        problems.append(str(err))
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else
+                          f"{len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems))
+    return data
 
 
 def device_name(device: torch.device) -> str:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -59,3 +60,23 @@ def test_a_failed_single_run_exits_nonzero_and_keeps_its_record(tmp_path):
     assert out.returncode == 1
     assert "takes at most 512 tokens" in out.stdout
     assert json.loads((tmp_path / "run" / "run_record.json").read_text())["status"] == "failed"
+
+
+def test_offline_a_run_that_needs_the_hub_fails_at_once_naming_every_missing_source(tmp_path):
+    """Without network (as in CI) and without HF_HUB_OFFLINE: no retries, data and checkpoint both named."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(LSGBENCH_STORE=str(tmp_path / "store"), LSGBENCH_CACHE=str(tmp_path / "cache"),
+               HF_ENDPOINT="https://hub.invalid", HF_HOME=str(tmp_path / "hf"))
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "lsgbench", "task=imdb", "model=roberta"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and time.perf_counter() - start < 60
+    assert "2 problems:" in out.stdout and "hub dataset 'stanfordnlp/imdb'" in out.stdout
+    assert "cannot load checkpoint 'FacebookAI/roberta-base'" in out.stdout
+
+
+def test_a_config_mistake_is_reported_before_the_training_stack_loads(tmp_path):
+    start = time.perf_counter()
+    out = lsgbench(tmp_path, "task=pubmedd")
+    assert out.returncode == 1 and "Could not find 'task/pubmedd'" in out.stderr
+    assert time.perf_counter() - start < 5  # composing configs only: no torch, transformers or datasets

@@ -141,15 +141,24 @@ def _tokenizer(model_cfg, train_texts, cache_dir):
                           f"model.init=random (trains a tokenizer on the task's text) or a local directory") from None
 
 
-def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length):
+def checkpoint_config(model_cfg):
+    """The config of a pretrained model's checkpoint (cheap: no weights), or a ConfigError saying how to
+    do without it; None for random init. Also the run's up-front check that the checkpoint is there."""
     from transformers import AutoConfig
 
+    if model_cfg.init != "pretrained":
+        return None
     try:
-        config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=model_cfg.trust_remote_code)
+        return AutoConfig.from_pretrained(resolve_checkpoint(model_cfg.pretrained),
+                                          trust_remote_code=model_cfg.trust_remote_code)
     except (OSError, ValueError) as err:
         raise ConfigError(f"model {model_cfg.name!r}: cannot load checkpoint {model_cfg.pretrained!r} ({err}). "
                           f"Offline? Use model.init=random model.size=tiny, or set model.pretrained to a local "
                           f"directory") from None
+
+
+def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length):
+    config = checkpoint_config(model_cfg)
     if not isinstance(config, family.config_class):
         raise ConfigError(f"model.pretrained={model_cfg.pretrained!r} is a {type(config).__name__}, but model.family="
                           f"{model_cfg.family!r} expects {family.config_class.__name__}")
