@@ -124,6 +124,7 @@ def run_bench(cfg) -> list[dict]:
     bf16 = bench.dtype == "bf16"
     torch.manual_seed(cfg.seed)
     rows = []
+    print(HEADER, flush=True)
     for length in bench.seq_lens:
         batch = max(1, bench.tokens_per_batch // length)
         base = {"model": cfg.model.name, "attention": attention_label(OmegaConf.to_container(cfg.model.attention)), "size": bench.size,
@@ -162,11 +163,15 @@ def run_bench(cfg) -> list[dict]:
     return rows
 
 
+LINE = "{:<16} {:<44} {:>7} {:>5} {:<6} {:>10} {:>11} {:>9}"
+HEADER = LINE.format("model", "attention", "seq_len", "batch", "phase", "step ms", "tokens/s", "peak MB")
+
+
 def _line(row: dict) -> str:
+    start = (row["model"], row.get("attention", "?")[:44], row["seq_len"], row["batch"], row["phase"])
     if row["status"] != "ok":
-        return f"{row['model']:<16} {row['seq_len']:>6} {row['phase']:<6} {row['status']}: {row.get('error', '')}"
-    return (f"{row['model']:<16} {row['seq_len']:>6} x{row['batch']:<3} {row['phase']:<6} {row['step_s'] * 1000:9.1f} ms"
-            f" {row['tokens_per_s']:>11.0f} tok/s {row['peak_mem_mb']:>9.1f} MB")
+        return LINE.format(*start, "", "", "")[:-20].rstrip() + f"  {row['status']}: {row.get('error', '')}"
+    return LINE.format(*start, f"{row['step_s'] * 1000:.1f}", f"{row['tokens_per_s']:.0f}", f"{row['peak_mem_mb']:.1f}")
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="bench")
