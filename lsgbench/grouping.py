@@ -23,6 +23,8 @@ class Row(TypedDict):
     max_length: int | None
     sweep: str | None
     model_init: str | None
+    n_train: int | None       # training examples (provenance.n_train); with efficiency train_steps, the budget
+    device: str | None        # what it trained on (efficiency.device)
     setup: str                # the config less seed and attention, hashed: rows that differ only in attention share it
     metrics: dict[str, Stat | None]
     efficiency: dict[str, Stat]  # every numeric figure of the ok runs
@@ -96,7 +98,8 @@ def _row(group: list[RunRecord], columns: dict, metrics: list[str]) -> Row:
     return Row(columns=columns, task=first["task"], model=first["model"], attention=attention_label(first["attention"]),
                attention_type=first["attention"].get("type"), knobs=labelled_knobs(first["attention"]),
                max_length=first["max_length"], sweep=first.get("sweep"),
-               model_init=first["provenance"].get("model_init"), setup=_setup(first),
+               model_init=first["provenance"].get("model_init"), n_train=first["provenance"].get("n_train"),
+               device=next((r["efficiency"].get("device") for r in ok), None), setup=_setup(first),
                metrics={m: _stats([r["metrics"].get(m) for r in ok]) for m in metrics},
                efficiency={f: _stats([r["efficiency"].get(f) for r in ok]) for f in figures},
                seeds=len(ok), runs=f"{len(ok)}/{len(runs)}",

@@ -5,19 +5,28 @@ draw the comparison rows of `lsgbench.grouping` (each figure a (mean, std) pair)
   largest set of LSG runs that differ only in attention knobs;
 - `length_scaling.png`: training tokens/s and peak memory against max_length, a line per model and
   attention within one sweep;
-- `quality_speed_<task>.png`: the metric against training tokens/s, Pareto front marked;
+- `quality_speed_<task>.png`: the metric against training tokens/s, Pareto front marked, points
+  numbered (a side table names them), marker by training budget;
 - `bench_<attention|model>_<size>_<dtype>_<device>.png`: benchmark tokens/s and peak memory against length.
+
+The run plots say their setup under them: what all their runs share and what differs between them.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+MARKERS = "osD^vP*Xph<>"
+LINESTYLES = ("-", "--", ":", "-.")
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -31,11 +40,40 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, bottom: float = 0.0) -> Path:
+    """Lay out `fig` above `bottom` (a fraction of its height, kept for a caption or legend) and write it."""
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _add_caption(fig, caption: str) -> float:
+    """Write `caption` under the figure, wrapped; the fraction of the figure's height it takes."""
+    if not caption:
+        return 0.0
+    text = textwrap.fill(caption, int(fig.get_figwidth() * 17))
+    fig.text(0.01, 0.01, text, fontsize=7, color="dimgray", va="bottom")
+    return (0.15 + 0.13 * (text.count("\n") + 1)) / fig.get_figheight()
+
+
+def _facts(row: dict) -> dict:
+    """What a caption may say of a row's setup (attention aside)."""
+    return {"task": row["task"], "device": row.get("device"), "model": row["model"],
+            "max_length": row["max_length"], "init": row["model_init"], "train steps": _steps(row),
+            "train examples": row.get("n_train")}
+
+
+def _caption(rows: list[dict], *notes: str, knobs: bool = False) -> str:
+    """The setup under a plot: the facts (and, with `knobs`, attention knobs) that all its rows share
+    (held fixed) and the names of those that differ between them, then `notes`."""
+    facts = [{**_facts(r), **(r["knobs"] if knobs else {})} for r in rows]
+    names = dict.fromkeys(name for f in facts for name in f)
+    values = {name: list(dict.fromkeys(f.get(name) for f in facts)) for name in names}
+    fixed = ", ".join(f"{name}={v[0]}" for name, v in values.items() if len(v) == 1 and v[0] is not None)
+    varies = ", ".join(name for name, v in values.items() if len(v) > 1)
+    parts = [f"held fixed: {fixed}" if fixed else "", f"varies: {varies}" if varies else "", *notes]
+    return "; ".join(part for part in parts if part)
 
 
 def _mean(row: dict, figure: str) -> float | None:
@@ -83,42 +121,125 @@ def _name(row: dict) -> str:
     return f"{row['model']} {row['attention']} @{row['max_length']}"
 
 
+def _steps(row: dict) -> int | None:
+    steps = _mean(row, "train_steps")
+    return None if steps is None else round(steps)
+
+
+def _budget(row: dict) -> str:
+    """How much training a row had: optimizer steps and training examples."""
+    return f"{_steps(row) or '?'} steps × {row.get('n_train') or '?'} examples"
+
+
 def quality_speed(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
+    """The metric against training tokens/s: a point per row, numbered (the side table names it), marker
+    and colour by budget; the Pareto front a step line through its (ringed) points."""
+    budgets = list(dict.fromkeys(sorted(_budget(r) for r in grouped)))
+    grouped = sorted(grouped, key=lambda r: (budgets.index(_budget(r)), _mean(r, "train_tokens_per_s")))
     points = [(_mean(r, "train_tokens_per_s"), r["metrics"][metric][0]) for r in grouped]
-    front = pareto_front(points)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter(*zip(*points), color="tab:blue", zorder=2)
-    for (x, y), row in zip(points, grouped):
-        ax.annotate(_name(row), (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="tab:red", zorder=1,
-            label="Pareto front")
-    ax.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=90, facecolors="none",
-               edgecolors="tab:red", zorder=3)
-    ax.set(xscale="log", xlabel="training tokens/s", ylabel=metric, title=f"{task}: quality vs speed")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    height = max(4.5, 1.2 + 0.125 * len(grouped))
+    fig, (ax, side) = plt.subplots(1, 2, figsize=(12, height), width_ratios=(3, 2))
+    for b, budget in enumerate(budgets):
+        mine = [p for p, r in zip(points, grouped) if _budget(r) == budget]
+        ax.scatter(*zip(*mine), marker=MARKERS[b % len(MARKERS)], color=f"C{b}", zorder=2, label=budget)
+    _front_line(ax, points)
+    ax.set_xscale("log")
+    ax.margins(y=0.15)  # room for stacked labels
+    _number(ax, points)
+    _plain_log_ticks(ax.xaxis)
+    ax.set(xlabel="training tokens/s", ylabel=metric, title=f"{task}: {metric} vs training speed")
+    ax.legend(fontsize=7, title="training budget (marker)", title_fontsize=7)
+    side.axis("off")
+    for i, row in enumerate(grouped):
+        side.annotate(f"{i + 1:>2}  {_name(row)}", (0, 1), xycoords="axes fraction", xytext=(0, -9 * i),
+                      textcoords="offset points", va="top", fontsize=7, family="monospace",
+                      color=f"C{budgets.index(_budget(row))}")
+    caption = _caption(grouped, "a marker and colour per training budget: runs of different budgets are not "
+                                "like for like", "higher is better on both axes")
+    return _save(fig, path, _add_caption(fig, caption))
+
+
+def _front_line(ax, points: list[tuple[float, float]]) -> None:
+    """The Pareto front as a step line: the edge of what its points beat, from the slowest point's speed
+    to the lowest quality; its points ringed."""
+    front = [points[i] for i in pareto_front(points)]
+    xs = [min(x for x, _ in points), *(x for x, _ in front), front[-1][0]]
+    ys = [front[0][1], *(y for _, y in front), min(y for _, y in points)]
+    ax.step(xs, ys, where="pre", linestyle="--", color="tab:red", zorder=1, label="Pareto front")
+    ax.scatter(*zip(*front), s=110, facecolors="none", edgecolors="tab:red", zorder=3)
+
+
+def _number(ax, points: list[tuple[float, float]]) -> None:
+    """Label the points 1, 2, ... above them, one label per group of points that coincide ("3,4"); a label
+    that would overlap one already placed goes a line higher, with a leader line to its point."""
+    ax.autoscale_view()
+    at = ax.transData.transform(points) * 72 / ax.figure.dpi  # where the points are drawn, in points
+    clusters: list[list[int]] = []
+    for i in sorted(range(len(points)), key=lambda i: tuple(at[i])):
+        cluster = next((c for c in clusters if math.dist(at[c[0]], at[i]) < 5), None)
+        if cluster:
+            cluster.append(i)
+        else:
+            clusters.append([i])
+    placed: list[tuple[float, float, int]] = []  # (x end, y, level) of the labels so far, left to right
+    for cluster in clusters:
+        text = ",".join(str(i + 1) for i in sorted(cluster))
+        x, y = at[cluster[0]]
+        level = next(k for k in range(len(points)) if not any(
+            lvl == k and abs(y_ - y) < 12 and x_end > x for x_end, y_, lvl in placed))
+        placed.append((x + 4 + 4.5 * len(text), y, level))
+        ax.annotate(text, points[cluster[0]], fontsize=7, xytext=(2, 4 + 9 * level), textcoords="offset points",
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "gray"} if level else None)
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log-axis ticks at 1, 2 and 5 per decade (more where the axis spans less than one), written plainly
+    (500, 2k, 50k), no minor labels."""
+    low, high = axis.get_view_interval()
+    axis.set_major_locator(LogLocator(subs=(1, 2, 5) if high > 10 * low else (1, 2, 3, 4, 5, 6, 8)))
+    axis.set_major_formatter(FuncFormatter(_plain))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _plain(value: float, _=None) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
 
 
 def lsg_grid(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
     """Two panels: the metric vs block size and vs sparsity factor, a line per setting of everything
     else (model, length, the other knobs; the legend names what differs); error bars: std over seeds."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, x_knob in ((axes[0], "block_size"), (axes[1], "sparsity_factor")):
-        lines: dict[tuple, list[dict]] = {}
-        for r in grouped:
-            lines.setdefault(_setting(r, x_knob), []).append(r)
-        varying = [i for i in range(len(next(iter(lines)))) if len({key[i] for key in lines}) > 1]
-        for key, members in sorted(lines.items(), key=lambda kv: str(kv[0])):
-            members.sort(key=lambda r: _knob(r, x_knob))
-            ax.errorbar([_knob(r, x_knob) for r in members], [r["metrics"][metric][0] for r in members],
-                        yerr=[r["metrics"][metric][1] for r in members], marker="o", capsize=3,
-                        label=" ".join(f"{key[i][0]}={key[i][1]}" for i in varying) or None)
-        ax.set(xlabel=x_knob.replace("_", " "), ylabel=metric)
-        ax.set_xscale("log", base=2)
-        if varying:
-            ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, x_knob in zip(axes, ("block_size", "sparsity_factor")):
+        _grid_panel(ax, grouped, metric, x_knob)
     fig.suptitle(f"{task}: LSG knobs")
-    return _save(fig, path)
+    caption = _caption(grouped, "each line is shifted a little along x, with its own marker and line style, "
+                                "so that equal lines stay visible (the x ticks are the knob values)", knobs=True)
+    return _save(fig, path, _add_caption(fig, caption))
+
+
+def _grid_panel(ax, grouped: list[dict], metric: str, x_knob: str) -> None:
+    lines: dict[tuple, list[dict]] = {}
+    for r in grouped:
+        lines.setdefault(_setting(r, x_knob), []).append(r)
+    varying = [i for i in range(len(next(iter(lines)))) if len({key[i] for key in lines}) > 1]
+    values = sorted({_knob(r, x_knob) for r in grouped})
+    span = math.log2(values[-1] / values[0]) or 1
+    for n, (key, members) in enumerate(sorted(lines.items(), key=lambda kv: str(kv[0]))):
+        members.sort(key=lambda r: _knob(r, x_knob))
+        shift = 2 ** (0.03 * span * (n - (len(lines) - 1) / 2))  # a dodge along the log2 x-axis
+        ax.errorbar([_knob(r, x_knob) * shift for r in members], [r["metrics"][metric][0] for r in members],
+                    yerr=[r["metrics"][metric][1] for r in members], capsize=3, marker=MARKERS[n % len(MARKERS)],
+                    linestyle=LINESTYLES[n % len(LINESTYLES)],
+                    label=" ".join(f"{key[i][0]}={key[i][1]}" for i in varying) or None)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.minorticks_off()
+    ax.set(xlabel=x_knob.replace("_", " "), ylabel=metric)
+    if varying:
+        ax.legend(fontsize=7, title="a line per " + ", ".join(key[i][0] for i in varying), title_fontsize=7)
 
 
 def _setting(row: dict, x_knob: str) -> tuple:
@@ -144,7 +265,9 @@ def length_scaling(series: dict[tuple, list[dict]], path: Path) -> Path:
              [(r["max_length"], _mean(r, "train_tokens_per_s"), _mean(r, "train_peak_mem_mb")) for r in points]
              for key, points in series.items()}
     title = " ".join(part for part, same in zip(next(iter(series)), shared) if same)
-    return _scaling_figure(lines, title, "max_length (tokens)", "training tokens/s", "training peak memory (MB)", path)
+    caption = _caption([r for points in series.values() for r in points], "a line per model and attention of one sweep")
+    return _scaling_figure(lines, title, "max_length (tokens)", "training tokens/s", "training peak memory (MB)", path,
+                           caption)
 
 
 def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
@@ -169,9 +292,9 @@ def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
 
 
 def _scaling_figure(lines: dict[str, list[tuple]], title: str, xlabel: str, speed_label: str, memory_label: str,
-                    path: Path) -> Path:
+                    path: Path, caption: str = "") -> Path:
     """Speed and memory against length (log-log), a line per name from (length, speed, memory)
-    points sorted by length; a memory line is drawn only where every point has one."""
+    points sorted by length; a memory line is drawn only where every point has one; `caption` under all."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + 0.18 * len(lines)))
     for name, points in lines.items():
         lengths, speeds, memories = zip(*points)
@@ -183,8 +306,6 @@ def _scaling_figure(lines: dict[str, list[tuple]], title: str, xlabel: str, spee
         ax.set_yscale("log")
         ax.set(xlabel=xlabel, ylabel=label)
     fig.suptitle(title)
-    fig.legend(loc="lower center", ncol=2, fontsize=7)  # one legend for both panels, below them
-    fig.tight_layout(rect=(0, min(0.02 * len(lines) + 0.05, 0.6), 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    bottom = _add_caption(fig, caption)
+    fig.legend(loc="lower center", bbox_to_anchor=(0.5, bottom), ncol=2, fontsize=7)  # one for both panels, below
+    return _save(fig, path, bottom + min(0.02 * len(lines) + 0.05, 0.6))

@@ -199,6 +199,66 @@ def test_grid_and_length_lines_join_only_comparable_runs():
     assert [[r["max_length"] for r in line] for line in series.values()] == [[1024, 2048]]
 
 
+def _drawn(monkeypatch, plot, *args):
+    """The figure `plot` draws, kept open instead of written."""
+    from lsgbench import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, bottom=0.0: figures.append(fig) or path)
+    plot(*args)
+    return figures[0]
+
+
+def _budget(r, steps, n_train):
+    r["efficiency"].update(train_steps=steps, device="cpu")
+    r["provenance"]["n_train"] = n_train
+    r["config"]["trainer"] = {"steps": steps}  # another budget: another configuration
+    return r
+
+
+def test_quality_speed_numbers_points_marks_budgets_and_steps_the_front(monkeypatch, tmp_path):
+    from lsgbench.plots import _plain, quality_speed
+
+    runs = [_budget(record(f"a{b}", 1, 50.0, block=b, speed=2000.0 * b), 192, 1024) for b in (16, 32, 64)]
+    runs += [_budget(record("b", 1, 100.0, block=16, speed=3000.0), 16, 256),
+             _budget(record("c", 1, 100.0, block=32, speed=3000.0), 16, 256)]  # c coincides with b
+    _, grouped = rows(runs, ["model", "attention", "max_length"])
+    assert {(r["n_train"], r["device"]) for r in grouped} == {(1024, "cpu"), (256, "cpu")}
+    fig = _drawn(monkeypatch, quality_speed, grouped, "accuracy", tmp_path / "q.png", "synth_keys")
+    ax, side = fig.axes
+    front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
+    assert front.get_drawstyle() == "steps-pre" and len(front.get_xdata()) >= 3  # a drawn step line
+    assert (128000.0, 50.0) in zip(front.get_xdata(), front.get_ydata())  # through the fastest point
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "16 steps × 256 examples", "192 steps × 1024 examples", "Pareto front"]
+    assert legend.legend_handles[-1].get_linestyle() == "--"  # the front's entry shows its line
+    markers = {c.get_paths()[0].vertices.tobytes() for c in ax.collections[:2]}
+    assert len(markers) == 2  # a marker shape per budget
+    labels = sorted(t.get_text() for t in ax.texts)
+    assert labels == ["1,2", "3", "4", "5"]  # short ids; the coinciding points share one
+    names = [t.get_text() for t in side.texts]
+    assert len(names) == 5 and names[0].startswith(" 1  lsg_roberta lsg b=16")
+    caption = fig.texts[-1].get_text()
+    assert "task=synth_keys, device=cpu" in caption and "varies:" in caption and "train steps" in caption
+    assert [_plain(v) for v in (500, 2000, 50000, 3e6)] == ["500", "2k", "50k", "3M"]
+
+
+def test_lsg_grid_lines_that_coincide_stay_visible(monkeypatch, tmp_path):
+    from lsgbench.plots import lsg_grid
+
+    runs = [_budget(record(f"g{b}{f}", 1, 50.0, block=b, factor=f), 192, 1024) for b in (32, 64) for f in (2, 4, 8)]
+    _, grouped = rows(runs, ["model", "attention", "max_length"])
+    fig = _drawn(monkeypatch, lsg_grid, grouped, "accuracy", tmp_path / "g.png", "synth_keys")
+    for ax, (lines, points) in zip(fig.axes[:2], ((3, 2), (2, 3))):  # a line per sparsity factor, then block size
+        drawn = [bars.lines[0] for bars in ax.containers]  # the data line of each errorbar
+        assert len(drawn) == lines and {tuple(line.get_ydata()) for line in drawn} == {(50.0,) * points}
+        assert len({tuple(line.get_xdata()) for line in drawn}) == lines  # dodged apart along x
+        assert len({(line.get_marker(), line.get_linestyle()) for line in drawn}) == lines
+        assert ax.get_legend().get_title().get_text().startswith("a line per")
+    assert "held fixed: task=synth_keys, device=cpu, model=lsg_roberta" in fig.texts[-1].get_text()
+
+
 def test_rows_with_the_same_label_say_how_their_configurations_differ(tmp_path):
     a, b = record("a", 1, 60.0), record("b", 1, 80.0)
     for r, extra in ((a, []), (b, ["trainer.args.learning_rate=1e-3"])):
