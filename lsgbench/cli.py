@@ -34,13 +34,16 @@ def summary(record: dict) -> str:
     if cut:
         lines.append(f"  truncated:  {cut}")
     if record["metrics"]:
-        lines.append("  metrics:    " + "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items()))
+        lines.append("  metrics:    " + "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items())
+                     + "   (0-100" + ("; gen_len in tokens" if "gen_len" in record["metrics"] else "") + ")")
     eff = record["efficiency"]
     if "train_tokens_per_s" in eff:
         lines.append(f"  efficiency: device={eff['device']}  train {eff['train_tokens_per_s']:.0f} tok/s "
                      f"({eff['train_steps']} steps, {eff['train_s']:.1f}s, peak {eff['train_peak_mem_mb']:.0f} MB)"
                      + (f"  eval {eff['eval_tokens_per_s']:.0f} tok/s ({eff['eval_s']:.1f}s, peak "
-                        f"{eff['eval_peak_mem_mb']:.0f} MB)" if "eval_tokens_per_s" in eff else ""))
+                        f"{eff['eval_peak_mem_mb']:.0f} MB)" if "eval_tokens_per_s" in eff else "")
+                     + (f"  generated {eff['generated_tokens_per_s']:.0f} tok/s" if "generated_tokens_per_s" in eff
+                        else ""))
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from .attention import CONVERTED, VARIANTS
 from .errors import ConfigError
@@ -22,6 +23,7 @@ from .models import resolve_checkpoint
 from .models.ccdv import stored_knobs
 from .models.conversion import convert as convert_model
 from .models.layouts import LAYOUTS
+from .record import apply_umask
 
 def convert(pretrained: str, out: str, max_length: int, attention: str = "lsg", knobs: dict | None = None,
             head: str | None = None, num_labels: int = 2, trust_remote_code: bool = False) -> str:
@@ -53,6 +55,9 @@ def convert(pretrained: str, out: str, max_length: int, attention: str = "lsg", 
     tokenizer.model_max_length = max_length
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    for file in Path(out).iterdir():
+        if file.is_file():
+            apply_umask(file)
     return out
 
 

@@ -134,14 +134,20 @@ def environment() -> dict:
             "datasets": datasets, "gpu": gpu, "git_commit": git_commit()}
 
 
+def apply_umask(path: str | Path) -> None:
+    """Give a file the permissions the umask allows: writers that go through temporary files (mkstemp,
+    safetensors) leave 0600, which other users of a shared store or checkpoint cannot read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_json_atomic(path: str | Path, data: dict) -> None:
     """Write to a temporary file in the same directory, then rename over the target."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; records are meant to be shared
+    apply_umask(tmp)  # records are meant to be shared
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, default=str)

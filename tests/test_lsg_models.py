@@ -2,6 +2,7 @@
 on short inputs, long inputs run, saved models reload."""
 
 import copy
+import os
 
 import pytest
 import torch
@@ -177,6 +178,9 @@ def test_convert_cli_writes_a_loadable_lsg_directory(make_cfg, tmp_path):
     base.tokenizer.save_pretrained(tmp_path / "bart")
     assert main([str(tmp_path / "bart"), "--out", str(tmp_path / "lsg"), "--max-length", "2048", "--block-size", "64",
                  "--sparsity-type", "pooling", "--sparsity-factor", "4"]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "lsg").iterdir()}["model.safetensors"] == 0o666 & ~umask
     cfg = make_cfg("model=lsg_bart", "task=synth_extract", f"model.pretrained={tmp_path / 'lsg'}",
                    "model.max_length=2048", "model.attention.block_size=64", "model.attention.sparsity_type=pooling",
                    "model.attention.sparsity_factor=4")
