@@ -7,6 +7,7 @@ CPU: the process's peak resident set (VmHWM), reset at the start of the phase th
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 import time
@@ -20,6 +21,13 @@ def synchronize(device: torch.device) -> None:
 
 
 def reset_cpu_peak() -> None:
+    """Start a new peak at the current resident set. Freed heap memory is first handed back to the
+    system (glibc's malloc_trim): memory the allocator still held from earlier work would otherwise
+    be reused without raising the resident set, and a phase would measure a peak of 0."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
