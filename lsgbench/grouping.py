@@ -11,6 +11,7 @@ from .attention import attention_label, labelled_knobs
 from .record import RunRecord, config_hash
 
 Stat = tuple[float, float]  # (mean, std) over seeds
+DIFFERS = "differs by"      # the column naming the overrides that tell rows with equal labels apart
 
 
 class Row(TypedDict):
@@ -85,7 +86,7 @@ def rows(records: list[RunRecord], by: list[str], metrics: list[str] | None = No
         columns = dict(zip(by, label))
         if len(same_label[label]) > 1:  # same columns, different configuration: say how they differ
             others = [o for o in same_label[label] if o is not group]
-            columns[by[-1]] = f"{columns[by[-1]]} ({_difference(group, others)})"
+            columns[DIFFERS] = _difference(group, others)
         out.append(_row(group, columns, metrics))
     return metrics, out
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .config import shipped_dir
-from .grouping import Row, rows
+from .grouping import DIFFERS, Row, rows
 from .plots import plot_bench, plot_records
 from .record import bench_results, json_documents, run_records
 from .published import identity, published
@@ -65,18 +65,19 @@ def table(metrics: list[str], grouped: list[Row], by: list[str]) -> tuple[list[s
     """(header, cells, notes) of the comparison table of `grouping.rows`; notes name the errors of failed rows."""
     scores = [_published(row, metrics) for row in grouped]
     cited = [m for m in metrics if any(m in found for found, _ in scores)]
+    by = by + ([DIFFERS] if any(DIFFERS in row["columns"] for row in grouped) else [])
     header = by + [f"{m} {'↑' if m in HIGHER_IS_BETTER else ''}".strip() for m in metrics] + \
         [f"published {m}" for m in cited] + (["published source"] if cited else []) + \
         [name for _, name, _ in EFFICIENCY] + ([] if "max_length" in by else ["max_length"]) + ["runs", "status"]
     cells = []
     for row, (found, source) in zip(grouped, scores):
-        cells.append([str(row["columns"][b]) for b in by] +
+        cells.append([str(row["columns"].get(b, "")) for b in by] +
                      [_cell(row["metrics"][m], 2, row["seeds"]) for m in metrics] +
                      [found.get(m, "—") for m in cited] + ([source or "—"] if cited else []) +
                      [_cell(row["efficiency"].get(f), d, row["seeds"]) for f, _, d in EFFICIENCY] +
                      ([] if "max_length" in by else [str(row["max_length"])]) +
                      [row["runs"], row["status"]])
-    notes = [f"{' / '.join(str(r['columns'][b]) for b in by)}: {r['status']}: {' '.join(r['error'].split())}"
+    notes = [f"{' / '.join(str(r['columns'].get(b, '')) for b in by)}: {r['status']}: {' '.join(r['error'].split())}"
              for r in grouped if r["status"] != "ok" and r["error"]]
     return header, cells, notes
 

@@ -265,9 +265,10 @@ def test_rows_with_the_same_label_say_how_their_configurations_differ(tmp_path):
         r["overrides"] = ["task=synth_keys", "model.size=tiny", *extra, "seed=1"]
         r["config"]["trainer"] = {"lr": extra}
     by = ["model", "attention"]
-    _, cells, _ = table(*rows([a, b], by), by)
-    assert [row[1] for row in cells] == ["lsg b=64 s=32 f=4 pooling g=1 (other defaults)",
-                                         "lsg b=64 s=32 f=4 pooling g=1 (trainer.args.learning_rate=1e-3)"]
+    header, cells, _ = table(*rows([a, b], by), by)
+    assert header[:3] == ["model", "attention", "differs by"]  # a column of its own, not glued to a label
+    assert [row[1:3] for row in cells] == [["lsg b=64 s=32 f=4 pooling g=1", "other defaults"],
+                                           ["lsg b=64 s=32 f=4 pooling g=1", "trainer.args.learning_rate=1e-3"]]
 
 
 def test_without_paths_the_report_reads_the_store_of_the_paths_config(tmp_path, monkeypatch, capsys):
