@@ -6,6 +6,9 @@ is True for real tokens and False for padding.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -70,3 +73,143 @@ def pattern_attention(query, key, value, keep, pattern, scaling):
     B, H, N, _ = query.shape
     allowed = (pattern[None, None] & keep_mask(query, keep)[:, None, None, :]).expand(B, H, N, N)
     return masked_attention(query, key, value, allowed, scaling)
+
+
+# ------------------------------------------------------------------ memory-lean pieces
+# The block kernels gather, for every block of queries, copies of its keys (neighbour blocks, global
+# keys, sparse keys): several times the size of K and V. Kept whole for backward they dominate the
+# memory of training. Instead a kernel describes its work as pieces (a few blocks of a few batch rows
+# each), every piece reading slices of the kernel's inputs; `attend_pieces` runs them one at a time,
+# keeps only the inputs for backward, and in backward regathers and reruns each piece on its slices
+# to get that piece's gradients. At most one piece's gathered copies and scores exist at a time.
+
+PIECE_SCORES = 2**22  # attention scores (batch x heads x queries x keys) per piece: bounds its transient memory
+RECOMPUTE = True      # False: plain autograd over the same pieces (keeps every piece's copies; tests compare)
+
+
+@dataclasses.dataclass(frozen=True)
+class Piece:
+    """Output rows [rows) (dim 2) of batch rows [batch) are `attend(*slices)`, slices[j] being
+    inputs[i][batch, :, start:stop] for windows[j] = (i, start, stop)."""
+    batch: tuple[int, int]
+    rows: tuple[int, int]
+    windows: tuple[tuple[int, int, int], ...]
+    attend: Callable[..., torch.Tensor]
+
+
+def block_pieces(batch: int, blocks: int, scores_per_block: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(batch range, block range) pairs covering batch x blocks, each of at most PIECE_SCORES scores
+    (and at least one block of one row)."""
+    per_row = blocks * scores_per_block
+    if per_row <= PIECE_SCORES:
+        rows = max(1, PIECE_SCORES // max(per_row, 1))
+        return [((r, min(r + rows, batch)), (0, blocks)) for r in range(0, batch, rows)]
+    n = max(1, PIECE_SCORES // scores_per_block)
+    return [((r, r + 1), (i, min(i + n, blocks))) for r in range(batch) for i in range(0, blocks, n)]
+
+
+def clip(start: int, stop: int, lo: int, hi: int) -> tuple[int, int]:
+    """The part of positions [start, stop) inside [lo, hi), as (a, e) with a <= e (empty: a == e)."""
+    a, e = max(start, lo), min(stop, hi)
+    return a, max(a, e)
+
+
+def fit(x: torch.Tensor, start: int, stop: int, lo: int, hi: int, fill=0.0) -> torch.Tensor:
+    """x holds positions clip(start, stop, lo, hi) of a sequence along dim 2: positions [start, stop),
+    `fill` outside [lo, hi)."""
+    a, e = clip(start, stop, lo, hi)
+    if e == a:
+        return x.new_full((*x.shape[:2], stop - start, *x.shape[3:]), fill)
+    if a == start and e == stop:
+        return x
+    return F.pad(x, [0, 0] * (x.dim() - 3) + [a - start, stop - e], value=fill)
+
+
+def attend_pieces(inputs: list[torch.Tensor], pieces: list[Piece], length: int, recompute: bool = True) -> torch.Tensor:
+    """The output [B, H, length, D] assembled from `pieces` over `inputs` (each [B, *, L, *]). With
+    `recompute` (and gradients wanted) backward reruns the pieces instead of keeping what they made.
+    Dropout inside a piece draws the same masks again: the CPU (and CUDA) random state before each
+    piece is saved in forward and restored for its rerun; autocast is restored too."""
+    if recompute and RECOMPUTE and torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return _Recomputed.apply(pieces, length, *inputs)
+    return _run(inputs, pieces, length)
+
+
+def _slices(inputs, piece: Piece):
+    r0, r1 = piece.batch
+    return [inputs[i][r0:r1, :, a:e] for i, a, e in piece.windows]
+
+
+def _run(inputs, pieces, length, rng_states=None):
+    out = None
+    for piece in pieces:
+        if rng_states is not None:
+            rng_states.append(_rng_state(inputs[0].device))
+        part = piece.attend(*_slices(inputs, piece))
+        if out is None:
+            B, H, _, D = inputs[0].shape
+            out = part.new_empty(B, H, length, D)
+        out[piece.batch[0]:piece.batch[1], :, piece.rows[0]:piece.rows[1]] = part
+    return out
+
+
+def _rng_state(device: torch.device):
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_state(device: torch.device, state) -> None:
+    torch.set_rng_state(state[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state[1], device)
+
+
+class _Recomputed(torch.autograd.Function):
+    """attend_pieces keeping only its inputs: backward reruns each piece (same random state, same
+    autocast) with autograd on that piece's slices and adds their gradients into the inputs' ones."""
+
+    @staticmethod
+    def forward(ctx, pieces, length, *inputs):
+        device = inputs[0].device
+        ctx.pieces = pieces
+        ctx.autocast = (device.type, torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
+        ctx.rng_states = []  # before each piece: dropout draws the same masks again in backward
+        out = _run(inputs, pieces, length, ctx.rng_states)
+        ctx.save_for_backward(*inputs)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        inputs = ctx.saved_tensors
+        device = inputs[0].device
+        need = ctx.needs_input_grad[2:]
+        grads = [None] * len(inputs)  # made by the first piece that reads the input (a whole one is kept as is)
+        current = _rng_state(device)
+        device_type, enabled, dtype = ctx.autocast
+        try:
+            with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
+                for piece, state in zip(ctx.pieces, ctx.rng_states):
+                    slices = [s.detach().requires_grad_(need[i])
+                              for s, (i, _, _) in zip(_slices(inputs, piece), piece.windows)]
+                    wanted = [(s, w) for s, w in zip(slices, piece.windows) if s.requires_grad]
+                    if not wanted:
+                        continue
+                    _set_rng_state(device, state)
+                    part = piece.attend(*slices)
+                    r0, r1 = piece.batch
+                    found = torch.autograd.grad(part, [s for s, _ in wanted],
+                                                grad_out[r0:r1, :, piece.rows[0]:piece.rows[1]], allow_unused=True)
+                    for g, (_, (i, a, e)) in zip(found, wanted):
+                        if g is None:
+                            continue
+                        if grads[i] is None and g.shape == inputs[i].shape and g.is_contiguous():
+                            grads[i] = g  # a piece that reads all of input i (global queries): no second copy
+                        elif grads[i] is None:
+                            grads[i] = torch.zeros_like(inputs[i])
+                            grads[i][r0:r1, :, a:e] += g
+                        else:
+                            grads[i][r0:r1, :, a:e] += g
+        finally:
+            _set_rng_state(device, current)
+        return (None, None, *(torch.zeros_like(t) if n and grad is None else grad
+                               for t, n, grad in zip(inputs, need, grads)))

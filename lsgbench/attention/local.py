@@ -18,7 +18,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .blocks import global_query_attention, neighbour_blocks, pattern_attention, split_and_pad
+from .blocks import (Piece, attend_pieces, block_pieces, clip, fit, global_query_attention, keep_mask, neighbour_blocks,
+                     pad_to_blocks, pattern_attention)
 from .knobs import LongKnobs
 
 MODES = ("sliding", "disjoint")
@@ -63,45 +64,65 @@ class LocalKnobs(LongKnobs):
 
 def local_attention(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens, scaling=None,
                     dropout=0.0):
-    """Local attention over [B, H, N, D]; keep [B, N] with 1 = token, 0 = padding (None: no padding)."""
+    """Local attention over [B, H, N, D]; keep [B, N] with 1 = token, 0 = padding (None: no padding).
+    Runs as pieces of a few blocks (blocks.attend_pieces): the gathered keys of one piece exist at a
+    time, and backward regathers them instead of keeping them."""
     B, H, N, D = query.shape
     g = min(num_global_tokens, N)
     scaling = D ** -0.5 if scaling is None else scaling
     b = window // 2 if mode == "sliding" else block_size
-    keep, qx, kx, vx, keep_x = split_and_pad(query, key, value, keep, g, b)
-    Np = qx.shape[2]
-    nb = Np // b
-
-    outputs = [global_query_attention(query, key, value, keep, g, scaling, dropout)] if g else []
-    if Np == 0:
-        return torch.cat(outputs, dim=2)
-
-    if mode == "sliding":  # blocks i-1, i, i+1 under the band |i - j| <= w
-        def blocks(x, fill):
-            return neighbour_blocks(x, b, fill)
-        offset = torch.arange(3 * b, device=query.device)[None, :] - b - torch.arange(b, device=query.device)[:, None]
-        band = offset.abs() <= b                                   # [b, 3b]: key j - query i
-    else:
-        def blocks(x, fill):  # [B, ..., Np, *] -> [B, ..., nb, b, *]
-            dim = 2 if x.dim() == 4 else 1
-            return x.unflatten(dim, (nb, b))
-        band = torch.ones(b, b, dtype=torch.bool, device=query.device)
-
-    keys, values = blocks(kx, 0.0), blocks(vx, 0.0)                 # [B, H, nb, K, D]
-    mask = blocks(keep_x, False)[:, :, None, :] & band              # [B, nb, b, K]
+    keep = keep_mask(query, keep)
+    n = N - g
+    nb = -(-n // b)
+    inputs, pieces = [query, key, value], []
     if g:
-        keys = torch.cat([key[:, :, None, :g].expand(B, H, nb, g, D), keys], dim=3)
-        values = torch.cat([value[:, :, None, :g].expand(B, H, nb, g, D), values], dim=3)
-        mask = torch.cat([keep[:, None, None, :g].expand(B, nb, b, g), mask], dim=3)
-    K = keys.shape[3]
-    # Heads move next to the query axis so that the [B * nb, 1, b, K] mask broadcasts over them.
-    to_blocks = lambda x, n: x.transpose(1, 2).reshape(B * nb, H, n, D)  # noqa: E731
-    out = F.scaled_dot_product_attention(to_blocks(qx.view(B, H, nb, b, D), b), to_blocks(keys, K),
-                                         to_blocks(values, K), attn_mask=mask.reshape(B * nb, 1, b, K),
-                                         dropout_p=dropout, scale=scaling)
-    out = out.masked_fill(~mask.any(-1).reshape(B * nb, 1, b, 1), 0.0)
-    outputs.append(out.view(B, nb, H, b, D).transpose(1, 2).reshape(B, H, Np, D)[:, :, : N - g])
-    return torch.cat(outputs, dim=2)
+        pieces.append(Piece((0, B), (0, g), ((0, 0, g), (1, 0, N), (2, 0, N)),
+                            lambda q, k, v: global_query_attention(q, k, v, keep, g, scaling, dropout)))
+    if n == 0:
+        return attend_pieces(inputs, pieces, N)
+
+    keep_x = pad_to_blocks(keep[:, g:], b, dim=1, value=False)              # [B, Np]
+    if mode == "sliding":  # blocks i-1, i, i+1 under the band |i - j| <= w
+        reach = b                                                           # keys beyond each side of a block
+        offset = torch.arange(3 * b, device=query.device)[None, :] - b - torch.arange(b, device=query.device)[:, None]
+        band = offset.abs() <= b                                            # [b, 3b]: key j - query i
+        block_keep = neighbour_blocks(keep_x, b, False)                     # [B, nb, 3b]
+    else:
+        reach = 0
+        band = torch.ones(b, b, dtype=torch.bool, device=query.device)
+        block_keep = keep_x.unflatten(1, (nb, b))                           # [B, nb, b]
+    K = g + band.shape[1]
+
+    def piece(r0, r1, i0, i1):
+        nbc, Bc = i1 - i0, r1 - r0
+        lo, hi = g + i0 * b, g + i1 * b                                    # this piece's queries
+        around = (lo - reach, hi + reach)                                   # their keys
+
+        def attend(q, k_glob, v_glob, k_loc, v_loc):
+            q = fit(q, lo, hi, g, N).reshape(Bc, H, nbc, b, D)
+            keys = fit(k_loc, *around, g, N).unfold(2, band.shape[1], b).movedim(-1, 3)   # [Bc, H, nbc, 3b or b, D]
+            values = fit(v_loc, *around, g, N).unfold(2, band.shape[1], b).movedim(-1, 3)
+            mask = block_keep[r0:r1, i0:i1, None, :] & band                                # [Bc, nbc, b, K]
+            if g:
+                keys = torch.cat([k_glob[:, :, None].expand(Bc, H, nbc, g, D), keys], dim=3)
+                values = torch.cat([v_glob[:, :, None].expand(Bc, H, nbc, g, D), values], dim=3)
+                mask = torch.cat([keep[r0:r1, None, None, :g].expand(Bc, nbc, b, g), mask], dim=3)
+            # Heads move next to the query axis so that the [Bc * nbc, 1, b, K] mask broadcasts over them.
+            to_blocks = lambda x, m: x.transpose(1, 2).reshape(Bc * nbc, H, m, D)  # noqa: E731
+            out = F.scaled_dot_product_attention(to_blocks(q, b), to_blocks(keys, K), to_blocks(values, K),
+                                                 attn_mask=mask.reshape(Bc * nbc, 1, b, K), dropout_p=dropout,
+                                                 scale=scaling)
+            out = out.masked_fill(~mask.any(-1).reshape(Bc * nbc, 1, b, 1), 0.0)
+            return out.view(Bc, nbc, H, b, D).transpose(1, 2).reshape(Bc, H, nbc * b, D)[:, :, : min(hi, N) - lo]
+
+        local = clip(*around, g, N)
+        wins = ((0, *clip(lo, hi, g, N)), (1, 0, g), (2, 0, g), (1, *local), (2, *local))
+        return Piece((r0, r1), (lo, min(hi, N)), wins, attend)
+
+    if mode == "disjoint" and not g:  # the blocks are views of K and V: nothing copied, nothing to recompute
+        return attend_pieces(inputs, [piece(0, B, 0, nb)], N, recompute=False)
+    pieces += [piece(r0, r1, i0, i1) for (r0, r1), (i0, i1) in block_pieces(B, nb, H * b * K)]
+    return attend_pieces(inputs, pieces, N)
 
 
 def local_attention_reference(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens,

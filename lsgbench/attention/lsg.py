@@ -19,7 +19,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .blocks import global_query_attention, neighbour_blocks, masked_attention, split_and_pad
+from .blocks import (Piece, attend_pieces, block_pieces, clip, fit, global_query_attention, keep_mask, masked_attention,
+                     neighbour_blocks, pad_to_blocks, split_and_pad)
 from .knobs import LongKnobs
 
 SPARSITY_TYPES = ("none", "norm", "pooling", "lsh", "stride", "block_stride", "bos_pooling")
@@ -176,54 +177,81 @@ def sparse_keys(kx, vx, keep, *, sparsity_type, sparsity_factor, block_size, spa
 def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size, sparsity_factor, sparsity_type,
                   num_global_tokens, scaling=None, dropout=0.0):
     """LSG attention over [B, H, N, D]; keep [B, N] with 1 = token, 0 = padding (None: no padding).
-    `dropout` drops attention probabilities (training only; the reference has none)."""
+    `dropout` drops attention probabilities (training only; the reference has none).
+    Runs as pieces of a few blocks (blocks.attend_pieces): the gathered keys of one piece exist at a
+    time, and backward regathers them instead of keeping them."""
     B, H, N, D = query.shape
     g, b, f, s = min(num_global_tokens, N), block_size, sparsity_factor, sparse_block_size
     scaling = D ** -0.5 if scaling is None else scaling
-    keep, qx, kx, vx, keep_x = split_and_pad(query, key, value, keep, g, b)
-    Np = qx.shape[2]
-    nb = Np // b
+    keep = keep_mask(query, keep)
+    n = N - g
+    nb = -(-n // b)
+    Np = nb * b
+    inputs, pieces = [query, key, value], []
+    if g:
+        pieces.append(Piece((0, B), (0, g), ((0, 0, g), (1, 0, N), (2, 0, N)),
+                            lambda q, k, v: global_query_attention(q, k, v, keep, g, scaling, dropout)))
+    if n == 0:
+        return attend_pieces(inputs, pieces, N)
 
-    outputs = [global_query_attention(query, key, value, keep, g, scaling, dropout)] if g else []
-    if Np == 0:
-        return torch.cat(outputs, dim=2)
-
-    # Local keys: blocks i-1, i, i+1 of the padded sequence.
-    keys = [neighbour_blocks(kx, b, 0.0)]                    # [B, H, nb, 3b, D]
-    values = [neighbour_blocks(vx, b, 0.0)]
-    masks = [neighbour_blocks(keep_x, b, False).unsqueeze(1)]  # [B, 1, nb, 3b]
-
-    if g:  # global keys, shared by every block
-        keys.insert(0, key[:, :, None, :g].expand(B, H, nb, g, D))
-        values.insert(0, value[:, :, None, :g].expand(B, H, nb, g, D))
-        masks.insert(0, keep[:, None, None, :g].expand(B, 1, nb, g))
-
-    if uses_sparse_keys(s, sparsity_type):
+    keep_x = pad_to_blocks(keep[:, g:], b, dim=1, value=False)                   # [B, Np]
+    local_keep = neighbour_blocks(keep_x, b, False)                             # [B, nb, 3b]
+    sparse = uses_sparse_keys(s, sparsity_type)
+    if sparse:
+        kx, vx = (pad_to_blocks(t[:, :, g:], b, dim=2) for t in (key, value))
         ks, vs, keep_s = sparse_keys(kx, vx, keep_x, sparsity_type=sparsity_type, sparsity_factor=f, block_size=b,
-                                     sparse_block_size=s, query_first=qx[:, :, 0], scaling=scaling)
-        r = b // f
+                                     sparse_block_size=s, query_first=query[:, :, g], scaling=scaling)
+        del kx, vx
+        inputs += [ks, vs]
+        r, M = b // f, ks.shape[2]
+
         # Pad the sparse sequence by r + s on both sides; then block i's left window starts at i*r
-        # and its right window at (i + 3) * r + s.
-        def windows(x, fill):  # [B, h, M, *] -> [B, h, nb, 2s, *]
-            padded = F.pad(x, [0, 0] * (x.dim() - 3) + [r + s, r + s], value=fill)
-            left = padded.unfold(2, s, r)[:, :, :nb]
-            right = padded[:, :, 3 * r + s:].unfold(2, s, r)[:, :, :nb]
+        # and its right window at (i + 3) * r + s. A piece of blocks i0..i1 reads padded positions
+        # [i0 r, (i1 + 2) r + 2s), i.e. [i0 r - r - s, (i1 + 1) r + s) of the sparse sequence.
+        def windows(x, nbc):  # the padded span of a piece [B, h, (nbc + 2) r + 2s, *] -> [B, h, nbc, 2s, *]
+            left = x.unfold(2, s, r)[:, :, :nbc]
+            right = x[:, :, 3 * r + s:].unfold(2, s, r)[:, :, :nbc]
             return torch.cat([left, right], dim=-1).movedim(-1, 3)
 
-        keys.append(windows(ks, 0.0))
-        values.append(windows(vs, 0.0))
-        masks.append(windows(keep_s, False))
+        sparse_keep = windows(F.pad(keep_s, [r + s, r + s], value=False), nb)  # [B, 1 or H, nb, 2s]
+    K = g + 3 * b + (2 * s if sparse else 0)
 
-    keys, values = torch.cat(keys, dim=3), torch.cat(values, dim=3)       # [B, H, nb, K, D]
-    mask = torch.cat([m.expand(B, H, nb, -1) for m in masks], dim=3)       # [B, H, nb, K]
-    K = keys.shape[3]
-    q_blocks = qx.reshape(B, H * nb, b, D)
-    out = F.scaled_dot_product_attention(q_blocks, keys.reshape(B, H * nb, K, D), values.reshape(B, H * nb, K, D),
-                                         attn_mask=mask.reshape(B, H * nb, 1, K), dropout_p=dropout,
-                                         scale=scaling)
-    out = out.masked_fill(~mask.any(-1).reshape(B, H * nb, 1, 1), 0.0)
-    outputs.append(out.reshape(B, H, Np, D)[:, :, : N - g])
-    return torch.cat(outputs, dim=2)
+    def piece(r0, r1, i0, i1):
+        nbc, Bc = i1 - i0, r1 - r0
+        lo, hi = g + i0 * b, g + i1 * b                   # this piece's queries
+        around = (lo - b, hi + b)                          # their local keys
+        span = (i0 * r - r - s, (i1 + 1) * r + s) if sparse else None
+
+        def attend(q, k_glob, v_glob, k_loc, v_loc, k_sp=None, v_sp=None):
+            q = fit(q, lo, hi, g, N)
+            keys = [fit(k_loc, *around, g, N).unfold(2, 3 * b, b).movedim(-1, 3)]   # [Bc, H, nbc, 3b, D]
+            values = [fit(v_loc, *around, g, N).unfold(2, 3 * b, b).movedim(-1, 3)]
+            masks = [local_keep[r0:r1, None, i0:i1]]                                  # [Bc, 1, nbc, 3b]
+            if g:  # global keys, shared by every block
+                keys.insert(0, k_glob[:, :, None].expand(Bc, H, nbc, g, D))
+                values.insert(0, v_glob[:, :, None].expand(Bc, H, nbc, g, D))
+                masks.insert(0, keep[r0:r1, None, None, :g].expand(Bc, 1, nbc, g))
+            if sparse:
+                keys.append(windows(fit(k_sp, *span, 0, M), nbc))
+                values.append(windows(fit(v_sp, *span, 0, M), nbc))
+                masks.append(sparse_keep[r0:r1, :, i0:i1])
+            keys, values = torch.cat(keys, dim=3), torch.cat(values, dim=3)        # [Bc, H, nbc, K, D]
+            mask = torch.cat([m.expand(Bc, H, nbc, -1) for m in masks], dim=3)     # [Bc, H, nbc, K]
+            out = F.scaled_dot_product_attention(q.reshape(Bc, H * nbc, b, D), keys.reshape(Bc, H * nbc, K, D),
+                                                 values.reshape(Bc, H * nbc, K, D),
+                                                 attn_mask=mask.reshape(Bc, H * nbc, 1, K), dropout_p=dropout,
+                                                 scale=scaling)
+            out = out.masked_fill(~mask.any(-1).reshape(Bc, H * nbc, 1, 1), 0.0)
+            return out.reshape(Bc, H, nbc * b, D)[:, :, : min(hi, N) - lo]
+
+        local = clip(*around, g, N)
+        wins = ((0, *clip(lo, hi, g, N)), (1, 0, g), (2, 0, g), (1, *local), (2, *local))
+        if sparse:
+            wins += ((3, *clip(*span, 0, M)), (4, *clip(*span, 0, M)))
+        return Piece((r0, r1), (lo, min(hi, N)), wins, attend)
+
+    pieces += [piece(r0, r1, i0, i1) for (r0, r1), (i0, i1) in block_pieces(B, nb, H * b * K)]
+    return attend_pieces(inputs, pieces, N)
 
 
 # ------------------------------------------------------------------ the oracle
