@@ -296,11 +296,15 @@ def _scaling_figure(lines: dict[str, list[tuple]], title: str, xlabel: str, spee
     """Speed and memory against length (log-log), a line per name from (length, speed, memory)
     points sorted by length; a memory line is drawn only where every point has one; `caption` under all."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + 0.18 * len(lines)))
+    # One colour per configuration (up to 20 distinct); a benchmark's infer phase dashed beside its train.
+    configurations = list(dict.fromkeys(name.removesuffix(" infer").removesuffix(" train") for name in lines))
     for name, points in lines.items():
         lengths, speeds, memories = zip(*points)
-        axes[0].plot(lengths, speeds, marker="o", label=name)
+        style = dict(marker="o", linestyle="--" if name.endswith(" infer") else "-",
+                     color=plt.cm.tab20(configurations.index(name.removesuffix(" infer").removesuffix(" train")) % 20))
+        axes[0].plot(lengths, speeds, label=name, **style)
         if None not in memories:
-            axes[1].plot(lengths, memories, marker="o")
+            axes[1].plot(lengths, memories, **style)
     for ax, label in zip(axes, (speed_label, memory_label)):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")

@@ -8,6 +8,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
+from lsgbench.attention import blocks  # noqa: E402
 from lsgbench.config import config_dir  # noqa: E402
 
 
@@ -32,3 +33,12 @@ def make_cfg(tmp_path):
                                                 f"paths.cache_dir={tmp_path / 'cache'}", *overrides])
 
     return _make
+
+
+@pytest.fixture(params=["whole", "per_block"])
+def pieces(request, monkeypatch):
+    """Kernels run as pieces of blocks (blocks.attend_pieces); "per_block" makes every piece one block
+    of one batch row, so pieces, their slices and the gradients added back from them are exercised."""
+    if request.param == "per_block":
+        monkeypatch.setattr(blocks, "PIECE_SCORES", 1)
+    return request.param

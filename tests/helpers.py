@@ -49,3 +49,23 @@ def assert_kernel_matches_reference(knobs, q, k, v, mask, atol=1e-10, rtol=1e-8)
     (ref * weight).sum().backward()
     for a, b in zip(leaves, ref_leaves):
         torch.testing.assert_close(a.grad, b.grad, atol=atol, rtol=rtol)
+
+
+def assert_recompute_replays_dropout(kernel, q, k, v, mask, knobs, monkeypatch):
+    """With dropout, the recomputing backward (one block per piece) gives the outputs, gradients and
+    random state after it of plain autograd over the same pieces, and dropout did drop."""
+    from lsgbench.attention import blocks
+
+    monkeypatch.setattr(blocks, "PIECE_SCORES", 1)
+    runs = []
+    for recompute in (True, False):
+        monkeypatch.setattr(blocks, "RECOMPUTE", recompute)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        torch.manual_seed(5)
+        out = kernel(*leaves, mask, **knobs, dropout=0.3)
+        after = torch.rand(1)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        runs.append((out, after, torch.rand(1), *(t.grad for t in leaves)))
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    assert (runs[0][0] - kernel(q, k, v, mask, **knobs)).abs().max() > 1e-3

@@ -10,16 +10,7 @@ from lsgbench.attention.local import LocalKnobs
 from lsgbench.attention import blocks
 from lsgbench.errors import ConfigError
 
-from helpers import assert_kernel_matches_reference, full_attention, inputs
-
-
-@pytest.fixture(params=["whole", "per_block"])
-def pieces(request, monkeypatch):
-    """Kernels run as pieces of blocks (blocks.attend_pieces); "per_block" makes every piece one block
-    of one batch row, so pieces, their slices and the gradients added back from them are exercised."""
-    if request.param == "per_block":
-        monkeypatch.setattr(blocks, "PIECE_SCORES", 1)
-    return request.param
+from helpers import assert_kernel_matches_reference, assert_recompute_replays_dropout, full_attention, inputs
 
 
 @pytest.mark.parametrize("mode, g, padded, size", list(itertools.product(["sliding", "disjoint"], [0, 2], [True, False],
@@ -72,22 +63,9 @@ def test_a_knob_unused_in_its_mode_is_not_in_the_label():
 
 @pytest.mark.parametrize("mode, g", [("sliding", 0), ("sliding", 2), ("disjoint", 1), ("disjoint", 0)])
 def test_recomputed_backward_replays_dropout(monkeypatch, mode, g):
-    """Backward reruns each piece from its saved random state: outputs and gradients with dropout equal
-    those of plain autograd over the same pieces."""
-    monkeypatch.setattr(blocks, "PIECE_SCORES", 1)
     q, k, v, mask = inputs(N=61, pad=(0, 11))
     knobs = dict(mode=mode, window=8, block_size=8, num_global_tokens=g)
-    runs = []
-    for recompute in (True, False):
-        monkeypatch.setattr(blocks, "RECOMPUTE", recompute)
-        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-        torch.manual_seed(5)
-        out = local_attention(*leaves, mask, **knobs, dropout=0.3)
-        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
-        runs.append((out, torch.rand(1), *(t.grad for t in leaves)))
-    for a, b in zip(*runs):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
-    assert (runs[0][0] - local_attention(q, k, v, mask, **knobs)).abs().max() > 1e-3
+    assert_recompute_replays_dropout(local_attention, q, k, v, mask, knobs, monkeypatch)
 
 
 def test_no_grad_and_inference_mode_give_the_training_forward(monkeypatch):

@@ -10,19 +10,10 @@ from lsgbench.attention.lsg import LsgKnobs, sparse_keys
 from lsgbench.attention import blocks
 from lsgbench.errors import ConfigError
 
-from helpers import assert_kernel_matches_reference, full_attention, inputs
+from helpers import assert_kernel_matches_reference, assert_recompute_replays_dropout, full_attention, inputs
 
 
 CASES = list(itertools.product(SPARSITY_TYPES, [0, 1, 3], [True, False]))
-
-
-@pytest.fixture(params=["whole", "per_block"])
-def pieces(request, monkeypatch):
-    """Kernels run as pieces of blocks (blocks.attend_pieces); "per_block" makes every piece one block
-    of one batch row, so pieces, their slices and the gradients added back from them are exercised."""
-    if request.param == "per_block":
-        monkeypatch.setattr(blocks, "PIECE_SCORES", 1)
-    return request.param
 
 
 @pytest.mark.parametrize("sparsity_type, g, padded", CASES)
@@ -160,22 +151,7 @@ def test_bos_pooling_outputs_of_real_tokens_ignore_what_padding_holds():
 
 @pytest.mark.parametrize("sparsity_type, g", [("pooling", 1), ("bos_pooling", 0), ("lsh", 2)])
 def test_recomputed_backward_replays_dropout(monkeypatch, sparsity_type, g):
-    """Backward reruns each piece from its saved random state: outputs and gradients with dropout equal
-    those of plain autograd over the same pieces (which keeps every piece's copies)."""
-    monkeypatch.setattr(blocks, "PIECE_SCORES", 1)
     q, k, v, mask = inputs(N=70, pad=(0, 13))
     knobs = dict(block_size=8, sparse_block_size=4, sparsity_factor=2, sparsity_type=sparsity_type,
                  num_global_tokens=g)
-    runs = []
-    for recompute in (True, False):
-        monkeypatch.setattr(blocks, "RECOMPUTE", recompute)
-        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-        torch.manual_seed(5)
-        out = lsg_attention(*leaves, mask, **knobs, dropout=0.3)
-        after = torch.rand(1)
-        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
-        runs.append((out, after, torch.rand(1), *(t.grad for t in leaves)))
-    for a, b in zip(*runs):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
-    no_dropout = lsg_attention(q, k, v, mask, **knobs)
-    assert (runs[0][0] - no_dropout).abs().max() > 1e-3  # dropout did drop
+    assert_recompute_replays_dropout(lsg_attention, q, k, v, mask, knobs, monkeypatch)
