@@ -56,7 +56,7 @@ def test_a_2x2_grid_gives_4_records_a_4_row_table_and_reruns_skip(tmp_path, caps
     by_label = {row["attention"]: row for row in table}
     for r in records:
         row = by_label[f"lsg b={r['attention']['block_size']} s=8 f={r['attention']['sparsity_factor']} norm g=1"]
-        assert row["accuracy ↑"] == f"{r['metrics']['accuracy']:.2f}"
+        assert row["accuracy"] == f"{r['metrics']['accuracy']:.2f}"
         assert row["train tok/s"] == f"{r['efficiency']['train_tokens_per_s']:.0f}"
 
     again = lsgbench(tmp_path, "-m", *TINY_TASK, *GRID)
@@ -76,10 +76,12 @@ def test_a_2x2_grid_gives_4_records_a_4_row_table_and_reruns_skip(tmp_path, caps
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     out = lsgbench(tmp_path, "-m", *TINY_TASK, *GRID[:-2], "model.attention.block_size=16",
                    "model.attention.sparsity_factor=2,3")
-    status = {r["attention"]["sparsity_factor"]: r for r in read_records([tmp_path / "store"])}
+    status = {r["attention"]["sparsity_factor"]: r for r in read_records([tmp_path / "multirun"])}  # the run dirs
     assert status[2]["status"] == "ok" and status[3]["status"] == "failed"
     assert "block_size=16 must be divisible by sparsity_factor=3" in status[3]["error"]
     assert "failed" in out
+    # the configuration mistake stays in its run dir; the store, which the report compares, holds the ok point
+    assert [r["status"] for r in read_records([tmp_path / "store"])] == ["ok"]
 
 
 @pytest.mark.parametrize("sweep, knob, values", [
@@ -163,8 +165,9 @@ def test_a_failed_ddp_run_leaves_one_record(tmp_path):
                           "model.attention.sparsity_factor=4", "hydra.run.dir=ddp"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode != 0
-    (record,) = read_records([tmp_path / "store"])
+    (record,) = read_records([tmp_path / "ddp"])  # rank 0's alone; a configuration mistake stays out of the store
     assert record["status"] == "failed" and "divisible by sparsity_factor=4" in record["error"]
+    assert read_records([tmp_path / "store"]) == []
 
 
 def test_a_stored_ok_run_is_reused_unless_forced(make_cfg, tmp_path):
