@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from tqdm.auto import tqdm
 
 from .kinds import task_kind
 from .measure import Phase
@@ -27,7 +28,7 @@ def evaluate(built, eval_ds, targets: list, task, batch_size: int, device: torch
     source_tokens = generated_tokens = 0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with Phase(device) as phase, torch.inference_mode(), autocast:
-        for start in range(0, len(order), batch_size):
+        for start in tqdm(range(0, len(order), batch_size), desc="evaluate", unit="batch", disable=None):
             idx = order[start : start + batch_size]
             batch = collator([{k: v for k, v in eval_ds[i].items() if k != "labels"} for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}

@@ -265,3 +265,19 @@ def test_loading_a_converted_checkpoint_reports_no_unexpected_weights(make_cfg, 
     assert type(loaded.model).__name__ == "RobertaForSequenceClassification"
     torch.testing.assert_close(loaded.model.roberta.embeddings.global_embeddings.weight,
                                built.model.roberta.embeddings.global_embeddings.weight)
+
+
+def test_a_checkpoints_own_knobs_are_named_only_where_they_matter(make_cfg, tmp_path, caplog):
+    built = tiny(make_cfg, "lsg_roberta", "synth_keys", "model.max_length=1024", "model.attention.block_size=32",
+                 "model.attention.pass_global_tokens_to_decoder=false")
+    built.model.save_pretrained(tmp_path / "ckpt")
+    built.tokenizer.save_pretrained(tmp_path / "ckpt")
+    for block, warned in ((32, False), (64, True)):  # the decoder knob does not matter to an encoder
+        caplog.clear()
+        cfg = make_cfg("model=lsg_roberta", "task=synth_keys", f"model.pretrained={tmp_path / 'ckpt'}",
+                       "model.max_length=1024", f"model.attention.block_size={block}")
+        with caplog.at_level("WARNING"):
+            build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+        messages = [r.getMessage() for r in caplog.records if "carries its own attention knobs" in r.getMessage()]
+        assert bool(messages) == warned
+        assert not messages or ("block_size" in messages[0] and "pass_global" not in messages[0])

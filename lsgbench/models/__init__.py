@@ -107,9 +107,11 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     attention = knobs.to_dict()
     stored = stored_knobs(model.config) if knobs.converted else None
     if stored is not None:  # a saved converted checkpoint (lsgbench's or ccdv's) carries its own knobs
-        if stored != knobs:
-            saved, asked = stored.to_dict(), knobs.to_dict()
-            differ = {k: f"{saved.get(k)} (config: {asked.get(k)})" for k in {**saved, **asked} if saved.get(k) != asked.get(k)}
+        saved, asked = stored.to_dict(), knobs.to_dict()
+        irrelevant = () if LAYOUTS[model_cfg.family].is_seq2seq else ("pass_global_tokens_to_decoder",)  # no decoder
+        differ = {k: f"{saved.get(k)} (config: {asked.get(k)})" for k in {**saved, **asked}
+                  if saved.get(k) != asked.get(k) and k not in irrelevant}
+        if differ:
             log.warning("checkpoint %s carries its own attention knobs, which are used: %s", model_cfg.pretrained, differ)
         load_converted(checkpoint, model, model_cfg.family, stored)
         attention = {**stored.to_dict(), "from_checkpoint": True}
