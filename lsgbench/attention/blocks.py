@@ -125,6 +125,14 @@ def fit(x: torch.Tensor, start: int, stop: int, lo: int, hi: int, fill=0.0) -> t
     return F.pad(x, [0, 0] * (x.dim() - 3) + [a - start, stop - e], value=fill)
 
 
+def global_query_pieces(batch: int, length: int, keep, g: int, scaling, dropout) -> list[Piece]:
+    """The piece of the g global queries over the inputs [query, key, value]: every key (none if g = 0)."""
+    if not g:
+        return []
+    return [Piece((0, batch), (0, g), ((0, 0, g), (1, 0, length), (2, 0, length)),
+                  lambda q, k, v: global_query_attention(q, k, v, keep, g, scaling, dropout))]
+
+
 def attend_pieces(inputs: list[torch.Tensor], pieces: list[Piece], length: int, recompute: bool = True) -> torch.Tensor:
     """The output [B, H, length, D] assembled from `pieces` over `inputs` (each [B, *, L, *]). With
     `recompute` (and gradients wanted) backward reruns the pieces instead of keeping what they made.

@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .blocks import (Piece, attend_pieces, block_pieces, clip, fit, global_query_attention, keep_mask, neighbour_blocks,
+from .blocks import (Piece, attend_pieces, block_pieces, clip, fit, global_query_pieces, keep_mask, neighbour_blocks,
                      pad_to_blocks, pattern_attention)
 from .knobs import LongKnobs
 
@@ -74,10 +74,7 @@ def local_attention(query, key, value, keep=None, *, mode, window, block_size, n
     keep = keep_mask(query, keep)
     n = N - g
     nb = -(-n // b)
-    inputs, pieces = [query, key, value], []
-    if g:
-        pieces.append(Piece((0, B), (0, g), ((0, 0, g), (1, 0, N), (2, 0, N)),
-                            lambda q, k, v: global_query_attention(q, k, v, keep, g, scaling, dropout)))
+    inputs, pieces = [query, key, value], global_query_pieces(B, N, keep, g, scaling, dropout)
     if n == 0:
         return attend_pieces(inputs, pieces, N)
 

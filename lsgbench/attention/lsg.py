@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .blocks import (Piece, attend_pieces, block_pieces, clip, fit, global_query_attention, keep_mask, masked_attention,
+from .blocks import (Piece, attend_pieces, block_pieces, clip, fit, global_query_pieces, keep_mask, masked_attention,
                      neighbour_blocks, pad_to_blocks, split_and_pad)
 from .knobs import LongKnobs
 
@@ -187,10 +187,7 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
     n = N - g
     nb = -(-n // b)
     Np = nb * b
-    inputs, pieces = [query, key, value], []
-    if g:
-        pieces.append(Piece((0, B), (0, g), ((0, 0, g), (1, 0, N), (2, 0, N)),
-                            lambda q, k, v: global_query_attention(q, k, v, keep, g, scaling, dropout)))
+    inputs, pieces = [query, key, value], global_query_pieces(B, N, keep, g, scaling, dropout)
     if n == 0:
         return attend_pieces(inputs, pieces, N)
 
