@@ -45,7 +45,10 @@ def test_bigbird_does_not_stay_in_its_full_attention_fallback(make_cfg):
     model(input_ids=short)  # HF switches the whole model to full attention here
     assert model.bert.attention_type == "original_full"
     model(input_ids=torch.randint(5, 100, (1, 256)))
-    assert model.bert.attention_type == "block_sparse"
+    assert model.bert.attention_type == "block_sparse" and "runs_full_attention" not in built.attention
+    short = build(make_cfg, "model=bigbird", "task=synth_keys", "model.init=random", "model.size=tiny",
+                  "model.max_length=112", "model.attention.block_size=16", "model.attention.num_random_blocks=1")
+    assert short.attention["runs_full_attention"] is True  # (5 + 2 * 1) * 16 = 112 tokens: BigBird's own fallback
 
 
 def test_collator_pads_labels_and_marks_the_first_token_global(make_cfg):

@@ -45,6 +45,10 @@ class BigBirdKnobs(Knobs):
         if self.num_random_blocks < 0:
             raise self.bad("num_random_blocks", "must be >= 0")
 
+    def full_attention_at(self, length: int) -> bool:
+        # transformers' BigBird runs full attention up to (5 + 2 * num_random_blocks) * block_size tokens
+        return length <= (5 + 2 * self.num_random_blocks) * self.block_size
+
     def hf_config(self, num_layers: int) -> dict:
         return {"attention_type": "block_sparse", "block_size": self.block_size,
                 "num_random_blocks": self.num_random_blocks}

@@ -119,12 +119,12 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
         bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         convert(model, model_cfg.family, knobs, max_length, bos, tokenizer.mask_token_id)
     task_kind(task_cfg).prepare(model, tokenizer, task_cfg)
-    if family.fixed_padding and not _keep_block_sparse(model, max_length):
-        attention["runs_full_attention"] = True  # BigBird's own fallback at short lengths
-    elif knobs.full_attention_at(max_length):
+    if knobs.full_attention_at(max_length):
         log.warning("%s attention runs as full attention at %d tokens: every query's window holds the whole input",
                     knobs.label(), max_length)
         attention["runs_full_attention"] = True
+    elif family.fixed_padding:
+        _keep_block_sparse(model)
     return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source, attention)
 
 
@@ -210,19 +210,12 @@ def _random(model_cfg, task_cfg, family, knobs, tokenizer, max_length):
     return task_kind(task_cfg).head(family)(config)
 
 
-def _keep_block_sparse(model, max_length) -> bool:
-    """BigBird silently switches to full attention for short inputs and stays switched; undo that.
-    Returns False when even max_length is too short for block-sparse attention."""
-    config = model.config
-    threshold = (5 + 2 * config.num_random_blocks) * config.block_size
-    if max_length <= threshold:
-        log.warning("BigBird runs full attention at %d tokens (block-sparse needs more than %d = (5 + 2 * %d) * %d)",
-                    max_length, threshold, config.num_random_blocks, config.block_size)
-        return False
+def _keep_block_sparse(model) -> None:
+    """BigBird silently switches to full attention for a short batch and stays switched; undo that
+    (the run's own length is long enough: see BigBirdKnobs.full_attention_at)."""
     for module in model.modules():  # the modules that make the switch: BigBirdModel, BigBirdPegasusEncoder
         if all(hasattr(module, a) for a in ("set_attention_type", "attention_type", "block_size")):
             module.register_forward_pre_hook(_restore_block_sparse)
-    return True
 
 
 def _restore_block_sparse(module, args):
