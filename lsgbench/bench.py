@@ -1,13 +1,23 @@
-"""Efficiency benchmark: tokens/s and peak memory of a model (or its attention alone) across lengths.
+"""Efficiency benchmark: tokens/s, peak memory and the work each step needs, across lengths.
 
     python -m lsgbench.bench model=lsg_roberta bench.seq_lens=[1024,4096,16384] bench.size=tiny
     python -m lsgbench.bench -m model=roberta,lsg_roberta,local_roberta bench.mode=attention
+    python -m lsgbench.bench -m model=lsg_bart,led,bigbird_pegasus bench.mode=generate bench.seq_lens=[4096,16384]
+
+Modes: `train` (forward + backward), `infer` (forward), `both`, `attention` (one call of lsgbench's
+own attention kernel at the model size's shape, infer and train) and `generate` (encoder-decoders:
+exactly `bench.new_tokens` new tokens per sequence for each of `bench.beams`, greedy for 1).
+Encoder-decoders are timed with their generation head (the decoder reads `new_tokens` target
+tokens), encoders with a classification head.
 
 Tokens per batch are held constant across lengths (batch = tokens_per_batch // length, at least 1),
-so figures compare per token. Each point: random weights at `bench.size`, `warmup` untimed steps,
-then the median of `repeats` timed steps (CUDA events on GPU, perf counters on CPU); peak memory
-is the allocator's peak minus the memory held before the step on GPU, the peak resident set minus
-the resident set before the step on CPU. A point that runs out of memory or fails is a row with
+so figures compare per token; generation runs a fixed `bench.generate_batch`. Each point: random
+weights at `bench.size`, `warmup` untimed steps, then the median of `repeats` timed steps (CUDA
+events on GPU, perf counters on CPU); peak memory is the allocator's peak minus the memory held
+before the step on GPU, the peak resident set minus the resident set before the step on CPU.
+With `bench.count`, one more untimed step counts what is independent of the machine: FLOPs
+(torch.utils.flop_counter; recomputation included) and the bytes autograd saves for backward
+(parameters excluded), both per token. A point that runs out of memory or fails is a row with
 `status: oom | error`, and the sweep goes on. Rows are written as JSON with the device, dtype and
 library versions.
 """
@@ -23,19 +33,117 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from .errors import ConfigError
-from .config import attention_shorthand, config_dir
-from .measure import cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
 from .attention import attention_label, knobs_from_config
-from .models import SIZES, build_model
+from .config import attention_shorthand, config_dir
+from .errors import ConfigError
+from .measure import cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
+from .models import FAMILIES, SIZES, build_model
 from .record import environment, new_bench_result, new_run_id, write_json_atomic
 
-MODES = {"train": ("train",), "infer": ("infer",), "both": ("infer", "train"), "attention": ("infer", "train")}
-# A stand-in classification task for building models (the benchmark feeds random token ids).
-BENCH_TASK = OmegaConf.create({"name": "bench", "kind": "classification", "label_names": ["a", "b"],
-                               "max_source_length": 512, "max_target_length": None})
+MODES = ("train", "infer", "both", "attention", "generate")
 TOKENIZER_TEXT = ["the quick brown fox jumps over the lazy dog . " * 200]
+
+
+def _phases(bench) -> tuple[str, ...]:
+    if bench.mode == "generate":
+        return tuple("greedy" if beams == 1 else f"beam{beams}" for beams in bench.beams)
+    return {"train": ("train",), "infer": ("infer",)}.get(bench.mode, ("infer", "train"))
+
+
+def _stand_in_task(family, new_tokens: int):
+    """The task the model is built for (the benchmark feeds random token ids): an encoder-decoder's
+    generation head, else a two-class classifier."""
+    if family.seq2seq is not None:
+        return OmegaConf.create({"name": "bench", "kind": "summarization", "max_source_length": 512,
+                                 "max_target_length": new_tokens, "generation": None})
+    return OmegaConf.create({"name": "bench", "kind": "classification", "label_names": ["a", "b"],
+                             "max_source_length": 512, "max_target_length": None})
+
+
+class Steps:
+    """What one benchmark point runs: `forward()` returns what training backpropagates from; `phases`
+    maps each phase to its timed step; `tokens(phase)` is what a step's tokens/s counts."""
+
+    def __init__(self, forward, phases: dict, tokens: dict, attention: dict, parameters=()):
+        self.forward, self.phases, self.tokens, self.attention = forward, phases, tokens, attention
+        self.parameters = {p.untyped_storage().data_ptr() for p in parameters}
+
+
+def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
+    bench, model_cfg = cfg.bench, cfg.model.copy()
+    family = FAMILIES.get(model_cfg.family)
+    if family is None:
+        raise ConfigError(f"model.family={model_cfg.family!r} is unknown; choose one of {sorted(FAMILIES)}")
+    if bench.mode == "generate" and family.seq2seq is None:
+        raise ConfigError(f"bench.mode=generate times encoder-decoders; model {model_cfg.name!r} (family "
+                          f"{model_cfg.family!r}) has no decoder")
+    model_cfg.init, model_cfg.size, model_cfg.max_length = "random", bench.size, length
+    if not knobs_from_config(model_cfg.attention).converted:  # random weights: any length goes
+        model_cfg.max_positions = max(model_cfg.max_positions, length)
+    task = _stand_in_task(family, bench.new_tokens)
+    built = build_model(model_cfg, task, TOKENIZER_TEXT, Path(cfg.paths.cache_dir).expanduser())
+    model, vocab = built.model.to(device), len(built.tokenizer)
+    ids = torch.randint(5, vocab, (batch, length), device=device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if built.family.global_first_token:
+        inputs["global_attention_mask"] = torch.zeros_like(ids)
+        inputs["global_attention_mask"][:, 0] = 1
+    seq2seq = family.seq2seq is not None
+    labels = torch.randint(5, vocab, (batch, bench.new_tokens), device=device) if seq2seq else \
+        torch.zeros(batch, dtype=torch.long, device=device)
+
+    def forward():
+        return model(**inputs, labels=labels).loss
+
+    def infer():
+        with torch.inference_mode():
+            model.eval()(**inputs, labels=labels)
+
+    def train():
+        model.train()
+        forward().backward()
+
+    def generate(beams: int):
+        def step():
+            with torch.inference_mode():
+                out = model.eval().generate(**inputs, num_beams=beams, do_sample=False, max_new_tokens=bench.new_tokens,
+                                            min_new_tokens=bench.new_tokens)
+            if out.shape[1] != bench.new_tokens + 1:  # + the decoder start token
+                raise RuntimeError(f"generated {out.shape[1] - 1} tokens, not bench.new_tokens={bench.new_tokens}")
+        return step
+
+    if bench.mode == "generate":
+        phases = {phase: generate(beams) for phase, beams in zip(_phases(bench), bench.beams)}
+        tokens = dict.fromkeys(phases, batch * bench.new_tokens)  # generated tokens
+    else:
+        phases = {"infer": infer, "train": train}
+        tokens = dict.fromkeys(phases, batch * length)
+    return Steps(forward, phases, tokens, built.attention, model.parameters())
+
+
+def _attention_steps(cfg, length: int, batch: int, device: torch.device, dtype) -> Steps:
+    knobs = knobs_from_config(cfg.model.attention)
+    _, hidden, heads, _ = SIZES[cfg.bench.size]
+    if not hasattr(knobs, "attend"):
+        raise ConfigError(f"bench.mode=attention times lsgbench's own kernels; {knobs.name} attention runs inside "
+                          f"its Hugging Face model: use bench.mode=train, infer or both")
+    q, k, v = (torch.randn(batch, heads, length, hidden // heads, device=device, dtype=dtype, requires_grad=True)
+               for _ in range(3))
+
+    def forward():  # the call the converted models make
+        return knobs.attend(q, k, v, None, None, 0.0).sum()
+
+    def infer():
+        with torch.inference_mode():
+            forward()
+
+    def train():
+        forward().backward()
+
+    return Steps(forward, {"infer": infer, "train": train}, dict.fromkeys(("infer", "train"), batch * length),
+                 knobs.to_dict())
 
 
 def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
@@ -67,58 +175,62 @@ def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[floa
     return statistics.median(times), peak
 
 
-def _model_steps(cfg, length: int, batch: int, device: torch.device):
-    model_cfg = cfg.model.copy()
-    model_cfg.init, model_cfg.size, model_cfg.max_length = "random", cfg.bench.size, length
-    if not knobs_from_config(model_cfg.attention).converted:  # random weights: any length goes
-        model_cfg.max_positions = max(model_cfg.max_positions, length)
-    built = build_model(model_cfg, BENCH_TASK, TOKENIZER_TEXT, Path(cfg.paths.cache_dir).expanduser())
-    model = built.model.to(device)
-    ids = torch.randint(5, len(built.tokenizer), (batch, length), device=device)
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if built.family.global_first_token:
-        inputs["global_attention_mask"] = torch.zeros_like(ids)
-        inputs["global_attention_mask"][:, 0] = 1
-    labels = torch.zeros(batch, dtype=torch.long, device=device)
-
-    def infer():
-        with torch.inference_mode():
-            model.eval()(**inputs)
-
-    def train():
-        model.train()(**inputs, labels=labels).loss.backward()
-
-    return {"infer": infer, "train": train}, built.attention
+# torch counts SDPA's GPU kernels but not its CPU one: the same formula for it (the shapes are its first arguments)
+CPU_SDPA_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+        lambda query, key, value, *args, out_shape=None, **kwargs: sdpa_flop_count(query, key, value),
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+        lambda grad, query, key, value, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(grad, query, key, value),
+}
 
 
-def _attention_steps(cfg, length: int, batch: int, device: torch.device, dtype):
-    knobs = knobs_from_config(cfg.model.attention)
-    _, hidden, heads, _ = SIZES[cfg.bench.size]
-    if not hasattr(knobs, "attend"):
-        raise ConfigError(f"bench.mode=attention times lsgbench's own kernels; {knobs.name} attention runs inside "
-                          f"its Hugging Face model: use bench.mode=train, infer or both")
-    fn = lambda q, k, v: knobs.attend(q, k, v, None, None, 0.0)  # noqa: E731 - the call the converted models make
-    q, k, v = (torch.randn(batch, heads, length, hidden // heads, device=device, dtype=dtype, requires_grad=True)
-               for _ in range(3))
+def count(steps: Steps, phase: str) -> dict:
+    """FLOPs per token of one step of `phase`, and for training the bytes autograd saves for backward
+    per token (each storage once; the weights, held anyway, left out)."""
+    saved: dict[int, int] = {}
 
-    def infer():
-        with torch.inference_mode():
-            fn(q, k, v)
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in steps.parameters:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
 
-    def train():
-        fn(q, k, v).sum().backward()
+    tokens = steps.tokens[phase]
+    with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as flops:
+        if phase == "train":
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                loss = steps.forward()
+            loss.backward()
+        else:
+            steps.phases[phase]()
+    counted = {"flops_per_token": flops.get_total_flops() / tokens}
+    if phase == "train":
+        counted["saved_bytes_per_token"] = sum(saved.values()) / tokens
+    return counted
 
-    return {"infer": infer, "train": train}, knobs.to_dict()
+
+def _error_row(row: dict, err: BaseException) -> dict:
+    if isinstance(err, torch.OutOfMemoryError):
+        return {**row, "status": "oom", "error": str(err)[:300]}
+    return {**row, "status": "error", "error": f"{type(err).__name__}: {err}"[:300]}
 
 
-def run_bench(cfg) -> list[dict]:
-    bench = cfg.bench
+def check(bench) -> None:
     if bench.mode not in MODES:
         raise ConfigError(f"bench.mode={bench.mode!r} is unknown; choose one of {list(MODES)}")
     if bench.dtype not in ("fp32", "bf16"):
         raise ConfigError(f"bench.dtype={bench.dtype!r} is unknown; choose fp32 or bf16")
     if bench.size not in SIZES:
         raise ConfigError(f"bench.size={bench.size!r} is unknown; choose one of {list(SIZES)}")
+    if not (isinstance(bench.new_tokens, int) and bench.new_tokens >= 1):
+        raise ConfigError(f"bench.new_tokens={bench.new_tokens!r} must be an integer >= 1")
+    if bench.mode == "generate" and not (bench.beams and all(isinstance(b, int) and b >= 1 for b in bench.beams)):
+        raise ConfigError(f"bench.beams={list(bench.beams or [])} must list beam counts >= 1 (1: greedy)")
+
+
+def run_bench(cfg) -> list[dict]:
+    bench = cfg.bench
+    check(bench)
     device = torch.device("cuda" if bench.device == "auto" and torch.cuda.is_available() else
                           "cpu" if bench.device == "auto" else bench.device)
     bf16 = bench.dtype == "bf16"
@@ -126,52 +238,53 @@ def run_bench(cfg) -> list[dict]:
     rows = []
     print(HEADER, flush=True)
     for length in bench.seq_lens:
-        batch = max(1, bench.tokens_per_batch // length)
-        base = {"model": cfg.model.name, "attention": attention_label(OmegaConf.to_container(cfg.model.attention)), "size": bench.size,
-                "seq_len": length, "batch": batch, "tokens": batch * length, "dtype": bench.dtype,
+        batch = bench.generate_batch if bench.mode == "generate" else max(1, bench.tokens_per_batch // length)
+        base = {"model": cfg.model.name, "attention": attention_label(OmegaConf.to_container(cfg.model.attention)),
+                "size": bench.size, "seq_len": length, "batch": batch, "tokens": batch * length, "dtype": bench.dtype,
                 "bench_mode": bench.mode}
-        steps, attention = None, dict(cfg.model.attention)
         try:
             if bench.mode == "attention":
-                steps, attention = _attention_steps(cfg, length, batch, device, torch.bfloat16 if bf16 else torch.float32)
+                steps = _attention_steps(cfg, length, batch, device, torch.bfloat16 if bf16 else torch.float32)
             else:
-                steps, attention = _model_steps(cfg, length, batch, device)
-        except torch.OutOfMemoryError as err:
-            rows += [{**base, "phase": p, "status": "oom", "error": str(err)[:300]} for p in MODES[bench.mode]]
+                steps = _model_steps(cfg, length, batch, device)
         except Exception as err:  # noqa: BLE001 - an unsupported point is a row, not the end of the sweep
-            rows += [{**base, "phase": p, "status": "error", "error": f"{type(err).__name__}: {err}"[:300]}
-                     for p in MODES[bench.mode]]
-        if not steps:
+            if isinstance(err, ConfigError) and bench.mode == "generate":
+                raise  # an encoder asked to generate: every length would say the same
+            rows += [_error_row({**base, "phase": phase}, err) for phase in _phases(bench)]
             print(_line(rows[-1]), flush=True)
-        for phase in MODES[bench.mode] if steps else ():
-            row = {**base, "phase": phase, "attention": attention_label(attention)}
-            autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 and bench.mode != "attention" \
-                else contextlib.nullcontext()
+            continue
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 and bench.mode != "attention" \
+            else contextlib.nullcontext()
+        for phase in _phases(bench):
+            row = {**base, "phase": phase, "attention": attention_label(steps.attention)}
             try:
                 with autocast:
-                    seconds, peak = measure(steps[phase], device, bench.warmup, bench.repeats)
-                row.update(status="ok", step_s=seconds, tokens_per_s=batch * length / seconds, peak_mem_mb=peak)
-            except torch.OutOfMemoryError as err:
-                row.update(status="oom", error=str(err)[:300])
+                    seconds, peak = measure(steps.phases[phase], device, bench.warmup, bench.repeats)
+                    counted = count(steps, phase) if bench.count else {}
+                row.update(status="ok", step_s=seconds, tokens_per_s=steps.tokens[phase] / seconds, peak_mem_mb=peak,
+                           **counted)
             except Exception as err:  # noqa: BLE001
-                row.update(status="error", error=f"{type(err).__name__}: {err}"[:300])
+                row = _error_row(row, err)
             rows.append(row)
             print(_line(row), flush=True)
-        steps = None
+        del steps
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return rows
 
 
-LINE = "{:<16} {:<44} {:>7} {:>5} {:<6} {:>10} {:>11} {:>9}"
-HEADER = LINE.format("model", "attention", "seq_len", "batch", "phase", "step ms", "tokens/s", "peak MB")
+LINE = "{:<16} {:<40} {:>7} {:>5} {:<6} {:>9} {:>9} {:>8} {:>9} {:>12}"
+HEADER = LINE.format("model", "attention", "seq_len", "batch", "phase", "step ms", "tokens/s", "peak MB", "MFLOP/tok",
+                     "saved KB/tok")
 
 
 def _line(row: dict) -> str:
-    start = (row["model"], row.get("attention", "?")[:44], row["seq_len"], row["batch"], row["phase"])
+    start = (row["model"], row.get("attention", "?")[:40], row["seq_len"], row["batch"], row["phase"])
     if row["status"] != "ok":
-        return LINE.format(*start, "", "", "")[:-20].rstrip() + f"  {row['status']}: {row.get('error', '')}"
-    return LINE.format(*start, f"{row['step_s'] * 1000:.1f}", f"{row['tokens_per_s']:.0f}", f"{row['peak_mem_mb']:.1f}")
+        return LINE.format(*start, "", "", "", "", "").rstrip() + f"  {row['status']}: {row.get('error', '')}"
+    flops, saved = row.get("flops_per_token"), row.get("saved_bytes_per_token")
+    return LINE.format(*start, f"{row['step_s'] * 1000:.1f}", f"{row['tokens_per_s']:.0f}", f"{row['peak_mem_mb']:.1f}",
+                       "" if flops is None else f"{flops / 1e6:.2f}", "" if saved is None else f"{saved / 1024:.1f}")
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="bench")

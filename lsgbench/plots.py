@@ -7,7 +7,8 @@ draw the comparison rows of `lsgbench.grouping` (each figure a (mean, std) pair)
   attention within one sweep;
 - `quality_speed_<task>.png`: the metric against training tokens/s, Pareto front marked, points
   numbered (a side table names them), marker by training budget;
-- `bench_<attention|model>_<size>_<dtype>_<device>.png`: benchmark tokens/s and peak memory against length.
+- `bench_<attention|model|generate>_<size>_<dtype>_<device>.png`: benchmark tokens/s and peak memory against
+  length.
 
 The run plots say their setup under them: what all their runs share and what differs between them.
 """
@@ -276,7 +277,8 @@ def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
     figures: dict[tuple, dict[str, list[dict]]] = {}
     for r in bench_rows:
         if r["status"] == "ok":
-            kind = ("attention" if r["bench_mode"] == "attention" else "model", r["size"], r["dtype"], r["device"])
+            what = r["bench_mode"] if r["bench_mode"] in ("attention", "generate") else "model"
+            kind = (what, r["size"], r["dtype"], r["device"])
             line = f"{r['model']} {r.get('attention', '')} {r['phase']}"
             figures.setdefault(kind, {}).setdefault(line, []).append(r)
     written = []
@@ -286,7 +288,8 @@ def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
         if lines:
             slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
             written.append(_scaling_figure(lines, f"{what} benchmark: {size}, {dtype}, {device}",
-                                           "sequence length (tokens)", "tokens/s", "peak memory (MB)",
+                                           "sequence length (tokens)",
+                                           "generated tokens/s" if what == "generate" else "tokens/s", "peak memory (MB)",
                                            out / f"bench_{what}_{size}_{dtype}_{slug}.png"))
     return written
 

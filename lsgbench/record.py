@@ -65,11 +65,13 @@ class BenchRow(TypedDict):
     tokens: int
     dtype: str
     bench_mode: str
-    phase: str                # infer | train
+    phase: str                # infer | train | greedy | beam<k> (generate)
     status: str               # ok | oom | error
     step_s: NotRequired[float]
-    tokens_per_s: NotRequired[float]
+    tokens_per_s: NotRequired[float]  # generate: new tokens per second
     peak_mem_mb: NotRequired[float]
+    flops_per_token: NotRequired[float]        # counted in one untimed step (bench.count)
+    saved_bytes_per_token: NotRequired[float]  # train: what autograd keeps for backward, weights excluded
     error: NotRequired[str]
 
 

@@ -142,16 +142,20 @@ def bench_rows(documents) -> list[dict]:
 
 
 def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """One line per (device, model, attention, length, phase): step time, tokens/s, peak memory, status."""
+    """One line per (device, model, attention, length, phase): step time, tokens/s, peak memory, the
+    counted FLOPs and bytes saved for backward per token (— where not counted), status."""
     header = ["device", "model", "attention", "size", "dtype", "mode", "seq_len", "batch", "phase", "step ms",
-              "tok/s", "peak MB", "status"]
+              "tok/s", "peak MB", "MFLOP/tok", "saved KB/tok", "status"]
+
+    def figure(row, key, scale, digits):
+        return "—" if row.get(key) is None else f"{row[key] / scale:.{digits}f}"
+
     cells = []
     for r in rows:
-        ok = r["status"] == "ok"
         cells.append([r["device"], r["model"], r.get("attention", "?"), r["size"], r["dtype"], r["bench_mode"],
-                      str(r["seq_len"]), str(r["batch"]), r["phase"],
-                      f"{r['step_s'] * 1000:.1f}" if ok else "—", f"{r['tokens_per_s']:.0f}" if ok else "—",
-                      f"{r['peak_mem_mb']:.0f}" if ok else "—", r["status"]])
+                      str(r["seq_len"]), str(r["batch"]), r["phase"], figure(r, "step_s", 1e-3, 1),
+                      figure(r, "tokens_per_s", 1, 0), figure(r, "peak_mem_mb", 1, 0),
+                      figure(r, "flops_per_token", 1e6, 2), figure(r, "saved_bytes_per_token", 1024, 1), r["status"]])
     return header, cells
 
 

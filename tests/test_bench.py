@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 
 import lsgbench.bench as bench
 from lsgbench.config import config_dir
+from lsgbench.errors import ConfigError
 
 
 def bench_cfg(tmp_path, *overrides):
@@ -32,6 +33,55 @@ def test_attention_only_mode_times_the_kernel(tmp_path):
     rows = bench.run_bench(bench_cfg(tmp_path, "model=local_roberta", "bench.mode=attention", "bench.seq_lens=[128]",
                                      "model.attention.window=32"))
     assert [r["phase"] for r in rows] == ["infer", "train"] and all(r["status"] == "ok" for r in rows)
+
+
+def test_encoder_decoders_are_timed_with_their_generation_head(tmp_path):
+    for model in ("lsg_bart", "longt5_tglobal", "pegasus_x"):
+        rows = bench.run_bench(bench_cfg(tmp_path, f"model={model}", "bench.seq_lens=[128]", "bench.new_tokens=4",
+                                         "bench.mode=train", "bench.count=false"))
+        assert [(r["phase"], r["status"]) for r in rows] == [("train", "ok")], (model, rows)
+        assert "flops_per_token" not in rows[0]
+
+
+def test_generate_mode_makes_exactly_new_tokens_for_each_beam_count(tmp_path):
+    rows = bench.run_bench(bench_cfg(tmp_path, "model=lsg_bart", "bench.mode=generate", "bench.seq_lens=[128,256]",
+                                     "bench.new_tokens=5", "bench.beams=[1,3]", "bench.generate_batch=2",
+                                     "model.attention.block_size=16", "model.attention.sparse_block_size=16"))
+    assert [(r["seq_len"], r["phase"], r["batch"], r["status"]) for r in rows] == [
+        (128, "greedy", 2, "ok"), (128, "beam3", 2, "ok"), (256, "greedy", 2, "ok"), (256, "beam3", 2, "ok")]
+    for r in rows:  # tokens/s counts generated tokens; the step checked there were exactly new_tokens of them
+        assert r["tokens_per_s"] == pytest.approx(2 * 5 / r["step_s"])
+        assert r["flops_per_token"] > 0 and "saved_bytes_per_token" not in r
+    # beam search decodes 3 hypotheses per sequence (the encoder runs once either way): more work per token
+    assert rows[1]["flops_per_token"] > rows[0]["flops_per_token"]
+
+
+def test_generate_mode_needs_a_decoder(tmp_path):
+    with pytest.raises(ConfigError, match="bench.mode=generate times encoder-decoders; model 'roberta'"):
+        bench.run_bench(bench_cfg(tmp_path, "model=roberta", "bench.mode=generate", "bench.seq_lens=[64]"))
+    with pytest.raises(ConfigError, match=r"bench.beams=\[0\] must list beam counts >= 1"):
+        bench.run_bench(bench_cfg(tmp_path, "model=bart", "bench.mode=generate", "bench.beams=[0]"))
+
+
+def test_counted_flops_and_saved_bytes_match_hand_counts(tmp_path):
+    # Full attention (SDPA) at the tiny shape, h = 2 heads of d = 32: QK^T and PV are 2 * 2 * s * d FLOPs per
+    # query and head; backward does 2.5 times that. Saved for backward: q, k, v and the output (4 floats per
+    # head dimension) and one log-sum-exp float per head.
+    h, d = 2, 32
+    rows = bench.run_bench(bench_cfg(tmp_path, "model=roberta", "bench.mode=attention", "bench.seq_lens=[64,128]"))
+    for r in rows:
+        s = r["seq_len"]
+        assert r["flops_per_token"] == {"infer": 4 * h * s * d, "train": 14 * h * s * d}[r["phase"]]
+        assert r.get("saved_bytes_per_token") == ({"train": 4 * (4 * h * d + h)}.get(r["phase"]))
+    # LSG's work and memory per token do not grow with length: each query sees g + 3b + 2s keys, and the
+    # memory-lean kernel keeps its inputs and the (N / f long) sparse keys for backward, not the gathered blocks
+    rows = bench.run_bench(bench_cfg(tmp_path, "model=lsg_roberta", "bench.mode=attention", "bench.seq_lens=[512,1024]",
+                                     "bench.tokens_per_batch=1024", "model.attention.block_size=32",
+                                     "model.attention.sparse_block_size=32", "model.attention.sparsity_type=stride"))
+    train = [r for r in rows if r["phase"] == "train"]
+    assert train[1]["flops_per_token"] == pytest.approx(train[0]["flops_per_token"], rel=0.05)
+    assert train[0]["saved_bytes_per_token"] == pytest.approx(train[1]["saved_bytes_per_token"], rel=0.01)
+    assert train[0]["saved_bytes_per_token"] < 2 * 4 * (4 * h * d + h)
 
 
 def test_an_out_of_memory_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
