@@ -93,3 +93,22 @@ def test_dilations_are_checked_against_the_head_count_when_the_model_is_built(ma
         build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
     cfg = make_cfg("task=synth_keys", "model=roberta", "attention=dilated", *TINY, "model.attention.dilation=2")
     assert build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir).attention["dilation"] == [2]
+
+
+def test_the_backend_knob_is_checked_labelled_when_chosen_and_refuses_dropout_under_flex():
+    from lsgbench.attention.knobs import runs_flex
+
+    lsg, local = VARIANTS["lsg"], VARIANTS["local"]
+    with pytest.raises(ConfigError, match=r"lsg attention: backend='triton' is unknown; choose one of \['auto', 'blocks', 'flex'\]"):
+        lsg.make(backend="triton")
+    assert lsg.make(block_size=64).label() == "lsg b=64 s=128 f=2 norm g=1"  # auto: not named
+    assert local.make(backend="blocks").label() == "local sliding w=512 g=0 blocks"
+    cpu = torch.zeros(1, 1, 4, 2)
+    assert not runs_flex(lsg.make(), cpu, 0.0)  # auto on CPU: blocks
+    assert not runs_flex(lsg.make(backend="blocks"), cpu, 0.0)
+    assert runs_flex(lsg.make(backend="flex"), cpu, 0.0)
+    with pytest.raises(ConfigError, match="backend=flex cannot apply attention dropout"):
+        runs_flex(local.make(backend="flex"), cpu, 0.1)
+    if torch.cuda.is_available():
+        gpu = cpu.cuda()
+        assert runs_flex(lsg.make(), gpu, 0.0) and not runs_flex(lsg.make(), gpu, 0.1)

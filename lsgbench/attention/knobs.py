@@ -166,3 +166,28 @@ class LongKnobs(Knobs):
     def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int) -> None:
         """Check the knobs against the model and attach modules the variant adds to encoder layers
         (SPADE's S4D branch); nothing by default."""
+
+
+# How lsgbench's own LSG and local kernels run (the `backend` knob): `blocks`, the memory-lean block
+# kernels (any device, dropout, backward everywhere); `flex`, FlexAttention with a block mask built from
+# the layout (attention/flex.py); `auto`, flex where it is fast and complete, blocks elsewhere.
+BACKENDS = ("auto", "blocks", "flex")
+
+
+def check_backend(knobs) -> None:
+    if knobs.backend not in BACKENDS:
+        raise knobs.bad("backend", f"is unknown; choose one of {list(BACKENDS)}")
+
+
+def with_backend(labelled: tuple[str, ...], attention: Mapping) -> tuple[str, ...]:
+    """Labels name the backend only when it was chosen (not auto)."""
+    return labelled + (("backend",) if attention.get("backend", "auto") != "auto" else ())
+
+
+def runs_flex(knobs, query, dropout: float) -> bool:
+    """Whether this call runs FlexAttention. auto: on CUDA without attention dropout (FlexAttention has
+    no dropout, and its CPU build has no backward). flex: always, and attention dropout is an error."""
+    if knobs.backend == "flex" and dropout > 0:
+        raise ConfigError(f"{knobs.name} attention: backend=flex cannot apply attention dropout ({dropout}) in "
+                          f"training; use backend=auto (blocks while dropout is on) or blocks")
+    return knobs.backend == "flex" or (knobs.backend == "auto" and query.is_cuda and dropout == 0)

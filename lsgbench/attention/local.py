@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .blocks import (Piece, attend_pieces, block_pieces, clip, fit, global_query_pieces, keep_mask, neighbour_blocks,
                      pad_to_blocks, pattern_attention)
-from .knobs import LongKnobs
+from .knobs import LongKnobs, check_backend, runs_flex, with_backend
 
 MODES = ("sliding", "disjoint")
 
@@ -33,14 +33,16 @@ class LocalKnobs(LongKnobs):
     mode: str        # sliding | disjoint
     window: int      # sliding: total width; a query sees window // 2 tokens on each side
     block_size: int  # disjoint: block length
+    backend: str     # auto | blocks | flex (knobs.BACKENDS)
 
     @classmethod
     def labelled(cls, attention: Mapping) -> tuple[str, ...]:
         unused = {"sliding": "block_size", "disjoint": "window"}.get(attention.get("mode"))
-        return tuple(k for k in cls.LABELLED if k != unused)
+        return with_backend(tuple(k for k in cls.LABELLED if k != unused), attention)
 
     def check(self) -> None:
         super().check()
+        check_backend(self)
         if self.mode not in MODES:
             raise self.bad("mode", f"is unknown; choose one of {list(MODES)}")
         if self.mode == "sliding" and self.window < 2:
@@ -56,6 +58,9 @@ class LocalKnobs(LongKnobs):
                     num_global_tokens=self.num_global_tokens)
 
     def attend(self, query, key, value, keep, scaling, dropout):
+        if runs_flex(self, query, dropout):
+            from .flex import local_attention_flex
+            return local_attention_flex(query, key, value, keep, **self._kernel_args(), scaling=scaling)
         return local_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout)
 
     def reference(self, query, key, value, keep, scaling):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from .blocks import (Piece, attend_pieces, block_pieces, clip, fit, global_query_pieces, keep_mask, masked_attention,
                      neighbour_blocks, pad_to_blocks, split_and_pad)
-from .knobs import LongKnobs
+from .knobs import LongKnobs, check_backend, runs_flex, with_backend
 
 SPARSITY_TYPES = ("none", "norm", "pooling", "lsh", "stride", "block_stride", "bos_pooling")
 LSH_SEED = 0  # lsh projections are fixed random draws, the same on every call and device
@@ -36,9 +37,15 @@ class LsgKnobs(LongKnobs):
     sparse_block_size: int  # s: sparse keys on each side of the local window (2s keys)
     sparsity_factor: int    # f: the sparse sequence is N / f long
     sparsity_type: str      # how the sparse sequence is made: SPARSITY_TYPES
+    backend: str            # auto | blocks | flex (knobs.BACKENDS)
+
+    @classmethod
+    def labelled(cls, attention: Mapping) -> tuple[str, ...]:
+        return with_backend(cls.LABELLED, attention)
 
     def check(self) -> None:
         super().check()
+        check_backend(self)
         if self.sparsity_type not in SPARSITY_TYPES:
             raise self.bad("sparsity_type", f"is unknown; choose one of {list(SPARSITY_TYPES)}")
         if self.block_size < 1:
@@ -65,6 +72,9 @@ class LsgKnobs(LongKnobs):
                     num_global_tokens=self.num_global_tokens)
 
     def attend(self, query, key, value, keep, scaling, dropout):
+        if runs_flex(self, query, dropout):
+            from .flex import lsg_attention_flex
+            return lsg_attention_flex(query, key, value, keep, **self._kernel_args(), scaling=scaling)
         return lsg_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout)
 
     def reference(self, query, key, value, keep, scaling):
