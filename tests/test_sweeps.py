@@ -89,6 +89,9 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     ("lsg_grid", "model.attention.block_size", "32,64,128"),
     ("attention_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,spade_roberta"),
     ("length_scaling", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta"),
+    ("summarization_matrix", "model",
+     "bart,led,bigbird_pegasus,lsg_bart,local_bart,spade_bart,longt5_local,longt5_tglobal,pegasus_x"),
+    ("length_scaling_summarization", "model", "bart,led,bigbird_pegasus,lsg_bart,local_bart,longt5_tglobal,pegasus_x"),
 ])
 def test_saved_grids_name_their_points(sweep, knob, values):
     assert hydra_cfg(f"sweep={sweep}").hydra.sweeper.params[knob] == values
@@ -110,6 +113,31 @@ def test_length_scaling_holds_tokens_per_batch_and_fills_the_input(make_cfg):
     cfg = make_cfg("sweep=length_scaling", "model=lsg_roberta", "model.max_length=4096")
     assert cfg.trainer.args.per_device_train_batch_size == 4 and cfg.task.synthetic.doc_words == 4096
     assert cfg.task.synthetic.n_train == 256 and cfg.model.max_positions == 4096 and cfg.model.init == "random"
+
+
+@pytest.mark.parametrize("sweep, overrides, length", [
+    ("attention_matrix", ["task=synth_keys"], None),  # full attention at its own 512, the others at the task's
+    ("summarization_matrix", [], None),
+    ("length_scaling", ["model.max_length=1024"], 1024),
+    ("length_scaling_summarization", ["model.max_length=1024"], 1024)])
+def test_every_model_of_a_saved_grid_builds_for_its_task(make_cfg, sweep, overrides, length):
+    from lsgbench.models import build_model
+
+    for model in hydra_cfg(f"sweep={sweep}").hydra.sweeper.params.model.split(","):
+        cfg = make_cfg(f"sweep={sweep}", f"model={model}", "model.init=random", "model.size=tiny", *overrides)
+        built = build_model(cfg.model, cfg.task, ["some text to train a tokenizer on ."], cfg.paths.cache_dir)
+        own = cfg.model.max_positions if model in ("roberta", "bart") else cfg.task.max_source_length
+        assert built.max_length == (length or min(cfg.task.max_source_length, own)), model
+
+
+def test_length_scaling_of_summarizers_fills_the_input(make_cfg):
+    from lsgbench.synthetic import extract_rows
+
+    cfg = make_cfg("sweep=length_scaling_summarization", "model=lsg_bart", "model.max_length=2048")
+    assert cfg.trainer.args.per_device_train_batch_size == 8 and cfg.task.synthetic.n_train == 512
+    synthetic = {k: v for k, v in cfg.task.synthetic.items() if k not in ("generator", "n_train", "n_validation", "n_test")}
+    article = extract_rows("train", 1, **synthetic)[0]["article"]
+    assert 2048 <= len(article.split()) + article.count("\n") < 2048 * 1.2  # words and line breaks: at least one token each
 
 
 @pytest.mark.slow
