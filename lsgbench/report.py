@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         kind_metrics, grouped = rows([r for r in records if r["task_kind"] == kind], by, metrics)
         kind_metrics = [m for m in kind_metrics if any(g["metrics"].get(m) for g in grouped)] or kind_metrics
         tables[kind] = (*table(kind_metrics, grouped, by), kind_metrics, grouped)
-    if not records:
+    if benchmarks:
         tables["bench"] = (*bench_table(benchmarks), [], None, None)
     out = Path(args.out) if args.out else None
     for kind, (header, cells, notes, *_) in tables.items():
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 (out / f"{name}.{fmt}").write_text(text)
     if out:
         written = [path for _, _, _, kind_metrics, grouped in tables.values() if grouped is not None
-                   for path in plot_records(kind_metrics, grouped, out)] if records else plot_bench(benchmarks, out)
+                   for path in plot_records(kind_metrics, grouped, out)] + plot_bench(benchmarks, out)
         for path in written:
             print(f"plot: {path}")
     return 0
