@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from .attention import attention_label, flex, knobs_from_config
 from .config import attention_shorthand, config_dir
 from .errors import ConfigError
-from .measure import cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
+from .measure import BusyElsewhere, cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
 from .models import FAMILIES, SIZES, build_model
 from .record import environment, new_bench_result, new_run_id, write_json_atomic
 
@@ -64,7 +64,7 @@ def _stand_in_task(family, new_tokens: int):
 
 class Steps:
     """What one benchmark point runs: `forward()` returns what training backpropagates from; `phases`
-    maps each phase to its timed step; `tokens(phase)` is what a step's tokens/s counts."""
+    maps each phase to its timed step; `tokens[phase]` is what a step's tokens/s counts."""
 
     def __init__(self, forward, phases: dict, tokens: dict, attention: dict, parameters=()):
         self.forward, self.phases, self.tokens, self.attention = forward, phases, tokens, attention
@@ -95,14 +95,13 @@ def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
         torch.zeros(batch, dtype=torch.long, device=device)
 
     def forward():
-        return model(**inputs, labels=labels).loss
+        return model.train()(**inputs, labels=labels).loss
 
     def infer():
         with torch.inference_mode():
             model.eval()(**inputs, labels=labels)
 
     def train():
-        model.train()
         forward().backward()
 
     def generate(beams: int):
@@ -146,10 +145,12 @@ def _attention_steps(cfg, length: int, batch: int, device: torch.device, dtype) 
                  knobs.to_dict())
 
 
-def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[float, float]:
-    """(median seconds per step, peak memory in MB above what was held before the first step).
-    The peak is taken from the warm-up on: allocators keep freed memory, so later steps reuse it."""
+def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[float, float, float | None]:
+    """(median seconds per step, peak memory in MB above what was held before the first step, the share of
+    the CPUs other processes used meanwhile). The peak is taken from the warm-up on: allocators keep
+    freed memory, so later steps reuse it."""
     synchronize(device)
+    busy = BusyElsewhere().start()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -172,7 +173,7 @@ def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[floa
             step()
             times.append(time.perf_counter() - t)
     peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20 if device.type == "cuda" else cpu_peak_rss_mb() - base
-    return statistics.median(times), peak
+    return statistics.median(times), peak, busy.stop()
 
 
 # torch counts SDPA's GPU kernels but not its CPU one: the same formula for it (the shapes are its first arguments)
@@ -260,8 +261,9 @@ def run_bench(cfg) -> list[dict]:
             flex_calls = flex.calls
             try:
                 with autocast:
-                    seconds, peak = measure(steps.phases[phase], device, bench.warmup, bench.repeats)
-                row.update(status="ok", step_s=seconds, tokens_per_s=steps.tokens[phase] / seconds, peak_mem_mb=peak)
+                    seconds, peak, busy = measure(steps.phases[phase], device, bench.warmup, bench.repeats)
+                row.update(status="ok", step_s=seconds, tokens_per_s=steps.tokens[phase] / seconds, peak_mem_mb=peak,
+                           busy_elsewhere=busy)
             except Exception as err:  # noqa: BLE001
                 row = _error_row(row, err)
             if bench.count and row["status"] == "ok":

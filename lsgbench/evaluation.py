@@ -43,6 +43,7 @@ def evaluate(built, eval_ds, targets: list, task, batch_size: int, device: torch
         "eval_tokens_per_s": source_tokens / phase.seconds,
         "eval_peak_mem_mb": phase.peak_mem_mb,
         "eval_s": phase.seconds,
+        "eval_busy_elsewhere": phase.busy_elsewhere,
     }
     if kind.generates:
         efficiency["generated_tokens_per_s"] = generated_tokens / phase.seconds

@@ -3,6 +3,8 @@
 GPU: `torch.cuda.max_memory_allocated` after a reset (allocator peak, weights included).
 CPU: the process's peak resident set (VmHWM), reset at the start of the phase through
 /proc/self/clear_refs where the kernel allows it; otherwise the peak since the process began.
+Both: how busy the machine was with other work (`busy_elsewhere`), so that speeds measured while
+another job shared the CPUs can be told apart.
 """
 
 from __future__ import annotations
@@ -52,13 +54,51 @@ def cpu_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+BUSY = 0.2  # busy_elsewhere above this: the speed was measured on a shared machine (the report says so)
+
+
+def machine_busy_s() -> float | None:
+    """CPU-seconds every process on the machine has spent busy since boot (/proc/stat; None elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(t) for t in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user .. steal (guest time is inside user)
+
+
+def own_cpu_s() -> float:
+    """CPU-seconds of this process and its finished children (data-loader workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class BusyElsewhere:
+    """The share of the machine's CPU time other processes used between start() and stop(): 0 on an
+    otherwise idle machine, 0.5 when another job kept half of the cores busy; None where unknown."""
+
+    def start(self):
+        self._start = (time.perf_counter(), machine_busy_s(), own_cpu_s())
+        return self
+
+    def stop(self) -> float | None:
+        (wall0, busy0, own0), wall = self._start, time.perf_counter()
+        busy = machine_busy_s()
+        if busy is None or busy0 is None or wall <= wall0:
+            return None
+        others = (busy - busy0) - (own_cpu_s() - own0)
+        return round(min(max(others / ((wall - wall0) * (os.cpu_count() or 1)), 0.0), 1.0), 3)
+
+
 class Phase:
-    """`with Phase(device) as p: ...` then p.seconds and p.peak_mem_mb."""
+    """`with Phase(device) as p: ...` then p.seconds, p.peak_mem_mb and p.busy_elsewhere."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.seconds = 0.0
         self.peak_mem_mb = 0.0
+        self.busy_elsewhere = None
 
     def __enter__(self):
         synchronize(self.device)
@@ -66,12 +106,14 @@ class Phase:
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
             reset_cpu_peak()
+        self._busy = BusyElsewhere().start()
         self._start = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         synchronize(self.device)
         self.seconds = time.perf_counter() - self._start
+        self.busy_elsewhere = self._busy.stop()
         if self.device.type == "cuda":
             self.peak_mem_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
         else:

@@ -73,6 +73,7 @@ class BenchRow(TypedDict):
     flops_per_token: NotRequired[float]        # counted in one untimed step (bench.count)
     saved_bytes_per_token: NotRequired[float]  # train: what autograd keeps for backward, weights excluded
     count_error: NotRequired[str]              # why the step could not be counted (its timing stands)
+    busy_elsewhere: NotRequired[float | None]  # share of the CPUs other processes used while it was timed
     error: NotRequired[str]
 
 

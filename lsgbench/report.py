@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 
 from .config import shipped_dir
 from .grouping import DIFFERS, Row, rows
+from .measure import BUSY
 from .plots import plot_bench, plot_records
 from .record import bench_results, json_documents, run_records
 from .published import identity, published
@@ -77,9 +78,23 @@ def table(metrics: list[str], grouped: list[Row], by: list[str]) -> tuple[list[s
                      [_cell(row["efficiency"].get(f), d, row["seeds"]) for f, _, d in EFFICIENCY] +
                      ([] if "max_length" in by else [str(row["max_length"])]) +
                      [row["runs"], row["status"]])
-    notes = [f"{' / '.join(str(r['columns'].get(b, '')) for b in by)}: {r['status']}: {' '.join(r['error'].split())}"
+    name = lambda r: " / ".join(str(r["columns"].get(b, "")) for b in by)  # noqa: E731
+    notes = [f"{name(r)}: {r['status']}: {' '.join(r['error'].split())}"
              for r in grouped if r["status"] != "ok" and r["error"]]
+    for r in grouped:
+        if busy := _busy({phase: (r["efficiency"].get(f"{phase}_busy_elsewhere") or (None,))[0]
+                          for phase in ("train", "eval")}):
+            notes.append(f"{name(r)}: {busy}")
     return header, cells, notes
+
+
+def _busy(shares: dict) -> str | None:
+    """A note for speeds measured while other processes kept the CPUs busy (measure.BusyElsewhere)."""
+    busy = {what: share for what, share in shares.items() if share is not None and share > BUSY}
+    if busy:
+        return "speed measured on a shared machine: other processes used " + \
+            ", ".join(f"{share:.0%} of the CPUs during {what}" for what, share in busy.items())
+    return None
 
 
 TEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "—": "--"}
@@ -141,9 +156,10 @@ def bench_rows(documents) -> list[dict]:
     return [{**row, "device": result["device"]} for result in bench_results(documents) for row in result["rows"]]
 
 
-def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]]:
     """One line per (device, model, attention, length, phase): step time, tokens/s, peak memory, the
-    counted FLOPs and bytes saved for backward per token (— where not counted), status."""
+    counted FLOPs and bytes saved for backward per token (— where not counted), status; and notes on
+    rows measured on a shared machine."""
     header = ["device", "model", "attention", "size", "dtype", "mode", "seq_len", "batch", "phase", "step ms",
               "tok/s", "peak MB", "MFLOP/tok", "saved KB/tok", "status"]
 
@@ -156,7 +172,9 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
                       str(r["seq_len"]), str(r["batch"]), r["phase"], figure(r, "step_s", 1e-3, 1),
                       figure(r, "tokens_per_s", 1, 0), figure(r, "peak_mem_mb", 1, 0),
                       figure(r, "flops_per_token", 1e6, 2), figure(r, "saved_bytes_per_token", 1024, 1), r["status"]])
-    return header, cells
+    notes = [f"{r['model']} {r.get('attention', '')} {r['seq_len']} {r['phase']}: {busy}" for r in rows
+             if (busy := _busy({"the timed steps": r.get("busy_elsewhere")}))]
+    return header, cells, notes
 
 
 def default_store() -> str:
@@ -208,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         kind_metrics = [m for m in kind_metrics if any(g["metrics"].get(m) for g in grouped)] or kind_metrics
         tables[kind] = (*table(kind_metrics, grouped, by), kind_metrics, grouped)
     if benchmarks:
-        tables["bench"] = (*bench_table(benchmarks), [], None, None)
+        tables["bench"] = (*bench_table(benchmarks), None, None)
     out = Path(args.out) if args.out else None
     for kind, (header, cells, notes, *_) in tables.items():
         notes = notes + [f"unreadable record {path}: {reason}" for path, reason in unreadable]

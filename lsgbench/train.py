@@ -148,4 +148,5 @@ def efficiency_of(token_log, step_ends, phase: Phase, final_loss: float) -> dict
         "train_peak_mem_mb": phase.peak_mem_mb,
         "train_s": phase.seconds,
         "train_loss": final_loss,
+        "train_busy_elsewhere": phase.busy_elsewhere,  # share of the CPUs other processes used (measure.py)
     }

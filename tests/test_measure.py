@@ -16,3 +16,42 @@ def test_a_phase_reusing_freed_heap_memory_measures_its_peak():
     kept = work()
     assert measure.cpu_peak_rss_mb() - base > 200  # without handing the freed heap back: ~0
     del kept
+
+
+def test_busy_elsewhere_sees_another_process_and_not_this_one():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    def during(work):
+        busy = measure.BusyElsewhere().start()
+        work()
+        return busy.stop()
+
+    def spin():
+        end = time.perf_counter() + 1.0
+        while time.perf_counter() < end:
+            pass
+
+    background = during(lambda: time.sleep(1.0))
+    if background > 0.2:
+        pytest.skip(f"the machine is already {background:.0%} busy with other work: nothing to compare against")
+    assert during(spin) < background + 0.2  # this process's own work is not "elsewhere"
+    other = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 2.5\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.5)  # the other process is running
+        share = during(lambda: time.sleep(1.0))
+    finally:
+        other.wait()
+    assert share - background > 0.7 / os.cpu_count()  # it kept one core busy
+
+
+def test_the_report_notes_speeds_measured_on_a_shared_machine():
+    from lsgbench.report import _busy
+
+    assert _busy({"train": 0.05, "eval": None}) is None
+    assert _busy({"train": 0.45, "eval": 0.1}) == \
+        "speed measured on a shared machine: other processes used 45% of the CPUs during train"
