@@ -18,6 +18,7 @@ compiled CPU forward (seconds to compile per shape and knobs).
 from __future__ import annotations
 
 import functools
+import inspect
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,16 @@ def compiled_flex(cuda: bool):
     of other lengths or sizes reuse that kernel. On CPU (forward only) every shape compiles static: torch
     2.13's CPU flex fails to build some dynamic-shape kernels. Recompiles are counted apart from other
     compiled code, and past RECOMPILE_LIMIT fullgraph raises instead of running flex eagerly (N x N scores)."""
-    return torch.compile(flex_attention, fullgraph=True, dynamic=None if cuda else False,
-                         recompile_limit=RECOMPILE_LIMIT, isolate_recompiles=True)
+    options = dict(fullgraph=True, dynamic=None if cuda else False)
+    accepted = inspect.signature(torch.compile).parameters
+    if "recompile_limit" in accepted:  # torch >= 2.12
+        options.update(recompile_limit=RECOMPILE_LIMIT, **({"isolate_recompiles": True}
+                                                           if "isolate_recompiles" in accepted else {}))
+    else:  # older torch: the process-wide limit (named cache_size_limit before 2.6)
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
+    return torch.compile(flex_attention, **options)
 
 
 def lsg_attention_flex(query, key, value, keep=None, *, block_size, sparse_block_size, sparsity_factor,
