@@ -36,19 +36,26 @@ def full_attention(q, k, v, mask):
     return scores.softmax(-1) @ v
 
 
+def assert_matches(kernel, reference, q, k, v, mask, dtype=torch.float64, atol=1e-10, rtol=1e-8, grad_tol=None):
+    """Forward and backward of kernel(q, k, v, mask) on inputs in `dtype` equal reference(q, k, v, mask) in
+    float64: outputs, then the gradients of q, k, v (to `grad_tol` = (atol, rtol) when given)."""
+    leaves = [t.detach().to(dtype).clone().requires_grad_() for t in (q, k, v)]
+    ref_leaves = [t.detach().double().clone().requires_grad_() for t in (q, k, v)]
+    out, ref = kernel(*leaves, mask), reference(*ref_leaves, mask)
+    assert out.shape == q.shape
+    torch.testing.assert_close(out.double(), ref, atol=atol, rtol=rtol)
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(ref.device)
+    (out.double() * weight).sum().backward()
+    (ref * weight).sum().backward()
+    grad_atol, grad_rtol = grad_tol or (atol, rtol)
+    for a, b in zip(leaves, ref_leaves):
+        torch.testing.assert_close(a.grad.double(), b.grad, atol=grad_atol, rtol=grad_rtol)
+
+
 def assert_kernel_matches_reference(knobs, q, k, v, mask, atol=1e-10, rtol=1e-8):
     """Forward and backward of `knobs.attend` equal `knobs.reference` (float64 inputs)."""
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    out = knobs.attend(*leaves, mask, None, 0.0)
-    ref = knobs.reference(*ref_leaves, mask, None)
-    assert out.shape == q.shape
-    torch.testing.assert_close(out, ref, atol=atol, rtol=rtol)
-    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=out.dtype)
-    (out * weight).sum().backward()
-    (ref * weight).sum().backward()
-    for a, b in zip(leaves, ref_leaves):
-        torch.testing.assert_close(a.grad, b.grad, atol=atol, rtol=rtol)
+    assert_matches(lambda *a: knobs.attend(*a, None, 0.0), lambda *a: knobs.reference(*a, None), q, k, v, mask,
+                   atol=atol, rtol=rtol)
 
 
 def assert_recompute_replays_dropout(kernel, q, k, v, mask, knobs, monkeypatch):

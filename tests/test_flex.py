@@ -13,7 +13,7 @@ from torch.nn.attention.flex_attention import create_block_mask
 from lsgbench.attention import (SPARSITY_TYPES, flex, local_attention_reference, lsg_attention,
                                 lsg_attention_reference)
 
-from helpers import inputs
+from helpers import assert_matches, inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
@@ -209,15 +209,8 @@ def assert_cuda_forward_and_backward(kind, knobs, B=2, N=1000, tail=150, seed=0)
     """Compiled flex in float32 against the float64 reference, outputs and the gradients of q, k, v."""
     kernel, reference = KERNELS[kind]
     q, k, v, mask = (t.cuda() for t in inputs(B=B, H=4, N=N, D=32, pad=(0,) * (B - 1) + (tail,), seed=seed))
-    leaves = [t.float().requires_grad_() for t in (q, k, v)]
-    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]  # float64
-    out, ref = kernel(*leaves, mask, **knobs), reference(*ref_leaves, mask, **knobs)
-    torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=2e-5)
-    weight = torch.randn_like(ref)
-    (out.double() * weight).sum().backward()
-    (ref * weight).sum().backward()
-    for a, b in zip(leaves, ref_leaves):
-        torch.testing.assert_close(a.grad.double(), b.grad, atol=1e-4, rtol=1e-4)
+    assert_matches(lambda *a: kernel(*a, **knobs), lambda *a: reference(*a, **knobs), q, k, v, mask,
+                   dtype=torch.float32, atol=2e-5, rtol=2e-5, grad_tol=(1e-4, 1e-4))
 
 
 @pytest.mark.gpu

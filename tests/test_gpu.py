@@ -9,7 +9,7 @@ from lsgbench.attention.dilated import DilatedKnobs
 from lsgbench.attention.local import LocalKnobs
 from lsgbench.attention.lsg import LsgKnobs
 
-from helpers import inputs
+from helpers import assert_matches, inputs
 
 KNOBS = [LsgKnobs.make(block_size=64, sparse_block_size=64, sparsity_factor=4, sparsity_type=t, num_global_tokens=2)
          for t in SPARSITY_TYPES] + \
@@ -21,15 +21,8 @@ KNOBS = [LsgKnobs.make(block_size=64, sparse_block_size=64, sparsity_factor=4, s
 @pytest.mark.parametrize("knobs", KNOBS, ids=lambda k: k.label())
 def test_kernels_equal_their_references_on_cuda(knobs):
     q, k, v, mask = (t.cuda() for t in inputs(B=2, H=4, N=700, D=32, pad=(0, 90)))
-    leaves = [t.float().requires_grad_() for t in (q, k, v)]
-    ref_leaves = [t.clone().requires_grad_() for t in (q, k, v)]  # float64
-    out, ref = knobs.attend(*leaves, mask, None, 0.0), knobs.reference(*ref_leaves, mask, None)
-    torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=2e-5)
-    weight = torch.randn_like(ref)
-    (out.double() * weight).sum().backward()
-    (ref * weight).sum().backward()
-    for a, b in zip(leaves, ref_leaves):
-        torch.testing.assert_close(a.grad.double(), b.grad, atol=1e-4, rtol=1e-4)
+    assert_matches(lambda *a: knobs.attend(*a, None, 0.0), lambda *a: knobs.reference(*a, None), q, k, v, mask,
+                   dtype=torch.float32, atol=2e-5, rtol=2e-5, grad_tol=(1e-4, 1e-4))
 
 
 @pytest.mark.gpu
