@@ -27,11 +27,11 @@ def _selection_dtype(x: torch.Tensor) -> torch.dtype:
 
 def _pooling(kx, vx, keep, f, **_):
     B, H, Np, D = kx.shape
-    w = keep.view(B, 1, Np // f, f, 1).to(kx.dtype)
-    count = w.sum(-2)
-    ks = (kx.view(B, H, Np // f, f, D) * w).sum(-2) / count.clamp(min=1)
-    vs = (vx.view(B, H, Np // f, f, D) * w).sum(-2) / count.clamp(min=1)
-    return ks, vs, count[..., 0] > 0
+    count = keep.view(B, 1, Np // f, 1, f).sum(-1, keepdim=True)                      # [B, 1, M, 1, 1]
+    w = keep.view(B, 1, Np // f, 1, f).to(kx.dtype) / count.clamp(min=1)             # mean over the real tokens
+    # [1 x f] @ [f x D] per group: no copy of the keys the size of the input (a masked product would be one)
+    ks, vs = ((w @ x.view(B, H, Np // f, f, D)).squeeze(-2) for x in (kx, vx))
+    return ks, vs, count[:, :, :, 0, 0] > 0
 
 
 def _gather_tokens(kx, vx, keep, index):
