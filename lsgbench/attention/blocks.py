@@ -83,7 +83,8 @@ def pattern_attention(query, key, value, keep, pattern, scaling):
 # keeps only the inputs for backward, and in backward regathers and reruns each piece on its slices
 # to get that piece's gradients. At most one piece's gathered copies and scores exist at a time.
 
-PIECE_SCORES = 2**22  # attention scores (batch x heads x queries x keys) per piece: bounds its transient memory
+PIECE_SCORES = 2**20  # attention scores (batch x heads x queries x keys) per piece: bounds its transient memory
+# (scores, probabilities and their gradients: ~16 MB in fp32); smaller pieces were no slower on the CPU benchmark
 RECOMPUTE = True      # False: plain autograd over the same pieces (keeps every piece's copies; tests compare)
 
 
