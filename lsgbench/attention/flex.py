@@ -33,11 +33,6 @@ RECOMPILE_LIMIT = 64  # compiles per process (a few per knobs: first shapes, the
 calls = 0       # flex_attention calls made so far (the benchmark counts no FLOPs of steps that made any)
 
 
-def flex_available(device) -> bool:
-    """Where flex is a fast path: compiled flex has forward and backward kernels on CUDA."""
-    return torch.device(device).type == "cuda"
-
-
 @functools.cache
 def compiled_flex(cuda: bool):
     """torch.compile(flex_attention), made on first use. The tensors mask_mod captures (keep) and the block
