@@ -68,6 +68,12 @@ class Knobs:
     def bad(self, knob: str, why: str) -> ConfigError:
         return ConfigError(f"{self.name} attention: {knob}={getattr(self, knob)!r} {why}")
 
+    def check_at_least(self, **minimums: int) -> None:
+        """ConfigError for the first of these knobs below its minimum."""
+        for knob, minimum in minimums.items():
+            if getattr(self, knob) < minimum:
+                raise self.bad(knob, f"must be >= {minimum}")
+
     def full_attention_at(self, length: int) -> bool:
         """True when, at `length` tokens, every query already sees the whole input (recorded as
         `runs_full_attention`, and warned about)."""

@@ -47,8 +47,8 @@ class LocalKnobs(LongKnobs):
             raise self.bad("mode", f"is unknown; choose one of {list(MODES)}")
         if self.mode == "sliding" and self.window < 2:
             raise self.bad("window", "must be >= 2 (a query sees window // 2 tokens on each side)")
-        if self.mode == "disjoint" and self.block_size < 1:
-            raise self.bad("block_size", "must be >= 1")
+        if self.mode == "disjoint":
+            self.check_at_least(block_size=1)
 
     def full_attention_at(self, length: int) -> bool:
         return length <= (self.window // 2 + 1 if self.mode == "sliding" else self.block_size)

@@ -47,12 +47,7 @@ class LsgKnobs(LongKnobs):
         check_backend(self)
         if self.sparsity_type not in SPARSITY_TYPES:
             raise self.bad("sparsity_type", f"is unknown; choose one of {list(SPARSITY_TYPES)}")
-        if self.block_size < 1:
-            raise self.bad("block_size", "must be >= 1")
-        if self.sparse_block_size < 0:
-            raise self.bad("sparse_block_size", "must be >= 0")
-        if self.sparsity_factor < 1:
-            raise self.bad("sparsity_factor", "must be >= 1")
+        self.check_at_least(block_size=1, sparse_block_size=0, sparsity_factor=1)
         if self.block_size % self.sparsity_factor:
             raise self.bad("block_size", f"must be divisible by sparsity_factor={self.sparsity_factor}")
         if self.sparsity_type in ("norm", "lsh") and self.sparse_block_size:

@@ -40,10 +40,7 @@ class BigBirdKnobs(Knobs):
     num_random_blocks: int
 
     def check(self) -> None:
-        if self.block_size < 1:
-            raise self.bad("block_size", "must be >= 1")
-        if self.num_random_blocks < 0:
-            raise self.bad("num_random_blocks", "must be >= 0")
+        self.check_at_least(block_size=1, num_random_blocks=0)
 
     def full_attention_at(self, length: int) -> bool:
         # transformers' BigBird runs full attention up to (5 + 2 * num_random_blocks) * block_size tokens
@@ -76,10 +73,7 @@ class LongT5Knobs(Knobs):
     def check(self) -> None:
         if self.encoder_attention_type not in LONGT5_TYPES:
             raise self.bad("encoder_attention_type", f"is unknown; choose one of {list(LONGT5_TYPES)}")
-        if self.local_radius < 1:
-            raise self.bad("local_radius", "must be >= 1")
-        if self.global_block_size < 1:
-            raise self.bad("global_block_size", "must be >= 1")
+        self.check_at_least(local_radius=1, global_block_size=1)
 
     def hf_config(self, num_layers: int) -> dict:
         return {"encoder_attention_type": self.encoder_attention_type, "local_radius": self.local_radius,
@@ -101,12 +95,10 @@ class PegasusXKnobs(Knobs):
     stagger_local_blocks: bool   # every other layer shifts its blocks by half a block
 
     def check(self) -> None:
-        if self.block_size < 1:
-            raise self.bad("block_size", "must be >= 1")
+        self.check_at_least(block_size=1)
         if self.stagger_local_blocks and self.block_size % 2:
             raise self.bad("block_size", "must be even when stagger_local_blocks is true (blocks shift by half)")
-        if self.num_global_tokens < 1:
-            raise self.bad("num_global_tokens", "must be >= 1")
+        self.check_at_least(num_global_tokens=1)
 
     def hf_config(self, num_layers: int) -> dict:
         return {"block_size": self.block_size, "num_global_tokens": self.num_global_tokens,
