@@ -38,6 +38,7 @@ import torch
 
 from .attention import SPARSITY_TYPES, VARIANTS
 from .attention.full import FullKnobs
+from .measure import device_name
 from .record import SCHEMA, environment, write_json_atomic
 
 # (variant, knobs overrides). LSG and local run on both backends; dilated has one kernel (SPADE's attention is
@@ -203,10 +204,6 @@ def table(rows: list[dict]) -> str:
                      f"{_num(r['out_tol'])} | {_num(r['grad_err'])} | {_num(r['grad_tol'])} | "
                      f"{ {True: 'yes', False: 'NO', None: 'skip'}[r['ok']]} | {note.replace('|', '/')} |")
     return "\n".join(lines)
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def write(rows: list[dict], out_dir, device: torch.device, shape: dict) -> None:

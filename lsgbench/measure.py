@@ -17,6 +17,11 @@ import time
 import torch
 
 
+def device_name(device: torch.device) -> str:
+    """What records and results name the device: the GPU's model, or "cpu"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

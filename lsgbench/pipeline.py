@@ -32,6 +32,7 @@ from .data import TaskData, load_task_data, tokenize, truncation
 from .errors import ConfigError
 from .evaluation import evaluate
 from .kinds import task_kind
+from .measure import device_name
 from .models import build_model, checkpoint_config
 from .tracking import NoTracker, make_tracker
 from .train import NonFiniteLoss, resolve_device, train, use_bf16
@@ -131,10 +132,6 @@ def preflight(cfg) -> TaskData:
         raise ConfigError(problems[0] if len(problems) == 1 else
                           f"{len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems))
     return data
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _seed_everything(seed: int) -> None:
