@@ -76,3 +76,28 @@ def assert_recompute_replays_dropout(kernel, q, k, v, mask, knobs, monkeypatch):
     for a, b in zip(*runs):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
     assert (runs[0][0] - kernel(q, k, v, mask, **knobs)).abs().max() > 1e-3
+
+
+def count_input_sized_tensors(kernel, q, k, v) -> int:
+    """How many tensors at least the size of K one training step of `kernel(q, k, v)` allocates (an op's
+    output not sharing storage with its arguments). A memory-lean kernel makes 4: its output and the
+    three gradients; a copy of K or V, or a gradient made and then added into another, shows up here."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    size = k.numel() * k.element_size()
+    leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+
+    class Count(TorchDispatchMode):
+        made = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            given = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+            Count.made += sum(t.untyped_storage().nbytes() >= size and t.untyped_storage().data_ptr() not in given
+                              for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+            return out
+
+    with Count():
+        torch.autograd.grad(kernel(*leaves).sum(), leaves)  # not .backward(): leaves may copy to their own layout
+    return Count.made

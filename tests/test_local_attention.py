@@ -10,7 +10,8 @@ from lsgbench.attention.local import LocalKnobs
 from lsgbench.attention import blocks
 from lsgbench.errors import ConfigError
 
-from helpers import assert_kernel_matches_reference, assert_recompute_replays_dropout, full_attention, inputs
+from helpers import (assert_kernel_matches_reference, assert_recompute_replays_dropout, count_input_sized_tensors,
+                     full_attention, inputs)
 
 
 @pytest.mark.parametrize("mode, g, padded, size", list(itertools.product(["sliding", "disjoint"], [0, 2], [True, False],
@@ -75,3 +76,12 @@ def test_no_grad_and_inference_mode_give_the_training_forward(monkeypatch):
     expected = local_attention(q.requires_grad_(), k, v, mask, **knobs)
     with torch.inference_mode():
         torch.testing.assert_close(local_attention(q, k, v, mask, **knobs), expected)
+
+
+@pytest.mark.parametrize("mode, g", list(itertools.product(["sliding", "disjoint"], [0, 1])))
+def test_training_makes_no_copy_of_the_keys(monkeypatch, mode, g):
+    """Forward and backward make the output and three gradients, nothing else the size of K."""
+    monkeypatch.setattr(blocks, "PIECE_SCORES", 2**12)  # pieces of one block, far smaller than K
+    q, k, v = (torch.randn(2, 2, 1025, 16) for _ in range(3))
+    knobs = LocalKnobs.make(mode=mode, window=64, block_size=32, num_global_tokens=g)
+    assert count_input_sized_tensors(lambda *qkv: knobs.attend(*qkv, None, None, 0.0), q, k, v) == 4

@@ -10,7 +10,8 @@ from lsgbench.attention.lsg import LsgKnobs, sparse_keys
 from lsgbench.attention import blocks
 from lsgbench.errors import ConfigError
 
-from helpers import assert_kernel_matches_reference, assert_recompute_replays_dropout, full_attention, inputs
+from helpers import (assert_kernel_matches_reference, assert_recompute_replays_dropout, count_input_sized_tensors,
+                     full_attention, inputs)
 
 
 CASES = list(itertools.product(SPARSITY_TYPES, [0, 1, 3], [True, False]))
@@ -155,3 +156,15 @@ def test_recomputed_backward_replays_dropout(monkeypatch, sparsity_type, g):
     knobs = dict(block_size=8, sparse_block_size=4, sparsity_factor=2, sparsity_type=sparsity_type,
                  num_global_tokens=g)
     assert_recompute_replays_dropout(lsg_attention, q, k, v, mask, knobs, monkeypatch)
+
+
+@pytest.mark.parametrize("sparsity_type", SPARSITY_TYPES)
+@pytest.mark.parametrize("g", [0, 1])
+def test_training_makes_no_copy_of_the_keys(monkeypatch, sparsity_type, g):
+    """Forward and backward make the output and three gradients, nothing else the size of K (the gathered
+    keys live one piece at a time; the sparse keys' gradients are added into K's and V's in place)."""
+    monkeypatch.setattr(blocks, "PIECE_SCORES", 2**12)  # pieces of one block, far smaller than K
+    q, k, v = (torch.randn(2, 2, 1025, 16) for _ in range(3))
+    knobs = dict(block_size=32, sparse_block_size=32, sparsity_factor=4, sparsity_type=sparsity_type,
+                 num_global_tokens=g)
+    assert count_input_sized_tensors(lambda *qkv: lsg_attention(*qkv, None, **knobs), q, k, v) == 4

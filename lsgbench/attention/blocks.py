@@ -82,6 +82,8 @@ def pattern_attention(query, key, value, keep, pattern, scaling):
 # each), every piece reading slices of the kernel's inputs; `attend_pieces` runs them one at a time,
 # keeps only the inputs for backward, and in backward regathers and reruns each piece on its slices
 # to get that piece's gradients. At most one piece's gathered copies and scores exist at a time.
+# Inputs a kernel derives from its inputs (LSG's sparse keys) are made the same way, piece by piece,
+# so their gradients are added into the inputs' ones in place, without a gradient the size of K.
 
 PIECE_SCORES = 2**20  # attention scores (batch x heads x queries x keys) per piece: bounds its transient memory
 # (scores, probabilities and their gradients: ~16 MB in fp32); smaller pieces were no slower on the CPU benchmark
@@ -90,22 +92,31 @@ RECOMPUTE = True      # False: plain autograd over the same pieces (keeps every 
 
 @dataclasses.dataclass(frozen=True)
 class Piece:
-    """Output rows [rows) (dim 2) of batch rows [batch) are `attend(*slices)`, slices[j] being
-    inputs[i][batch, :, start:stop] for windows[j] = (i, start, stop)."""
+    """Rows [rows) (dim 2) of batch rows [batch) of the output(s) are `attend(*slices)` (a tensor, or a
+    tuple for several outputs), slices[j] being inputs[i][batch, :, start:stop] for windows[j] = (i, start, stop)."""
     batch: tuple[int, int]
     rows: tuple[int, int]
     windows: tuple[tuple[int, int, int], ...]
-    attend: Callable[..., torch.Tensor]
+    attend: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]
 
 
-def block_pieces(batch: int, blocks: int, scores_per_block: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """(batch range, block range) pairs covering batch x blocks, each of at most PIECE_SCORES scores
-    (and at least one block of one row)."""
-    per_row = blocks * scores_per_block
+@dataclasses.dataclass(frozen=True)
+class Derived:
+    """Inputs made from the others by pieces (each returning a tuple, one tensor per derived input, the
+    same number every time): the derived inputs are `length` rows long and pieces read them as inputs
+    len(inputs), len(inputs) + 1, ... Their pieces must be deterministic: backward remakes them."""
+    pieces: tuple[Piece, ...]
+    length: int
+
+
+def block_pieces(batch: int, blocks: int, per_block: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(batch range, block range) pairs covering batch x blocks, each of at most PIECE_SCORES elements
+    (`per_block` per block of one row; at least one block of one row)."""
+    per_row = blocks * per_block
     if per_row <= PIECE_SCORES:
         rows = max(1, PIECE_SCORES // max(per_row, 1))
         return [((r, min(r + rows, batch)), (0, blocks)) for r in range(0, batch, rows)]
-    n = max(1, PIECE_SCORES // scores_per_block)
+    n = max(1, PIECE_SCORES // per_block)
     return [((r, r + 1), (i, min(i + n, blocks))) for r in range(batch) for i in range(0, blocks, n)]
 
 
@@ -134,14 +145,19 @@ def global_query_pieces(batch: int, length: int, keep, g: int, scaling, dropout)
                   lambda q, k, v: global_query_attention(q, k, v, keep, g, scaling, dropout))]
 
 
-def attend_pieces(inputs: list[torch.Tensor], pieces: list[Piece], length: int, recompute: bool = True) -> torch.Tensor:
-    """The output [B, H, length, D] assembled from `pieces` over `inputs` (each [B, *, L, *]). With
-    `recompute` (and gradients wanted) backward reruns the pieces instead of keeping what they made.
-    Dropout inside a piece draws the same masks again: the CPU (and CUDA) random state before each
-    piece is saved in forward and restored for its rerun; autocast is restored too."""
-    if recompute and RECOMPUTE and torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        return _Recomputed.apply(pieces, length, *inputs)
-    return _run(inputs, pieces, length)
+def attend_pieces(inputs: list[torch.Tensor], pieces: list[Piece], length: int,
+                  derived: Derived | None = None) -> torch.Tensor:
+    """The output [B, H, length, D] assembled from `pieces` over `inputs` (each [B, *, L, *]) and the
+    `derived` ones. When gradients are wanted, backward reruns the pieces instead of keeping what
+    they made. Dropout inside a piece draws the same masks again: the CPU (and CUDA)
+    random state before each piece is saved in forward and restored for its rerun; autocast is restored too."""
+    if RECOMPUTE and torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return _Recomputed.apply(pieces, length, derived, *inputs)
+    return _run(_with_derived(inputs, derived), pieces, length)[0]
+
+
+def _with_derived(inputs, derived: Derived | None) -> list[torch.Tensor]:
+    return list(inputs) if derived is None else [*inputs, *_run(inputs, derived.pieces, derived.length)]
 
 
 def _slices(inputs, piece: Piece):
@@ -149,17 +165,22 @@ def _slices(inputs, piece: Piece):
     return [inputs[i][r0:r1, :, a:e] for i, a, e in piece.windows]
 
 
-def _run(inputs, pieces, length, rng_states=None):
-    out = None
+def _outputs(made) -> tuple[torch.Tensor, ...]:
+    return made if isinstance(made, tuple) else (made,)
+
+
+def _run(inputs, pieces, length, rng_states=None) -> list[torch.Tensor]:
+    """The outputs [B, *, length, *] the pieces make, assembled."""
+    outs = None
     for piece in pieces:
         if rng_states is not None:
             rng_states.append(_rng_state(inputs[0].device))
-        part = piece.attend(*_slices(inputs, piece))
-        if out is None:
-            B, H, _, D = inputs[0].shape
-            out = part.new_empty(B, H, length, D)
-        out[piece.batch[0]:piece.batch[1], :, piece.rows[0]:piece.rows[1]] = part
-    return out
+        parts = _outputs(piece.attend(*_slices(inputs, piece)))
+        if outs is None:
+            outs = [p.new_empty(inputs[0].shape[0], p.shape[1], length, *p.shape[3:]) for p in parts]
+        for out, part in zip(outs, parts):
+            out[piece.batch[0]:piece.batch[1], :, piece.rows[0]:piece.rows[1]] = part
+    return outs
 
 
 def _rng_state(device: torch.device):
@@ -173,16 +194,17 @@ def _set_rng_state(device: torch.device, state) -> None:
 
 
 class _Recomputed(torch.autograd.Function):
-    """attend_pieces keeping only its inputs: backward reruns each piece (same random state, same
-    autocast) with autograd on that piece's slices and adds their gradients into the inputs' ones."""
+    """attend_pieces keeping only its inputs: backward remakes the derived inputs, reruns each piece (same
+    random state, same autocast) with autograd on that piece's slices and adds their gradients into the
+    inputs' ones; then the derived inputs' gradients flow back the same way through their pieces."""
 
     @staticmethod
-    def forward(ctx, pieces, length, *inputs):
+    def forward(ctx, pieces, length, derived, *inputs):
         device = inputs[0].device
-        ctx.pieces = pieces
+        ctx.pieces, ctx.derived = pieces, derived
         ctx.autocast = (device.type, torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
         ctx.rng_states = []  # before each piece: dropout draws the same masks again in backward
-        out = _run(inputs, pieces, length, ctx.rng_states)
+        out = _run(_with_derived(inputs, derived), pieces, length, ctx.rng_states)[0]
         ctx.save_for_backward(*inputs)
         return out
 
@@ -191,34 +213,53 @@ class _Recomputed(torch.autograd.Function):
     def backward(ctx, grad_out):
         inputs = ctx.saved_tensors
         device = inputs[0].device
-        need = ctx.needs_input_grad[2:]
-        grads = [None] * len(inputs)  # made by the first piece that reads the input (a whole one is kept as is)
+        need = list(ctx.needs_input_grad[3:])
         current = _rng_state(device)
         device_type, enabled, dtype = ctx.autocast
         try:
-            with torch.enable_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
-                for piece, state in zip(ctx.pieces, ctx.rng_states):
-                    slices = [s.detach().requires_grad_(need[i])
-                              for s, (i, _, _) in zip(_slices(inputs, piece), piece.windows)]
-                    wanted = [(s, w) for s, w in zip(slices, piece.windows) if s.requires_grad]
-                    if not wanted:
-                        continue
-                    _set_rng_state(device, state)
-                    part = piece.attend(*slices)
-                    r0, r1 = piece.batch
-                    found = torch.autograd.grad(part, [s for s, _ in wanted],
-                                                grad_out[r0:r1, :, piece.rows[0]:piece.rows[1]], allow_unused=True)
-                    for g, (_, (i, a, e)) in zip(found, wanted):
-                        if g is None:
-                            continue
-                        if grads[i] is None and g.shape == inputs[i].shape and g.is_contiguous():
-                            grads[i] = g  # a piece that reads all of input i (global queries): no second copy
-                        elif grads[i] is None:
-                            grads[i] = torch.zeros_like(inputs[i])
-                            grads[i][r0:r1, :, a:e] += g
-                        else:
-                            grads[i][r0:r1, :, a:e] += g
+            with torch.autocast(device_type, dtype=dtype, enabled=enabled):
+                every = _with_derived(inputs, ctx.derived)
+                made = every[len(inputs):]  # a derived input needs a gradient when it is float and a source does
+                wanted = ctx.derived is not None and any(need[i] for p in ctx.derived.pieces for i, _, _ in p.windows)
+                need += [wanted and t.is_floating_point() for t in made]
+                grads = [None] * len(every)  # made by the first piece that reads the input
+                with torch.enable_grad():
+                    for piece, state in zip(ctx.pieces, ctx.rng_states):
+                        _set_rng_state(device, state)
+                        _add_piece_grads(piece, every, need, grads, [grad_out])
+                    if made:
+                        del every[len(inputs):], made
+                        derived_grads = grads[len(inputs):]
+                        del grads[len(inputs):]
+                        for piece in ctx.derived.pieces:
+                            _add_piece_grads(piece, inputs, need, grads, derived_grads)
         finally:
             _set_rng_state(device, current)
-        return (None, None, *(torch.zeros_like(t) if n and grad is None else grad
-                               for t, n, grad in zip(inputs, need, grads)))
+        return (None, None, None, *(torch.zeros_like(t) if n and grad is None else grad
+                                     for t, n, grad in zip(inputs, need, grads)))
+
+
+def _add_piece_grads(piece: Piece, inputs, need, grads, grad_outs) -> None:
+    """Rerun `piece` with autograd on its slices and add their gradients, given those of its outputs
+    (rows of grad_outs; None: no gradient), into grads[i] (made on first use; a gradient of all of
+    input i is kept as is)."""
+    slices = [s.detach().requires_grad_(need[i]) for s, (i, _, _) in zip(_slices(inputs, piece), piece.windows)]
+    wanted = [(s, w) for s, w in zip(slices, piece.windows) if s.requires_grad]
+    if not wanted:
+        return
+    (r0, r1), (a, e) = piece.batch, piece.rows
+    pairs = [(out, grad[r0:r1, :, a:e]) for out, grad in zip(_outputs(piece.attend(*slices)), grad_outs)
+             if grad is not None and out.requires_grad]
+    if not pairs:
+        return
+    found = torch.autograd.grad([out for out, _ in pairs], [s for s, _ in wanted], [grad for _, grad in pairs],
+                                allow_unused=True)
+    for g, (_, (i, start, stop)) in zip(found, wanted):
+        if g is None:
+            continue
+        if grads[i] is None and g.shape == inputs[i].shape and (g.is_contiguous() or g.transpose(1, 2).is_contiguous()):
+            grads[i] = g  # SDPA's gradients are [B, N, H, D] in memory: keep them too, no copy
+        else:
+            if grads[i] is None:
+                grads[i] = torch.zeros_like(inputs[i])
+            grads[i][r0:r1, :, start:stop] += g

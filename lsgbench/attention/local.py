@@ -121,8 +121,6 @@ def local_attention(query, key, value, keep=None, *, mode, window, block_size, n
         wins = ((0, *clip(lo, hi, g, N)), (1, 0, g), (2, 0, g), (1, *local), (2, *local))
         return Piece((r0, r1), (lo, min(hi, N)), wins, attend)
 
-    if mode == "disjoint" and not g:  # the blocks are views of K and V: nothing copied, nothing to recompute
-        return attend_pieces(inputs, [piece(0, B, 0, nb)], N, recompute=False)
     pieces += [piece(r0, r1, i0, i1) for (r0, r1), (i0, i1) in block_pieces(B, nb, H * b * K)]
     return attend_pieces(inputs, pieces, N)
 

@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .blocks import (Piece, attend_pieces, block_pieces, clip, fit, global_query_pieces, keep_mask, masked_attention,
+from .blocks import (Derived, Piece, attend_pieces, block_pieces, clip, fit, global_query_pieces, keep_mask, masked_attention,
                      neighbour_blocks, pad_to_blocks, split_and_pad)
 from .knobs import LongKnobs, check_backend, runs_flex, with_backend
 from .sparse import LSH_SEED, SPARSE_REDUCTIONS, sparse_keys, uses_sparse_keys  # noqa: F401  (re-exported)
@@ -98,13 +98,24 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
     keep_x = pad_to_blocks(keep[:, g:], b, dim=1, value=False)                   # [B, Np]
     local_keep = neighbour_blocks(keep_x, b, False)                             # [B, nb, 3b]
     sparse = uses_sparse_keys(s, sparsity_type)
-    if sparse:
-        kx, vx = (pad_to_blocks(t[:, :, g:], b, dim=2) for t in (key, value))
-        ks, vs, keep_s = sparse_keys(kx, vx, keep_x, sparsity_type=sparsity_type, sparsity_factor=f, block_size=b,
-                                     sparse_block_size=s, query_first=query[:, :, g], scaling=scaling)
-        del kx, vx
-        inputs += [ks, vs]
-        r, M = b // f, ks.shape[2]
+    derived = None
+    if sparse:  # made piece by piece inside attend_pieces, so backward adds their gradients into K and V in place
+        r = b // f
+
+        def sparse_piece(r0, r1, i0, i1):  # the sparse sequence of blocks i0..i1 is made from those blocks alone
+            lo, hi = g + i0 * b, g + i1 * b
+
+            def make(k_tokens, v_tokens, q_first):
+                return sparse_keys(fit(k_tokens, lo, hi, g, N), fit(v_tokens, lo, hi, g, N),
+                                   keep_x[r0:r1, i0 * b:i1 * b], sparsity_type=sparsity_type, sparsity_factor=f,
+                                   block_size=b, sparse_block_size=s, query_first=q_first[:, :, 0], scaling=scaling)
+
+            tokens = clip(lo, hi, g, N)
+            return Piece((r0, r1), (i0 * r, i1 * r), ((1, *tokens), (2, *tokens), (0, g, g + 1)), make)
+
+        derived = Derived(tuple(sparse_piece(*rows, *blocks) for rows, blocks in block_pieces(B, nb, H * b * D)),
+                          Np // f)  # inputs 3, 4, 5: ks, vs, keep_s
+        M = Np // f
 
         # Pad the sparse sequence by r + s on both sides; then block i's left window starts at i*r
         # and its right window at (i + 3) * r + s. A piece of blocks i0..i1 reads padded positions
@@ -114,7 +125,6 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
             right = x[:, :, 3 * r + s:].unfold(2, s, r)[:, :, :nbc]
             return torch.cat([left, right], dim=-1).movedim(-1, 3)
 
-        sparse_keep = windows(F.pad(keep_s, [r + s, r + s], value=False), nb)  # [B, 1 or H, nb, 2s]
     K = g + 3 * b + (2 * s if sparse else 0)
 
     def piece(r0, r1, i0, i1):
@@ -123,7 +133,7 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
         around = (lo - b, hi + b)                          # their local keys
         span = (i0 * r - r - s, (i1 + 1) * r + s) if sparse else None
 
-        def attend(q, k_glob, v_glob, k_loc, v_loc, k_sp=None, v_sp=None):
+        def attend(q, k_glob, v_glob, k_loc, v_loc, k_sp=None, v_sp=None, keep_sp=None):
             q = fit(q, lo, hi, g, N)
             keys = [fit(k_loc, *around, g, N).unfold(2, 3 * b, b).movedim(-1, 3)]   # [Bc, H, nbc, 3b, D]
             values = [fit(v_loc, *around, g, N).unfold(2, 3 * b, b).movedim(-1, 3)]
@@ -135,7 +145,7 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
             if sparse:
                 keys.append(windows(fit(k_sp, *span, 0, M), nbc))
                 values.append(windows(fit(v_sp, *span, 0, M), nbc))
-                masks.append(sparse_keep[r0:r1, :, i0:i1])
+                masks.append(windows(fit(keep_sp, *span, 0, M, fill=False), nbc))
             keys, values = torch.cat(keys, dim=3), torch.cat(values, dim=3)        # [Bc, H, nbc, K, D]
             mask = torch.cat([m.expand(Bc, H, nbc, -1) for m in masks], dim=3)     # [Bc, H, nbc, K]
             out = F.scaled_dot_product_attention(q.reshape(Bc, H * nbc, b, D), keys.reshape(Bc, H * nbc, K, D),
@@ -148,11 +158,11 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
         local = clip(*around, g, N)
         wins = ((0, *clip(lo, hi, g, N)), (1, 0, g), (2, 0, g), (1, *local), (2, *local))
         if sparse:
-            wins += ((3, *clip(*span, 0, M)), (4, *clip(*span, 0, M)))
+            wins += tuple((i, *clip(*span, 0, M)) for i in (3, 4, 5))
         return Piece((r0, r1), (lo, min(hi, N)), wins, attend)
 
     pieces += [piece(r0, r1, i0, i1) for (r0, r1), (i0, i1) in block_pieces(B, nb, H * b * K)]
-    return attend_pieces(inputs, pieces, N)
+    return attend_pieces(inputs, pieces, N, derived=derived)
 
 
 # ------------------------------------------------------------------ the oracle
