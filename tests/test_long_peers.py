@@ -1,5 +1,6 @@
 """LongT5 (local, transient-global) and PEGASUS-X as peers: their own attention knobs, tiny random models
-trained and generating through the real pipeline, no absolute-position limit, clear errors."""
+trained and generating through the real pipeline, classifying with lsgbench's encoder head, no
+absolute-position limit, clear errors."""
 
 import json
 
@@ -81,10 +82,49 @@ def test_bad_knobs_fail_naming_the_knob(make_cfg, model, knob, value, message):
         _build(make_cfg, f"model={model}", *EXTRACT, f"model.attention.{knob}={value}")
 
 
+KEYS = ["task=synth_keys", "task.synthetic.doc_words=300", "task.synthetic.n_train=8", "task.synthetic.n_test=4",
+        "trainer.args.max_steps=1", "trainer.args.per_device_train_batch_size=4"]
+
+
 @pytest.mark.parametrize("model", list(MODELS))
-def test_a_classification_task_fails_clearly(make_cfg, model):
-    with pytest.raises(ConfigError, match=f"model '{model}' has no classification head"):
-        _build(make_cfg, f"model={model}", "task=synth_keys")
+def test_long_peers_classify_with_lsgbench_encoder_head(make_cfg, tmp_path, model):
+    knobs, label = MODELS[model]
+    overrides = [f"model={model}", *KEYS, "model.max_length=512", *knobs]
+    record = run(make_cfg(*TINY, *overrides), tmp_path / "out", overrides, None)
+    assert record["status"] == "ok", record["error"]
+    assert {"accuracy", "f1_macro"} <= set(record["metrics"]) and attention_label(record["attention"]) == label
+    built = _build(make_cfg, f"model={model}", *KEYS, "model.max_length=512", *knobs)
+    assert type(built.model).__name__.endswith("EncoderForSequenceClassification")
+    assert not any("decoder" in name for name, _ in built.model.named_parameters())  # the encoder alone
+
+
+def test_the_encoder_head_reads_the_first_token_so_local_attention_cannot_see_far(make_cfg):
+    """Two layers of radius-15 windows reach ~64 tokens from the first; transient-global attention
+    reaches every token in one layer."""
+    ids = torch.randint(5, 200, (1, 1000))
+    far = ids.clone()
+    far[0, 900] = 7
+    for model, reaches in (("longt5_local", False), ("longt5_tglobal", True)):
+        built = _build(make_cfg, f"model={model}", *KEYS, "model.max_length=1000", "model.attention.local_radius=15",
+                       "model.attention.global_block_size=8")
+        head = built.model.eval()
+        with torch.no_grad():
+            change = (head(input_ids=far).logits - head(input_ids=ids).logits).abs().max().item()
+        assert (change > 1e-6) is reaches, (model, change)
+
+
+@pytest.mark.parametrize("model", ["longt5_tglobal", "pegasus_x"])
+def test_a_saved_generation_checkpoint_loads_into_the_classifier(make_cfg, tmp_path, model):
+    knobs = MODELS[model][0]
+    saved = _build(make_cfg, f"model={model}", *EXTRACT, "model.max_length=256", *knobs)
+    saved.model.save_pretrained(tmp_path / "ckpt")
+    saved.tokenizer.save_pretrained(tmp_path / "ckpt")
+    loaded = _build(make_cfg, f"model={model}", *KEYS, "model.init=pretrained", f"model.pretrained={tmp_path / 'ckpt'}",
+                    "model.max_length=256", *knobs)
+    encoder = saved.model.get_encoder().state_dict()
+    assert encoder.keys() == loaded.model.encoder.state_dict().keys()
+    assert all(torch.equal(w, loaded.model.encoder.state_dict()[k]) for k, w in encoder.items())
+    assert loaded.model.classifier.out_proj.out_features == 2
 
 
 def test_pegasus_x_cannot_run_another_variant(make_cfg):

@@ -87,8 +87,9 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
 @pytest.mark.parametrize("sweep, knob, values", [
     ("lsg_grid", "model.attention.sparsity_type", "pooling,stride,norm"),
     ("lsg_grid", "model.attention.block_size", "32,64,128"),
-    ("attention_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,spade_roberta"),
-    ("length_scaling", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta"),
+    ("attention_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,spade_roberta,longt5_local,"
+                         "longt5_tglobal,pegasus_x"),
+    ("length_scaling", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,longt5_tglobal,pegasus_x"),
     ("summarization_matrix", "model",
      "bart,led,bigbird_pegasus,lsg_bart,local_bart,spade_bart,longt5_local,longt5_tglobal,pegasus_x"),
     ("length_scaling_summarization", "model", "bart,led,bigbird_pegasus,lsg_bart,local_bart,longt5_tglobal,pegasus_x"),

@@ -11,6 +11,8 @@ from typing import Callable
 
 import transformers as tf
 
+from .heads import LongT5EncoderForSequenceClassification, PegasusXEncoderForSequenceClassification
+
 
 # Random-init size presets: (layers, hidden, heads, feed-forward). Encoder-decoders use the
 # layer count for both stacks. `base` matches the 12-layer, 768-hidden base checkpoints.
@@ -81,12 +83,13 @@ FAMILIES = {
                               _seq2seq_sizes, attention_types=("bigbird",),
                               fixed_padding=True, attn_implementation="eager"),
     # LongT5 (Guo et al. 2022): relative position buckets, no absolute position table; local or transient-global
-    # encoder attention (model files longt5_local, longt5_tglobal). No classification head in transformers.
-    "longt5": Family(tf.LongT5Config, None, tf.LongT5ForConditionalGeneration, _t5_sizes, position_field=None,
+    # encoder attention (model files longt5_local, longt5_tglobal). transformers has no classification head for it
+    # nor for PEGASUS-X: lsgbench's (models/heads.py) classifies from the encoder's first token.
+    "longt5": Family(tf.LongT5Config, LongT5EncoderForSequenceClassification, tf.LongT5ForConditionalGeneration, _t5_sizes, position_field=None,
                      attention_types=("longt5",), attn_implementation="eager", decoder_starts_with_pad=True),
     # PEGASUS-X (Phang et al. 2022): staggered block-local attention with global tokens; its sinusoidal positions
     # are computed for any length (max_position_embeddings is stored, never enforced).
-    "pegasus_x": Family(tf.PegasusXConfig, None, tf.PegasusXForConditionalGeneration, _seq2seq_sizes,
+    "pegasus_x": Family(tf.PegasusXConfig, PegasusXEncoderForSequenceClassification, tf.PegasusXForConditionalGeneration, _seq2seq_sizes,
                         position_field=None, attention_types=("pegasus_x",), attn_implementation="eager",
                         decoder_starts_with_pad=True),
 }
