@@ -72,6 +72,7 @@ class BenchRow(TypedDict):
     peak_mem_mb: NotRequired[float]
     flops_per_token: NotRequired[float]        # counted in one untimed step (bench.count)
     saved_bytes_per_token: NotRequired[float]  # train: what autograd keeps for backward, weights excluded
+    counted_on: NotRequired[str]               # the kernel counted, when not the timed one (FlexAttention: blocks)
     count_error: NotRequired[str]              # why the step could not be counted (its timing stands)
     busy_elsewhere: NotRequired[float | None]  # share of the CPUs other processes used while it was timed
     error: NotRequired[str]

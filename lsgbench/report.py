@@ -174,6 +174,9 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
                       figure(r, "flops_per_token", 1e6, 2), figure(r, "saved_bytes_per_token", 1024, 1), r["status"]])
     notes = [f"{r['model']} {r.get('attention', '')} {r['seq_len']} {r['phase']}: {busy}" for r in rows
              if (busy := _busy({"the timed steps": r.get("busy_elsewhere")}))]
+    if any(r.get("counted_on") for r in rows):
+        notes.append("FLOPs of FlexAttention steps are counted on the blocks kernel (the same attention; torch's "
+                     "FLOP counter cannot run compiled flex); their saved bytes are not counted")
     return header, cells, notes
 
 

@@ -74,14 +74,29 @@ def test_counted_flops_and_saved_bytes_match_hand_counts(tmp_path):
         assert r["flops_per_token"] == {"infer": 4 * h * s * d, "train": 14 * h * s * d}[r["phase"]]
         assert r.get("saved_bytes_per_token") == ({"train": 4 * (4 * h * d + h)}.get(r["phase"]))
     # LSG's work and memory per token do not grow with length: each query sees g + 3b + 2s keys, and the
-    # memory-lean kernel keeps its inputs and the (N / f long) sparse keys for backward, not the gathered blocks
+    # memory-lean kernel keeps only q, k and v for backward (not the gathered blocks, not the sparse keys)
     rows = bench.run_bench(bench_cfg(tmp_path, "model=lsg_roberta", "bench.mode=attention", "bench.seq_lens=[512,1024]",
                                      "bench.tokens_per_batch=1024", "model.attention.block_size=32",
                                      "model.attention.sparse_block_size=32", "model.attention.sparsity_type=stride"))
     train = [r for r in rows if r["phase"] == "train"]
     assert train[1]["flops_per_token"] == pytest.approx(train[0]["flops_per_token"], rel=0.05)
     assert train[0]["saved_bytes_per_token"] == pytest.approx(train[1]["saved_bytes_per_token"], rel=0.01)
-    assert train[0]["saved_bytes_per_token"] < 2 * 4 * (4 * h * d + h)
+    assert train[0]["saved_bytes_per_token"] == train[1]["saved_bytes_per_token"] == 3 * 4 * h * d
+
+
+@pytest.mark.slow  # compiles FlexAttention on the CPU
+def test_flex_steps_are_counted_on_the_blocks_kernel(tmp_path):
+    common = ("model=lsg_roberta", "bench.mode=attention", "bench.seq_lens=[256]", "model.attention.block_size=32",
+              "model.attention.sparse_block_size=32")
+    flex_rows = bench.run_bench(bench_cfg(tmp_path, *common, "model.attention.backend=flex"))
+    blocks_rows = bench.run_bench(bench_cfg(tmp_path, *common, "model.attention.backend=blocks"))
+    infer = flex_rows[0]
+    assert infer["status"] == "ok" and infer["counted_on"] == "blocks" and "flex" in infer["attention"]
+    assert infer["flops_per_token"] == blocks_rows[0]["flops_per_token"] > 0
+    assert flex_rows[1]["status"] == "error" and "backward" in flex_rows[1]["error"]  # none on the CPU
+    from lsgbench.report import bench_table
+    _, _, notes = bench_table([{**row, "device": "cpu"} for row in flex_rows])
+    assert any("counted on the blocks kernel" in note for note in notes)
 
 
 def test_an_out_of_memory_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):

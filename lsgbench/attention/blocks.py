@@ -216,23 +216,21 @@ class _Recomputed(torch.autograd.Function):
         need = list(ctx.needs_input_grad[3:])
         current = _rng_state(device)
         device_type, enabled, dtype = ctx.autocast
+        n, derived = len(inputs), ctx.derived.pieces if ctx.derived else ()
         try:
             with torch.autocast(device_type, dtype=dtype, enabled=enabled):
                 every = _with_derived(inputs, ctx.derived)
-                made = every[len(inputs):]  # a derived input needs a gradient when it is float and a source does
-                wanted = ctx.derived is not None and any(need[i] for p in ctx.derived.pieces for i, _, _ in p.windows)
-                need += [wanted and t.is_floating_point() for t in made]
+                sources_need = any(need[i] for piece in derived for i, _, _ in piece.windows)
+                need += [sources_need and t.is_floating_point() for t in every[n:]]
                 grads = [None] * len(every)  # made by the first piece that reads the input
                 with torch.enable_grad():
                     for piece, state in zip(ctx.pieces, ctx.rng_states):
                         _set_rng_state(device, state)
                         _add_piece_grads(piece, every, need, grads, [grad_out])
-                    if made:
-                        del every[len(inputs):], made
-                        derived_grads = grads[len(inputs):]
-                        del grads[len(inputs):]
-                        for piece in ctx.derived.pieces:
-                            _add_piece_grads(piece, inputs, need, grads, derived_grads)
+                    del every  # of the derived inputs only their gradients are needed now
+                    derived_grads, grads = grads[n:], grads[:n]
+                    for piece in derived:
+                        _add_piece_grads(piece, inputs, need, grads, derived_grads)
         finally:
             _set_rng_state(device, current)
         return (None, None, None, *(torch.zeros_like(t) if n and grad is None else grad

@@ -22,4 +22,10 @@ python -m lsgbench "${common[@]}" model=local_roberta model.max_length=2048 mode
 python -m lsgbench "${common[@]}" model=lsg_roberta model.max_length=2048 model.attention.block_size=64 \
     model.attention.sparse_block_size=64 model.attention.sparsity_factor=4 model.attention.sparsity_type=pooling
 python -m lsgbench "${common[@]}" model=spade_roberta model.max_length=2048 model.attention.window=64
+# LongT5 and PEGASUS-X: their encoders under lsgbench's first-token head (models/heads.py), 64-token locality
+python -m lsgbench "${common[@]}" model=longt5_local model.max_length=2048 model.attention.local_radius=63
+python -m lsgbench "${common[@]}" model=longt5_tglobal model.max_length=2048 model.attention.local_radius=63 \
+    model.attention.global_block_size=16
+python -m lsgbench "${common[@]}" model=pegasus_x model.max_length=2048 model.attention.block_size=64 \
+    model.attention.num_global_tokens=16
 python -m lsgbench.report $out/runs --by model,attention,max_length --format md,csv --out $out
