@@ -85,8 +85,9 @@ def pattern_attention(query, key, value, keep, pattern, scaling):
 # Inputs a kernel derives from its inputs (LSG's sparse keys) are made the same way, piece by piece,
 # so their gradients are added into the inputs' ones in place, without a gradient the size of K.
 
-PIECE_SCORES = 2**20  # attention scores (batch x heads x queries x keys) per piece: bounds its transient memory
-# (scores, probabilities and their gradients: ~16 MB in fp32); smaller pieces were no slower on the CPU benchmark
+PIECE_SCORES = 2**20  # attention scores (batch x heads x queries x keys) per piece, or key elements per piece of
+# sparse keys: bounds a piece's transient memory (scores, probabilities and their gradients: ~16 MB in fp32);
+# smaller pieces were no slower on the CPU benchmark
 RECOMPUTE = True      # False: plain autograd over the same pieces (keeps every piece's copies; tests compare)
 
 
