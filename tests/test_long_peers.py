@@ -98,19 +98,20 @@ def test_long_peers_classify_with_lsgbench_encoder_head(make_cfg, tmp_path, mode
     assert not any("decoder" in name for name, _ in built.model.named_parameters())  # the encoder alone
 
 
-def test_the_encoder_head_reads_the_first_token_so_local_attention_cannot_see_far(make_cfg):
-    """Two layers of radius-15 windows reach ~64 tokens from the first; transient-global attention
-    reaches every token in one layer."""
+@pytest.mark.parametrize("model, knobs, reaches", [
+    ("longt5_local", ["model.attention.local_radius=15"], False),  # two layers of radius 15: ~64 tokens
+    ("longt5_tglobal", ["model.attention.local_radius=15", "model.attention.global_block_size=8"], True),
+    ("pegasus_x", ["model.attention.block_size=64", "model.attention.num_global_tokens=4"], True),  # via globals
+])
+def test_what_the_first_token_the_head_reads_can_see(make_cfg, model, knobs, reaches):
     ids = torch.randint(5, 200, (1, 1000))
     far = ids.clone()
     far[0, 900] = 7
-    for model, reaches in (("longt5_local", False), ("longt5_tglobal", True)):
-        built = _build(make_cfg, f"model={model}", *KEYS, "model.max_length=1000", "model.attention.local_radius=15",
-                       "model.attention.global_block_size=8")
-        head = built.model.eval()
-        with torch.no_grad():
-            change = (head(input_ids=far).logits - head(input_ids=ids).logits).abs().max().item()
-        assert (change > 1e-6) is reaches, (model, change)
+    built = _build(make_cfg, f"model={model}", *KEYS, "model.max_length=1000", *knobs)
+    encoder = built.model.eval().encoder
+    with torch.no_grad():
+        change = (encoder(input_ids=far).last_hidden_state[:, 0] - encoder(input_ids=ids).last_hidden_state[:, 0])
+    assert (change.abs().max().item() > 1e-6) is reaches, change.abs().max().item()
 
 
 @pytest.mark.parametrize("model", ["longt5_tglobal", "pegasus_x"])
