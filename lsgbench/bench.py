@@ -224,7 +224,8 @@ def _count_on_blocks(cfg, length: int, batch: int, device: torch.device, phase: 
     tiles, so its own work is somewhat larger.) What flex saves for backward is its own: not counted."""
     on_blocks = copy.deepcopy(cfg)
     on_blocks.model.attention.backend = "blocks"
-    counted = count(_steps(on_blocks, length, batch, device), phase)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # later lengths' weights unchanged
+        counted = count(_steps(on_blocks, length, batch, device), phase)
     counted.pop("saved_bytes_per_token", None)
     return {**counted, "counted_on": "blocks"}
 

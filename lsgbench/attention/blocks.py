@@ -234,8 +234,8 @@ class _Recomputed(torch.autograd.Function):
                         _add_piece_grads(piece, inputs, need, grads, derived_grads)
         finally:
             _set_rng_state(device, current)
-        return (None, None, None, *(torch.zeros_like(t) if n and grad is None else grad
-                                     for t, n, grad in zip(inputs, need, grads)))
+        return (None, None, None, *(torch.zeros_like(t) if wanted and grad is None else grad
+                                     for t, wanted, grad in zip(inputs, need, grads)))
 
 
 def _add_piece_grads(piece: Piece, inputs, need, grads, grad_outs) -> None:

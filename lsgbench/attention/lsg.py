@@ -105,13 +105,15 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
         def sparse_piece(r0, r1, i0, i1):  # the sparse sequence of blocks i0..i1 is made from those blocks alone
             lo, hi = g + i0 * b, g + i1 * b
 
-            def make(k_tokens, v_tokens, q_first):
+            def make(k_tokens, v_tokens, q_first=None):
                 return sparse_keys(fit(k_tokens, lo, hi, g, N), fit(v_tokens, lo, hi, g, N),
                                    keep_x[r0:r1, i0 * b:i1 * b], sparsity_type=sparsity_type, sparsity_factor=f,
-                                   block_size=b, sparse_block_size=s, query_first=q_first[:, :, 0], scaling=scaling)
+                                   block_size=b, sparse_block_size=s, scaling=scaling,
+                                   query_first=None if q_first is None else q_first[:, :, 0])
 
             tokens = clip(lo, hi, g, N)
-            return Piece((r0, r1), (i0 * r, i1 * r), ((1, *tokens), (2, *tokens), (0, g, g + 1)), make)
+            first_query = ((0, g, g + 1),) if sparsity_type == "bos_pooling" else ()  # its pooling weights
+            return Piece((r0, r1), (i0 * r, i1 * r), ((1, *tokens), (2, *tokens), *first_query), make)
 
         derived = Derived(tuple(sparse_piece(*rows, *blocks) for rows, blocks in block_pieces(B, nb, H * b * D)),
                           Np // f)  # inputs 3, 4, 5: ks, vs, keep_s

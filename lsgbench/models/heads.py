@@ -2,10 +2,12 @@
 
 The encoder alone reads the document; its first token's state goes through RoBERTa's head (dense,
 tanh, linear, with dropout). No decoder runs, and mean pooling is deliberately not used: as in an
-encoder-only classifier, everything the prediction uses must reach the first token through the
-encoder's attention, so a model's receptive field shows in its accuracy (results/receptive_field).
+encoder-only classifier, everything the prediction uses must reach the first token (lsgbench's own
+tokenizers start with <s>; the published T5/PEGASUS ones with the first word) through the encoder's
+attention, so a model's receptive field shows in its accuracy (results/receptive_field).
 Pretrained checkpoints of the generation model load into it: the encoder and shared embedding keep
-their names, the decoder's weights are ignored and the head starts at random.
+their names (PEGASUS-X's `model.` prefix is its base_model_prefix, which transformers strips), the
+decoder's weights are ignored and the head starts at random.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class EncoderClassifier:
     """What both heads share: the checkpoint layout of their generation models, the head's
     initialisation (std 0.02, as RoBERTa's) and the forward pass."""
     _tied_weights_keys = {"encoder.embed_tokens.weight": "shared.weight"}
-    _keys_to_ignore_on_load_unexpected = [r"decoder", r"lm_head", r"final_logits_bias"]
+    _keys_to_ignore_on_load_unexpected = [r"decoder", r"lm_head"]
 
     def _init_weights(self, module):
         if isinstance(module, nn.Linear) and any(module is m for m in self.classifier.modules()):
@@ -52,7 +54,7 @@ class EncoderClassifier:
     def set_input_embeddings(self, embeddings):
         self.shared = self.encoder.embed_tokens = embeddings
 
-    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None, **_):
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None):
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                               inputs_embeds=inputs_embeds).last_hidden_state
         logits = self.classifier(states)
