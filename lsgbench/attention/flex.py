@@ -30,7 +30,7 @@ from .sparse import sparse_keys, uses_sparse_keys
 TILE = 128      # BlockMask tiles (queries and keys): the Triton kernels' tiles must divide it
 COMPILE = True  # False: eager flex_attention, which materialises all scores (CPU tests only)
 RECOMPILE_LIMIT = 64  # compiles per process (a few per knobs: first shapes, then dynamic ones; grad mode)
-calls = 0       # flex_attention calls made so far (the benchmark counts no FLOPs of steps that made any)
+calls = 0       # flex_attention calls made so far (the benchmark counts the FLOPs of steps that made any on blocks)
 
 
 @functools.cache

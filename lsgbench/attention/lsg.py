@@ -100,7 +100,7 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
     sparse = uses_sparse_keys(s, sparsity_type)
     derived = None
     if sparse:  # made piece by piece inside attend_pieces, so backward adds their gradients into K and V in place
-        r = b // f
+        r, M = b // f, Np // f
 
         def sparse_piece(r0, r1, i0, i1):  # the sparse sequence of blocks i0..i1 is made from those blocks alone
             lo, hi = g + i0 * b, g + i1 * b
@@ -116,8 +116,7 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
             return Piece((r0, r1), (i0 * r, i1 * r), ((1, *tokens), (2, *tokens), *first_query), make)
 
         derived = Derived(tuple(sparse_piece(*rows, *blocks) for rows, blocks in block_pieces(B, nb, H * b * D)),
-                          Np // f)  # inputs 3, 4, 5: ks, vs, keep_s
-        M = Np // f
+                          M)  # inputs 3, 4, 5: ks, vs, keep_s
 
         # Pad the sparse sequence by r + s on both sides; then block i's left window starts at i*r
         # and its right window at (i + 3) * r + s. A piece of blocks i0..i1 reads padded positions

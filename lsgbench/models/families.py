@@ -85,11 +85,13 @@ FAMILIES = {
     # LongT5 (Guo et al. 2022): relative position buckets, no absolute position table; local or transient-global
     # encoder attention (model files longt5_local, longt5_tglobal). transformers has no classification head for it
     # nor for PEGASUS-X: lsgbench's (models/heads.py) classifies from the encoder's first token.
-    "longt5": Family(tf.LongT5Config, LongT5EncoderForSequenceClassification, tf.LongT5ForConditionalGeneration, _t5_sizes, position_field=None,
+    "longt5": Family(tf.LongT5Config, LongT5EncoderForSequenceClassification, tf.LongT5ForConditionalGeneration,
+                     _t5_sizes, position_field=None,
                      attention_types=("longt5",), attn_implementation="eager", decoder_starts_with_pad=True),
     # PEGASUS-X (Phang et al. 2022): staggered block-local attention with global tokens; its sinusoidal positions
     # are computed for any length (max_position_embeddings is stored, never enforced).
-    "pegasus_x": Family(tf.PegasusXConfig, PegasusXEncoderForSequenceClassification, tf.PegasusXForConditionalGeneration, _seq2seq_sizes,
+    "pegasus_x": Family(tf.PegasusXConfig, PegasusXEncoderForSequenceClassification,
+                        tf.PegasusXForConditionalGeneration, _seq2seq_sizes,
                         position_field=None, attention_types=("pegasus_x",), attn_implementation="eager",
                         decoder_starts_with_pad=True),
 }
