@@ -37,8 +37,8 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from .attention import attention_label, flex, knobs_from_config
-from .config import attention_shorthand, config_dir
-from .errors import ConfigError
+from .config import attention_shorthand, config_dir, file_keys
+from .errors import ConfigError, integer, raise_all, unknown_keys
 from .measure import BusyElsewhere, cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
 from .models import FAMILIES, SIZES, build_model
 from .record import environment, new_bench_result, new_run_id, write_json_atomic
@@ -60,7 +60,7 @@ def _stand_in_task(family, new_tokens: int):
         return OmegaConf.create({"name": "bench", "kind": "summarization", "max_source_length": 512,
                                  "max_target_length": new_tokens, "generation": None})
     return OmegaConf.create({"name": "bench", "kind": "classification", "label_names": ["a", "b"],
-                             "max_source_length": 512, "max_target_length": None})
+                             "max_source_length": 512})
 
 
 class Steps:
@@ -236,22 +236,32 @@ def _error_row(row: dict, err: BaseException) -> dict:
     return {**row, "status": "error", "error": f"{type(err).__name__}: {err}"[:300]}
 
 
-def check(bench) -> None:
-    if bench.mode not in MODES:
-        raise ConfigError(f"bench.mode={bench.mode!r} is unknown; choose one of {list(MODES)}")
-    if bench.dtype not in ("fp32", "bf16"):
-        raise ConfigError(f"bench.dtype={bench.dtype!r} is unknown; choose fp32 or bf16")
-    if bench.size not in SIZES:
-        raise ConfigError(f"bench.size={bench.size!r} is unknown; choose one of {list(SIZES)}")
-    if not (isinstance(bench.new_tokens, int) and bench.new_tokens >= 1):
-        raise ConfigError(f"bench.new_tokens={bench.new_tokens!r} must be an integer >= 1")
-    if bench.mode == "generate" and not (bench.beams and all(isinstance(b, int) and b >= 1 for b in bench.beams)):
-        raise ConfigError(f"bench.beams={list(bench.beams or [])} must list beam counts >= 1 (1: greedy)")
+def check(cfg) -> None:
+    """One ConfigError naming every unknown key and every bad setting of the benchmark's config."""
+    bench = cfg.bench
+    problems = unknown_keys(cfg, "", [*file_keys("bench.yaml"), "paths", "model"])
+    problems += unknown_keys(cfg.paths, "paths", file_keys("paths", "default.yaml"))
+    problems += unknown_keys(cfg.model, "model", [*file_keys("model", "hf.yaml"), "attention"])
+    problems += unknown_keys(bench, "bench", file_keys("bench.yaml", section="bench"))
+    choices = {"mode": MODES, "dtype": ("fp32", "bf16"), "size": tuple(SIZES), "device": ("auto", "cpu", "cuda")}
+    problems += [f"bench.{key}={bench.get(key)!r} is unknown; choose one of {list(allowed)}"
+                 for key, allowed in choices.items() if bench.get(key) not in allowed]
+    lengths, beams = bench.get("seq_lens"), bench.get("beams")
+    if not (OmegaConf.is_list(lengths) and lengths and all(not integer("", n, 1) for n in lengths)):
+        problems.append(f"bench.seq_lens={lengths!r} must list lengths >= 1, e.g. [1024,4096]")
+    if bench.get("mode") == "generate" and not (OmegaConf.is_list(beams) and beams and
+                                                 all(not integer("", b, 1) for b in beams)):
+        problems.append(f"bench.beams={beams!r} must list beam counts >= 1 (1: greedy)")
+    for key, minimum in (("tokens_per_batch", 1), ("new_tokens", 1), ("generate_batch", 1), ("warmup", 0),
+                         ("repeats", 1)):
+        problems += integer(f"bench.{key}", bench.get(key), minimum)
+    problems += integer("seed", cfg.get("seed"), 0)
+    raise_all(problems)
 
 
 def run_bench(cfg) -> list[dict]:
     bench = cfg.bench
-    check(bench)
+    check(cfg)
     device = torch.device("cuda" if bench.device == "auto" and torch.cuda.is_available() else
                           "cpu" if bench.device == "auto" else bench.device)
     bf16 = bench.dtype == "bf16"

@@ -19,6 +19,7 @@ log = logging.getLogger("lsgbench")
 
 def summary(record: dict) -> str:
     from .attention import attention_label
+    from .record import caveats
 
     reused = " (skipped: reused from the store; force=true reruns it)" if record.get("reused") else ""
     lines = [f"run {record['run_id']}: {record['status']}{reused}"]
@@ -27,14 +28,17 @@ def summary(record: dict) -> str:
     prov = record["provenance"]
     if prov["dataset"] is None:  # it stopped before its data loaded: nothing more to say
         return "\n".join(lines)
+    splits = prov.get("splits") or {}
     lines.append(f"  task={record['task']} model={record['model']} attention={attention_label(record['attention'])!r} "
                  f"max_length={record['max_length']} data={prov['dataset']} init={prov['model_init']} "
-                 f"n_train={prov['n_train']} n_eval={prov['n_eval']}")
-    cut = _truncation_line(prov.get("truncation") or {})
+                 f"n_train={prov['n_train']} n_eval={prov['n_eval']}"
+                 + (f" (eval: {splits['eval']})" if "eval" in splits else ""))
+    cut = truncation_line(prov.get("truncation") or {})
     if cut:
         lines.append(f"  truncated:  {cut}")
+    lines += [f"  warning:    {caveat}" for caveat in caveats(record)]
     if record["metrics"]:
-        lines.append("  metrics:    " + "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items())
+        lines.append(f"  metrics:    (n={prov['n_eval']}) " + "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items())
                      + "   (0-100" + ("; gen_len in tokens" if "gen_len" in record["metrics"] else "") + ")")
     eff = record["efficiency"]
     if "train_tokens_per_s" in eff:
@@ -47,18 +51,28 @@ def summary(record: dict) -> str:
     return "\n".join(lines)
 
 
-def _truncation_line(truncation: dict) -> str:
-    """e.g. `eval: 7 of 10 inputs longer than max_length (31% of an input's tokens dropped on average)`;
-    empty when nothing was cut."""
+def truncation_line(truncation: dict) -> str:
+    """e.g. `eval: 1 of 4 inputs cut, 74% of the split's tokens dropped (one input lost 98.9%)`; empty when
+    nothing was cut."""
     parts = []
     for split, figures in truncation.items():
         for what in ("inputs", "targets"):
-            if figures.get(f"{what}_truncated"):
-                limit = "max_length" if what == "inputs" else "max_target_length"
-                parts.append(f"{split}: {figures[f'{what}_truncated']} of {figures['examples']} {what} longer than "
-                             f"{limit} ({figures[f'{what}_dropped_fraction']:.0%} of a{'n' if what == 'inputs' else ''} "
-                             f"{what[:-1]}'s tokens dropped on average)")
+            if figures.get(f"{what}_cut"):
+                n = figures[f"{what}_cut"]
+                worst = f"one {what[:-1]} lost {share(figures[f'{what}_cut_max_share'])}" if n == 1 else \
+                    (f"the cut {what} lost {share(figures[f'{what}_cut_mean_share'])} on average, at most "
+                     f"{share(figures[f'{what}_cut_max_share'])}")
+                parts.append(f"{split}: {n} of {figures['examples']} {what} cut, "
+                             f"{share(figures[f'{what}_dropped_share'])} of the split's tokens dropped ({worst})")
     return "; ".join(parts)
+
+
+def share(fraction: float) -> str:
+    """A share in percent: 74%; one decimal near 0 and 100% (0.4%, 98.9%), where it matters; <0.1%."""
+    percent = 100 * fraction
+    if 0 < percent < 0.1:
+        return "<0.1%"
+    return f"{percent:.1f}%" if percent < 10 or percent > 90 else f"{percent:.0f}%"
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")

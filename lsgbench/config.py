@@ -20,6 +20,13 @@ def config_dir() -> str:
     return str(shipped_dir("conf"))
 
 
+def file_keys(*parts: str, section: str | None = None) -> list[str]:
+    """The keys a shipped config file defines (its defaults list and Hydra's settings aside), or those of one
+    of its sections."""
+    data = OmegaConf.to_container(OmegaConf.load(shipped_dir("conf").joinpath(*parts)))
+    return list(data[section]) if section else [k for k in data if k not in ("defaults", "hydra")]
+
+
 @functools.cache
 def model_names() -> dict[str, tuple[str, str]]:
     """{model name: (backbone, attention it runs)} from conf/model. A saved combination names its

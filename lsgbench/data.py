@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 # Bump when tokenization changes, so cached tokenized datasets are rebuilt.
 PREPROCESS_VERSION = 2
 CARVE_SEED = 0  # carving and subsampling use a fixed seed: the data is the same for every run seed
-CARVE_ORDER = ("validation", "test")
+CARVE_ORDER = ("validation", "test")  # the splits that can be carved from train
+VALIDATION_NAMES = ("validation", "val", "valid", "dev")  # local files read as the validation split
 
 
 @dataclass
@@ -35,6 +36,8 @@ class TaskData:
     eval: list[dict]
     source: str  # provenance: "local:<dir>", "hub:<path>[/<name>]@<revision>" or "synthetic:<generator>"
     notes: list[str] = field(default_factory=list)
+    splits: dict[str, str] = field(default_factory=dict)  # what train and eval were read from (a file, a hub split)
+    eval_overlap: int = 0  # evaluation examples whose content is also in training (task.allow_eval_overlap)
 
     @property
     def fingerprint(self) -> str:
@@ -52,59 +55,105 @@ def local_data_dir(task) -> Path | None:
 
 
 def load_task_data(task) -> TaskData:
-    """Read the train and eval splits of a task, validated and subsampled as configured."""
-    task_kind(task).check(task)  # before any reading
-    wanted = [task.train_split, task.eval_split]
+    """Read the train and eval splits of a task, validated and subsampled as configured. An evaluation
+    example whose content is also in training is refused unless task.allow_eval_overlap."""
+    kind = task_kind(task)
     data_dir = local_data_dir(task)
+    notes = []  # for the record; each is logged too
+
+    def note(text: str, level: int = logging.INFO) -> None:
+        notes.append(text)
+        log.log(level, text)
+
     if data_dir is not None:
         source = f"local:{data_dir}"
-        available = _local_splits(data_dir)
-        read = lambda split: _read_jsonl(data_dir / f"{split}.jsonl")  # noqa: E731
+        files, ignored = _local_splits(data_dir, (task.train_split, task.eval_split))
+        if ignored:
+            note(f"{data_dir} holds {ignored}, which lsgbench does not read (split files: train.jsonl, test.jsonl, "
+                 f"validation.jsonl or {'/'.join(VALIDATION_NAMES[1:])}.jsonl, or the file task.train_split / "
+                 f"task.eval_split name)", logging.WARNING)
+        available, origin = list(files), dict(files)
+        read = lambda split: _read_jsonl(data_dir / files[split])  # noqa: E731
     elif task.source == "local":
         raise ConfigError(f"task {task.name!r} reads a local folder: set task.data_dir=DIR (or LSGBENCH_DATA_DIR=ROOT "
                           f"with ROOT/{task.name}/) holding <split>.jsonl files in the unified schema {_schema(task)}")
     elif task.source == "synthetic":
         source = f"synthetic:{task.synthetic.generator}(seed={task.synthetic.seed})"
         available = [s for s in task.splits if task.synthetic.get(f"n_{s}")]
+        origin = {s: f"generated {s}" for s in available}
         read = lambda split: synthetic_rows(task, split, task.synthetic[f"n_{split}"])  # noqa: E731
     elif task.source == "hub":
         source, available, read = _hub_reader(task)
+        origin = {s: f"hub split {task.splits[s]}" for s in available}
     else:
         raise ConfigError(f"task.source={task.source!r} is unknown; choose local, hub or synthetic")
 
-    if task.train_split not in available:
-        hint = f" (to train on it: task.train_split={available[0]})" if len(available) == 1 else ""
-        raise ConfigError(f"{source} has no {task.train_split!r} split; it has {sorted(available)}{hint}")
-    rows = {task.train_split: read(task.train_split)}
-    notes = []
-    missing = [s for s in wanted if s not in available]
-    for split in missing:
-        if split not in CARVE_ORDER:
-            raise ConfigError(f"{source} has no {split!r} split (it has {sorted(available)}), and only "
-                              f"{list(CARVE_ORDER)} can be carved from {task.train_split!r}")
-    if missing:
-        rows.update(_carve(rows[task.train_split], missing, task.carve_fraction, task.train_split))
-        notes.append(f"carved {missing} from {task.train_split!r} ({task.carve_fraction:.0%} each, seed {CARVE_SEED})")
-    for split in wanted:
-        if split not in rows:
-            rows[split] = read(split)
+    train_split, eval_split = task.train_split, task.eval_split
+    if train_split not in available:
+        hint = (f" (to train on it and evaluate on a part carved from it: task.train_split={available[0]} "
+                f"task.eval_split=validation)") if len(available) == 1 else ""
+        raise ConfigError(f"{source} has no {train_split!r} split; it has {sorted(available)}{hint}")
+    if eval_split == "test" and eval_split not in available and "validation" in available:
+        note(f"{source} has no 'test' split: evaluating on 'validation' ({origin['validation']})", logging.WARNING)
+        eval_split = "validation"
+    if eval_split not in available and eval_split not in CARVE_ORDER:
+        raise ConfigError(f"{source} has no {eval_split!r} split (it has {sorted(available)}), and only "
+                          f"{list(CARVE_ORDER)} can be carved from {train_split!r}")
+    train = _validated(task, read(train_split), f"{source} {train_split}")
+    if eval_split == train_split:
+        evals = train
+    elif eval_split in available:
+        evals = _validated(task, read(eval_split), f"{source} {eval_split}")
+    else:  # carved: held-out rows of train, every copy of a text on one side
+        train, evals = _carve(train, eval_split, task.carve_fraction, lambda row: content_key(kind, row))
+        note(f"carved {eval_split!r} from {train_split!r} ({task.carve_fraction:.0%}, seed {CARVE_SEED})")
+        origin[eval_split] = f"carved from {origin[train_split]} ({task.carve_fraction:.0%}, seed {CARVE_SEED})"
+    train = _subsample(train, task.max_train_samples)
+    evals = _subsample(evals, task.max_eval_samples)
+    overlap = _overlap(task, kind, train, evals, train_split, eval_split)
+    return TaskData(train=train, eval=evals, source=source, notes=notes,
+                    splits={"train": origin[train_split], "eval": origin[eval_split]}, eval_overlap=overlap)
 
-    train = _validated(task, rows[task.train_split], f"{source} {task.train_split}")
-    evals = _validated(task, rows[task.eval_split], f"{source} {task.eval_split}")
-    train = _subsample(train, task.max_train_samples, "task.max_train_samples")
-    evals = _subsample(evals, task.max_eval_samples, "task.max_eval_samples")
-    for note in notes:
-        log.info(note)
-    return TaskData(train=train, eval=evals, source=source, notes=notes)
+
+def content_key(kind, row: dict) -> bytes:
+    """A fingerprint of what an example asks (`TaskKind.content`): equal for copies of one text."""
+    return hashlib.sha256(kind.content(row).encode()).digest()[:16]
 
 
-def _local_splits(data_dir: Path) -> list[str]:
+def _overlap(task, kind, train: list[dict], evals: list[dict], train_split: str, eval_split: str) -> int:
+    """How many evaluation examples have the content of a training example; refused unless allowed."""
+    seen = {content_key(kind, r): r["id"] for r in train}
+    shared = [(r["id"], seen[key]) for r in evals if (key := content_key(kind, r)) in seen]
+    if not shared or task.allow_eval_overlap:
+        return len(shared)
+    fix = "set task.allow_eval_overlap=true to run it anyway (the record and the report then say so)"
+    if train_split == eval_split:
+        raise ConfigError(f"task.train_split and task.eval_split are both {train_split!r}: the run would evaluate "
+                          f"on the examples it trains on. Evaluate on a held-out split (task.eval_split=validation "
+                          f"carves one from it), or {fix}")
+    eval_id, train_id = shared[0]
+    raise ConfigError(f"{len(shared)} of {len(evals)} evaluation examples ({eval_split}) have the {kind.text_column!r} "
+                      f"of a training example ({train_split}), e.g. eval id {eval_id!r} = train id {train_id!r}. "
+                      f"Remove them from one split, or {fix}")
+
+
+def _local_splits(data_dir: Path, named: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """({split: file name} of the split files in `data_dir`, the .jsonl files it does not read); val, valid
+    and dev are read as validation, and any file a split is named after (`named`) as that split."""
     if not data_dir.is_dir():
         raise ConfigError(f"task.data_dir={str(data_dir)!r} is not a directory")
-    splits = sorted(p.stem for p in data_dir.glob("*.jsonl"))
-    if not splits:
+    stems = sorted(p.stem for p in data_dir.glob("*.jsonl"))
+    if not stems:
         raise ConfigError(f"task.data_dir={str(data_dir)!r} holds no <split>.jsonl files (e.g. train.jsonl, test.jsonl)")
-    return splits
+    validation = [s for s in VALIDATION_NAMES if s in stems]
+    if len(validation) > 1:
+        raise ConfigError(f"task.data_dir={str(data_dir)!r} holds {[f'{s}.jsonl' for s in validation]}, which are all "
+                          f"the validation split; keep one")
+    files = {s: f"{s}.jsonl" for s in stems if s in ("train", "test", *named)}
+    if validation:
+        files["validation"] = f"{validation[0]}.jsonl"
+    ignored = [f"{s}.jsonl" for s in stems if f"{s}.jsonl" not in files.values()]
+    return files, ignored
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -149,7 +198,7 @@ def _hub_reader(task):
     def read(split):
         ds = datasets.load_dataset(hub.path, hub.name, revision=hub.revision, split=to_source[split])
         names = getattr(ds.features.get(task.columns.get("label", "")), "names", None)
-        if names and task.label_names and list(names) != list(task.label_names):
+        if names and task.get("label_names") and list(names) != list(task.label_names):
             raise ConfigError(f"{source}: the dataset's label names {names} differ from task.label_names {list(task.label_names)}")
         unified = {ours: theirs for ours, theirs in task.columns.items()}
         missing = [c for c in unified.values() if c not in ds.column_names]
@@ -161,21 +210,15 @@ def _hub_reader(task):
     return source, available, read
 
 
-def _carve(train: list[dict], splits: list[str], fraction: float, train_split: str) -> dict[str, list[dict]]:
-    """Fixed-seed slices of train for the missing splits; train keeps the rest."""
-    if not 0 < fraction < 0.5:
-        raise ConfigError(f"task.carve_fraction={fraction} must be in (0, 0.5)")
+def _carve(train: list[dict], split: str, fraction: float, content) -> tuple[list[dict], list[dict]]:
+    """(train less the carved rows, a fixed-seed share of train as `split`); a row whose content is carved
+    takes every other copy of that content along, so carving never puts one text on both sides."""
     order = list(range(len(train)))
     random.Random(CARVE_SEED).shuffle(order)
     size = max(1, int(fraction * len(train)))
-    out, taken = {}, set()
-    for split in splits:
-        k = CARVE_ORDER.index(split)
-        idx = order[k * size : (k + 1) * size]
-        out[split] = [train[i] for i in idx]
-        taken.update(idx)
-    out[train_split] = [r for i, r in enumerate(train) if i not in taken]
-    return out
+    k = CARVE_ORDER.index(split)  # validation and test take different slices: carving both keeps them apart
+    carved = {content(train[i]) for i in order[k * size : (k + 1) * size]}
+    return [r for r in train if content(r) not in carved], [r for r in train if content(r) in carved]
 
 
 def _schema(task) -> str:
@@ -211,12 +254,10 @@ def _validated(task, rows: list[dict], where: str) -> list[dict]:
     return out
 
 
-def _subsample(rows: list[dict], limit, knob: str) -> list[dict]:
+def _subsample(rows: list[dict], limit: int | None) -> list[dict]:
     """For quick runs only: the first `limit` rows after a fixed-seed shuffle."""
     if limit is None or limit >= len(rows):
         return rows
-    if limit < 1:
-        raise ConfigError(f"{knob}={limit} must be a positive integer or null")
     order = list(range(len(rows)))
     random.Random(CARVE_SEED).shuffle(order)
     return [rows[i] for i in sorted(order[:limit])]
@@ -245,7 +286,7 @@ def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str 
     datasets.disable_progress_bars()
     kind = task_kind(task)
     key = hashlib.sha256(json.dumps([
-        rows_fingerprint(rows), tokenizer_fingerprint(tokenizer), kind.name, max_length, task.max_target_length,
+        rows_fingerprint(rows), tokenizer_fingerprint(tokenizer), kind.name, max_length, kind.max_target_length(task),
         PREPROCESS_VERSION,
     ]).encode()).hexdigest()[:24]
     path = Path(cache_dir) / "tokenized" / key if cache_dir else None
@@ -273,12 +314,17 @@ def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str 
 
 
 def truncation(ds, max_length: int, max_target_length: int | None) -> dict:
-    """What the length limits cut from a tokenized split: how many inputs (and targets) were longer,
-    and the mean share of tokens dropped over all examples."""
+    """What the length limits cut from a tokenized split, for inputs (and targets): how many were cut
+    (`inputs_cut`), the share of the split's tokens dropped (`inputs_dropped_share`), and among the cut ones
+    the mean and the largest share of an example's tokens dropped (`inputs_cut_mean_share`, `..._max_share`)."""
     out = {"examples": len(ds)}
     for what, column, limit in (("inputs", "input_length", max_length), ("targets", "target_length", max_target_length)):
         if column in ds.column_names and limit:
             lengths = ds[column]
-            out[f"{what}_truncated"] = sum(n > limit for n in lengths)
-            out[f"{what}_dropped_fraction"] = sum(max(n - limit, 0) / n for n in lengths if n) / len(lengths)
+            cut = [(n - limit) / n for n in lengths if n > limit]
+            out[f"{what}_cut"] = len(cut)
+            out[f"{what}_dropped_share"] = sum(max(n - limit, 0) for n in lengths) / max(sum(lengths), 1)
+            if cut:
+                out[f"{what}_cut_mean_share"] = sum(cut) / len(cut)
+                out[f"{what}_cut_max_share"] = max(cut)
     return out

@@ -7,8 +7,8 @@ from __future__ import annotations
 import statistics
 from typing import TypedDict
 
-from .attention import attention_label, labelled_knobs
-from .record import RunRecord, config_hash
+from .attention import attention_label, kernel_caveat, labelled_knobs
+from .record import RunRecord, caveats, config_hash
 
 Stat = tuple[float, float]  # (mean, std) over seeds
 DIFFERS = "differs by"      # the column naming the overrides that tell rows with equal labels apart
@@ -16,6 +16,7 @@ DIFFERS = "differs by"      # the column naming the overrides that tell rows wit
 
 class Row(TypedDict):
     columns: dict             # the --by values that name the row; the last also says how it differs from its namesakes
+    differs: str | None       # that difference (the overrides its namesakes lack), or None when its label is its own
     task: str
     model: str
     attention: str            # its label
@@ -25,6 +26,7 @@ class Row(TypedDict):
     sweep: str | None
     model_init: str | None
     n_train: int | None       # training examples (provenance.n_train); with efficiency train_steps, the budget
+    n_eval: int | None        # evaluation examples: what every metric is a mean over
     device: str | None        # what it trained on (efficiency.device)
     setup: str                # the config less seed and attention, hashed: rows that differ only in attention share it
     metrics: dict[str, Stat | None]
@@ -33,6 +35,8 @@ class Row(TypedDict):
     runs: str                 # "<ok>/<all>"
     status: str               # ok, or the other statuses of its runs
     error: str | None         # the first error of its runs
+    caveats: list[str]        # what a reader must know of its runs' figures (record.caveats, kernel_caveat)
+    commits: list[str]        # the lsgbench commits its runs were made by (env.git_commit; None: unknown)
 
 
 def _label(record: RunRecord, by: list[str]) -> tuple:
@@ -96,13 +100,16 @@ def _row(group: list[RunRecord], columns: dict, metrics: list[str]) -> Row:
     ok = [r for r in runs if r["status"] == "ok"]
     first = runs[0]
     figures = dict.fromkeys(f for r in ok for f, v in r["efficiency"].items() if isinstance(v, (int, float)))
-    return Row(columns=columns, task=first["task"], model=first["model"], attention=attention_label(first["attention"]),
+    return Row(columns=columns, differs=columns.get(DIFFERS), task=first["task"], model=first["model"], attention=attention_label(first["attention"]),
                attention_type=first["attention"].get("type"), knobs=labelled_knobs(first["attention"]),
                max_length=first["max_length"], sweep=first.get("sweep"),
                model_init=first["provenance"].get("model_init"), n_train=first["provenance"].get("n_train"),
                device=next((r["efficiency"].get("device") for r in ok), None), setup=_setup(first),
                metrics={m: _stats([r["metrics"].get(m) for r in ok]) for m in metrics},
                efficiency={f: _stats([r["efficiency"].get(f) for r in ok]) for f in figures},
+               n_eval=next((r["provenance"].get("n_eval") for r in ok), None),
                seeds=len(ok), runs=f"{len(ok)}/{len(runs)}",
                status="ok" if len(ok) == len(runs) else ", ".join(sorted({r["status"] for r in runs} - {"ok"})),
-               error=next((r["error"] for r in runs if r["error"]), None))
+               error=next((r["error"] for r in runs if r["error"]), None),
+               caveats=list(dict.fromkeys(c for r in ok for c in [*caveats(r), kernel_caveat(r)] if c)),
+               commits=list(dict.fromkeys(r.get("env", {}).get("git_commit") for r in runs)))

@@ -62,6 +62,15 @@ def cpu_peak_rss_mb() -> float:
 BUSY = 0.2  # busy_elsewhere above this: the speed was measured on a shared machine (the report says so)
 
 
+def busy_note(shares: dict) -> str | None:
+    """A note for speeds measured while other processes kept the CPUs busy ({what was timed: share}), or None."""
+    busy = {what: share for what, share in shares.items() if share is not None and share > BUSY}
+    if busy:
+        return "speed measured on a shared machine: other processes used " + \
+            ", ".join(f"{share:.0%} of the CPUs during {what}" for what, share in busy.items())
+    return None
+
+
 def machine_busy_s() -> float | None:
     """CPU-seconds every process on the machine has spent busy since boot (/proc/stat; None elsewhere)."""
     try:

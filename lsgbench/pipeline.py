@@ -1,10 +1,10 @@
 """The flow of one run: data -> model -> train -> evaluate -> record.
 
 `run(cfg, output_dir, overrides)` never raises for a failed run: whatever happens, it writes the
-run record (status ok | failed | oom, with the error) to `output_dir/run_record.json` and to the
-results store `cfg.paths.store_dir/<run_id>.json`, and returns it. A configuration error found
-before training stays in the run dir only; Ctrl-C writes an `interrupted` record with the figures
-so far and then stops.
+run record (status ok | failed | oom | invalid, with the error) to `output_dir/run_record.json` and to
+the results store `cfg.paths.store_dir/<run_id>.json`, and returns it. A run refused before training
+for a mistake in its config or data is `invalid`: the report lists it under its table, never as a row.
+Ctrl-C writes an `interrupted` record with the figures so far and then stops.
 
 A configuration the store already holds an ok record of (same config and data fingerprint), made on
 the same device and number of processes, is not run again (`force=true` reruns it; changes to lsgbench's code are not detected):
@@ -28,6 +28,7 @@ import torch
 from omegaconf import OmegaConf
 
 from . import record as rec
+from .checks import check_run_config
 from .data import TaskData, load_task_data, tokenize, truncation
 from .errors import ConfigError
 from .evaluation import evaluate
@@ -35,7 +36,7 @@ from .kinds import task_kind
 from .measure import device_name
 from .models import build_model, checkpoint_config
 from .tracking import NoTracker, make_tracker
-from .train import NonFiniteLoss, resolve_device, train, use_bf16
+from .train import NonFiniteLoss, resolve_device, train, training_arguments, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,16 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     output_dir = Path(output_dir)
     record = rec.new_run_record(cfg.task.name, cfg.task.kind, cfg.model.name, cfg.seed, overrides, sweep)
     tracker = NoTracker()
-    to_store = True
     try:
         record["config"] = OmegaConf.to_container(cfg, resolve=True)
         record["attention"] = record["config"]["model"]["attention"]
+        check_run_config(cfg)  # every key and number, before anything is read or built
         rec.check_writable(cfg.paths.store_dir, "paths.store_dir")
         here = device_name(resolve_device(cfg.trainer))
         data = preflight(cfg)  # before the reuse check: the examples are part of what a run computes
-        record["provenance"].update(dataset=data.source, n_train=len(data.train), n_eval=len(data.eval),
+        record["provenance"].update(dataset=data.source, splits=data.splits, n_train=len(data.train),
+                                    n_eval=len(data.eval), eval_overlap=data.eval_overlap,
+                                    small_eval=len(data.eval) < cfg.task.min_eval_examples,
                                     data_fingerprint=data.fingerprint)
         if data.notes:
             record["provenance"]["data_notes"] = data.notes
@@ -91,9 +94,8 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         record.update(status="oom", error=f"out of memory: {err}".strip())
     except (ConfigError, NonFiniteLoss) as err:  # the user's to fix: the message says how; debug=true adds where
         record["error"] = str(err)
-        # A configuration mistake that never got to training stays in its run dir: a day of typos
-        # must not fill the comparison with failures.
-        to_store = record["stage"] != "setup"
+        if record["stage"] == "setup":  # refused before training: on record, never a row of a comparison
+            record["status"] = "invalid"
         if cfg.debug:
             log.error("run failed:\n%s", traceback.format_exc())
     except Exception as err:  # a bug or a library error: keep the run's record, say what broke
@@ -102,14 +104,16 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     if rank() != 0:  # rank 0 fails too (its collectives break) and records it
         log.error("rank %d: %s", rank(), record["error"])
         return record
-    _write(cfg, record, output_dir, tracker, to_store)
+    _write(cfg, record, output_dir, tracker)
     return record
 
 
-def _write(cfg, record: dict, output_dir: Path, tracker, to_store: bool = True) -> None:
+def _write(cfg, record: dict, output_dir: Path, tracker) -> None:
     rec.write_json_atomic(output_dir / "run_record.json", record)
-    if to_store:
+    try:
         rec.write_json_atomic(Path(cfg.paths.store_dir) / f"{record['run_id']}.json", record)
+    except OSError as err:  # an unwritable store (the run's own error then says so): the run dir keeps it
+        log.error("the record stays in %s only: %s", output_dir, err)
     try:
         tracker.finish(record)
     except Exception as err:  # the record is safe on disk; a tracker failure must not hide it
@@ -147,6 +151,7 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     task = cfg.task
     kind = task_kind(task)
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
+    args = training_arguments(cfg, str(output_dir / "checkpoints"), device)  # its own checks, before the model
     built = build_model(cfg.model, task, kind.tokenizer_texts(data.train), cache_dir)
     record["max_length"] = built.max_length
     record["attention"] = built.attention
@@ -155,13 +160,13 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
 
     train_ds = tokenize(data.train, built.tokenizer, task, built.max_length, cache_dir)
     eval_ds = tokenize(data.eval, built.tokenizer, task, built.max_length, cache_dir)
-    record["provenance"]["truncation"] = {split: truncation(ds, built.max_length, task.max_target_length)
+    record["provenance"]["truncation"] = {split: truncation(ds, built.max_length, kind.max_target_length(task))
                                           for split, ds in (("train", train_ds), ("eval", eval_ds))}
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
     efficiency["device"] = device_name(device)
     record["stage"] = "train"
-    efficiency.update(train(built, train_ds, cfg, str(output_dir / "checkpoints"), device))
+    efficiency.update(train(built, train_ds, cfg, args, device, output_dir / "train_log.jsonl"))
     if rank() != 0:
         return False
     targets = [r[kind.target_column] for r in data.eval]

@@ -26,6 +26,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from .measure import BUSY  # noqa: E402
+
 MARKERS = "osD^vP*Xph<>"
 LINESTYLES = ("-", "--", ":", "-.")
 
@@ -77,6 +79,16 @@ def _caption(rows: list[dict], *notes: str, knobs: bool = False) -> str:
     return "; ".join(part for part in parts if part)
 
 
+def _shared_machine(names: list[str], shares: list[float | None]) -> str:
+    """A caption note naming the points whose speed was measured while other processes kept the CPUs busy
+    (as the tables note it); empty when none was."""
+    busy = [(name, share) for name, share in zip(names, shares) if share is not None and share > BUSY]
+    if not busy:
+        return ""
+    return (f"speed measured on a shared machine for {', '.join(name for name, _ in busy)} (other processes used up "
+            f"to {max(share for _, share in busy):.0%} of the CPUs)")
+
+
 def _mean(row: dict, figure: str) -> float | None:
     """The mean over seeds of an efficiency figure; None where the row has none."""
     stat = row["efficiency"].get(figure)
@@ -119,7 +131,9 @@ def _knob(row: dict, name: str):
 
 
 def _name(row: dict) -> str:
-    return f"{row['model']} {row['attention']} @{row['max_length']}"
+    """A row's name in a plot; rows with equal labels are told apart by how their configurations differ."""
+    differs = row.get("differs")
+    return f"{row['model']} {row['attention']} @{row['max_length']}" + (f" [{differs}]" if differs else "")
 
 
 def _steps(row: dict) -> int | None:
@@ -156,7 +170,9 @@ def quality_speed(grouped: list[dict], metric: str, path: Path, task: str) -> Pa
                       textcoords="offset points", va="top", fontsize=7, family="monospace",
                       color=f"C{budgets.index(_budget(row))}")
     caption = _caption(grouped, "a marker and colour per training budget: runs of different budgets are not "
-                                "like for like", "higher is better on both axes")
+                                "like for like", "higher is better on both axes",
+                       _shared_machine([f"point {i + 1}" for i in range(len(grouped))],
+                                       [_mean(r, "train_busy_elsewhere") for r in grouped]))
     return _save(fig, path, _add_caption(fig, caption))
 
 
@@ -255,7 +271,9 @@ def _sweep_series(grouped: list[dict]) -> dict[tuple, list[dict]]:
     series: dict[tuple, list[dict]] = {}
     for row in grouped:
         if row["sweep"]:
-            series.setdefault((row["task"], row["sweep"], f"{row['model']} {row['attention']}"), []).append(row)
+            differs = row.get("differs")  # runs of one sweep that share a label but not a configuration
+            name = f"{row['model']} {row['attention']}" + (f" [{differs}]" if differs else "")
+            series.setdefault((row["task"], row["sweep"], name), []).append(row)
     return {key: sorted(points, key=lambda r: r["max_length"]) for key, points in series.items()}
 
 
@@ -266,7 +284,10 @@ def length_scaling(series: dict[tuple, list[dict]], path: Path) -> Path:
              [(r["max_length"], _mean(r, "train_tokens_per_s"), _mean(r, "train_peak_mem_mb")) for r in points]
              for key, points in series.items()}
     title = " ".join(part for part, same in zip(next(iter(series)), shared) if same)
-    caption = _caption([r for points in series.values() for r in points], "a line per model and attention of one sweep")
+    rows = [r for points in series.values() for r in points]
+    caption = _caption(rows, "a line per model and attention of one sweep",
+                       _shared_machine([f"{r['model']} {r['attention']} @{r['max_length']}" for r in rows],
+                                       [_mean(r, "train_busy_elsewhere") for r in rows]))
     return _scaling_figure(lines, title, "max_length (tokens)", "training tokens/s", "training peak memory (MB)", path,
                            caption)
 
@@ -283,14 +304,17 @@ def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
             figures.setdefault(kind, {}).setdefault(line, []).append(r)
     written = []
     for (what, size, dtype, device), series in figures.items():
+        series = {name: points for name, points in series.items() if len(points) >= 2}
         lines = {name: sorted((r["seq_len"], r["tokens_per_s"], r["peak_mem_mb"]) for r in points)
-                 for name, points in series.items() if len(points) >= 2}
+                 for name, points in series.items()}
         if lines:
             slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
+            timed = [(f"{name} @{r['seq_len']}", r.get("busy_elsewhere")) for name, points in series.items() for r in points]
             written.append(_scaling_figure(lines, f"{what} benchmark: {size}, {dtype}, {device}",
                                            "sequence length (tokens)",
                                            "generated tokens/s" if what == "generate" else "tokens/s", "peak memory (MB)",
-                                           out / f"bench_{what}_{size}_{dtype}_{slug}.png"))
+                                           out / f"bench_{what}_{size}_{dtype}_{slug}.png",
+                                           _shared_machine(*zip(*timed))))
     return written
 
 

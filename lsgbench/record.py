@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class RunRecord(TypedDict):
     schema: int
     run_id: str
-    status: str               # ok | failed | oom | interrupted
+    status: str               # ok | failed | oom | interrupted | invalid (refused before training: config or data)
     stage: NotRequired[str]   # how far it got: setup | train | evaluate | done (older records lack it)
     task: str
     task_kind: str
@@ -53,6 +53,20 @@ def new_run_record(task: str, task_kind: str, model: str, seed: int, overrides: 
                      model=model, attention={}, max_length=None, metrics={}, efficiency={},
                      provenance={"dataset": None, "model_init": None, "n_train": None, "n_eval": None, "seed": seed},
                      config=None, overrides=list(overrides or []), sweep=sweep, env={}, error=None)
+
+
+def caveats(record: RunRecord) -> list[str]:
+    """What a reader of a run's metrics must know: evaluation examples also in training, a small evaluation set."""
+    prov, out = record["provenance"], []
+    n_eval = prov.get("n_eval")
+    if prov.get("eval_overlap"):
+        out.append(f"{prov['eval_overlap']} of {n_eval} evaluation examples are also in training "
+                   f"(task.allow_eval_overlap=true)")
+    if prov.get("small_eval"):
+        minimum = ((record.get("config") or {}).get("task") or {}).get("min_eval_examples")
+        out.append(f"only {n_eval} evaluation examples (task.min_eval_examples={minimum}): each is "
+                   f"{100 / n_eval:.0f}% of a metric's mean")
+    return out
 
 
 class BenchRow(TypedDict):
@@ -265,12 +279,14 @@ def check_writable(directory: str | Path, what: str) -> None:
 def find_done(store_dir: str | Path, config: dict, data_fingerprint: str, device: str,
               world_size: int) -> RunRecord | None:
     """The newest ok record in the store with the same config and data fingerprints, made on the same
-    device with as many processes, if any."""
+    device with as many processes and after its attention kernel last changed, if any."""
+    from .attention import kernel_caveat
+
     if not Path(store_dir).is_dir():
         return None
     wanted = config_hash(config)
     done = [r for r in read_records([store_dir])
-            if r.get("status") == "ok" and config_hash(r.get("config") or {}) == wanted
+            if r.get("status") == "ok" and config_hash(r.get("config") or {}) == wanted and not kernel_caveat(r)
             and r["provenance"].get("data_fingerprint") == data_fingerprint
             and r.get("efficiency", {}).get("device") == device
             and r.get("efficiency", {}).get("world_size", 1) == world_size]

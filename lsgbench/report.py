@@ -22,15 +22,16 @@ import csv
 import io
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from .config import shipped_dir
 from .grouping import DIFFERS, Row, rows
-from .measure import BUSY
+from .measure import busy_note
 from .plots import plot_bench, plot_records
-from .record import bench_results, json_documents, run_records
+from .record import RunRecord, bench_results, config_hash, json_documents, run_records
 from .published import identity, published
 
 BY_CHOICES = ("task", "model", "attention", "max_length")
@@ -62,42 +63,60 @@ def _published(row: Row, metrics: list[str]) -> tuple[dict[str, str], str]:
     return {m: ref.score for m, ref in found.items()}, "; ".join(sources)
 
 
+CAVEAT = "†"  # marks the status of a row whose figures carry a caveat (listed under the table)
+
+
 def table(metrics: list[str], grouped: list[Row], by: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
-    """(header, cells, notes) of the comparison table of `grouping.rows`; notes name the errors of failed rows."""
+    """(header, cells, notes) of the comparison table of `grouping.rows`; notes name the errors of failed
+    rows, the caveats of rows marked †, speeds measured on a shared machine and the commits that made the runs."""
     scores = [_published(row, metrics) for row in grouped]
     cited = [m for m in metrics if any(m in found for found, _ in scores)]
     by = by + ([DIFFERS] if any(DIFFERS in row["columns"] for row in grouped) else [])
-    header = by + [f"{m} {'↑' if m in HIGHER_IS_BETTER else ''}".strip() for m in metrics] + \
+    header = by + [f"{m} {'↑' if m in HIGHER_IS_BETTER else ''}".strip() for m in metrics] + ["n eval"] + \
         [f"published {m}" for m in cited] + (["published source"] if cited else []) + \
         [name for _, name, _ in EFFICIENCY] + ([] if "max_length" in by else ["max_length"]) + ["runs", "status"]
     cells = []
     for row, (found, source) in zip(grouped, scores):
         cells.append([str(row["columns"].get(b, "")) for b in by] +
                      [_cell(row["metrics"][m], 2, row["seeds"]) for m in metrics] +
+                     ["—" if row["n_eval"] is None else str(row["n_eval"])] +
                      [found.get(m, "—") for m in cited] + ([source or "—"] if cited else []) +
                      [_cell(row["efficiency"].get(f), d, row["seeds"]) for f, _, d in EFFICIENCY] +
                      ([] if "max_length" in by else [str(row["max_length"])]) +
-                     [row["runs"], row["status"]])
+                     [row["runs"], row["status"] + (f" {CAVEAT}" if row["caveats"] else "")])
     name = lambda r: " / ".join(str(r["columns"].get(b, "")) for b in by)  # noqa: E731
     notes = [f"{name(r)}: {r['status']}: {' '.join(r['error'].split())}"
              for r in grouped if r["status"] != "ok" and r["error"]]
+    notes += [f"{CAVEAT} {name(r)}: {caveat}" for r in grouped for caveat in r["caveats"]]
     for r in grouped:
-        if busy := _busy({phase: (r["efficiency"].get(f"{phase}_busy_elsewhere") or (None,))[0]
-                          for phase in ("train", "eval")}):
+        if busy := busy_note({phase: (r["efficiency"].get(f"{phase}_busy_elsewhere") or (None,))[0]
+                              for phase in ("train", "eval")}):
             notes.append(f"{name(r)}: {busy}")
+    notes.append(_commits([c for r in grouped for c in r["commits"]]))
     return header, cells, notes
 
 
-def _busy(shares: dict) -> str | None:
-    """A note for speeds measured while other processes kept the CPUs busy (measure.BusyElsewhere)."""
-    busy = {what: share for what, share in shares.items() if share is not None and share > BUSY}
-    if busy:
-        return "speed measured on a shared machine: other processes used " + \
-            ", ".join(f"{share:.0%} of the CPUs during {what}" for what, share in busy.items())
-    return None
+def _commits(commits: list[str | None], unit: str = "run") -> str:
+    """A note naming the lsgbench commits that made a table's runs or rows (how many each)."""
+    counts = Counter(c[:7] + ("+dirty" if c.endswith("+dirty") else "") if c else "unknown" for c in commits)
+    return "made by lsgbench commit " + ", ".join(f"{c} ({n} {unit}{'s' if n > 1 else ''})" for c, n in counts.items())
 
 
-TEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "—": "--"}
+def refused(records: list[RunRecord]) -> list[RunRecord]:
+    """The runs refused before training (status invalid) that no later run of the same configuration
+    superseded, one per configuration (the latest)."""
+    later = {}
+    for r in sorted(records, key=lambda r: r["run_id"]):
+        later[config_hash(r["config"]) if r.get("config") else r["run_id"]] = r
+    return [r for r in later.values() if r["status"] == "invalid"]
+
+
+def refused_notes(records: list[RunRecord]) -> list[str]:
+    return [f"refused before training (invalid), {r['run_id']}: {' '.join(r.get('overrides') or []) or 'no overrides'}:"
+            f" {' '.join((r['error'] or '').split())}" for r in records]
+
+
+TEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "—": "--", CAVEAT: r"$^\dagger$"}
 TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -110,9 +129,11 @@ def _tex(text: str) -> str:
 
 
 def format_table(header: list[str], cells: list[list[str]], fmt: str, notes: list[str] = ()) -> str:
-    """md (a pipe table, notes as a list), csv, or tex (a booktabs tabular, notes as comments).
-    CSV cells parse as numbers: "mean ± std" becomes two columns, "—" an empty cell, and the header
-    drops the ↑ (higher is better for every metric it marks); CSV has no notes."""
+    """md (a pipe table, notes as a list), csv, or tex (a booktabs tabular, notes as comments); the notes
+    alone when there is no table (no header). CSV cells parse as numbers: "mean ± std" becomes two columns,
+    "—" an empty cell, and the header drops the ↑ (higher is better for every metric it marks); CSV has no notes."""
+    if not header:
+        return "" if fmt == "csv" else "\n".join(f"% {_tex(n)}" if fmt == "tex" else f"- {n}" for n in notes) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         csv.writer(buf).writerows(_plain_columns(header, cells))
@@ -153,7 +174,8 @@ def _numeric(cell: str) -> bool:
 
 def bench_rows(documents) -> list[dict]:
     """The rows of benchmark results (`python -m lsgbench.bench`) among JSON documents, with their device."""
-    return [{**row, "device": result["device"]} for result in bench_results(documents) for row in result["rows"]]
+    return [{**row, "device": result["device"], "commit": (result.get("env") or {}).get("git_commit")}
+            for result in bench_results(documents) for row in result["rows"]]
 
 
 def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]]:
@@ -173,10 +195,11 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
                       figure(r, "tokens_per_s", 1, 0), figure(r, "peak_mem_mb", 1, 0),
                       figure(r, "flops_per_token", 1e6, 2), figure(r, "saved_bytes_per_token", 1024, 1), r["status"]])
     notes = [f"{r['model']} {r.get('attention', '')} {r['seq_len']} {r['phase']}: {busy}" for r in rows
-             if (busy := _busy({"the timed steps": r.get("busy_elsewhere")}))]
+             if (busy := busy_note({"the timed steps": r.get("busy_elsewhere")}))]
     if any(r.get("counted_on") for r in rows):
         notes.append("FLOPs of FlexAttention steps are counted on the blocks kernel (the same attention; torch's "
                      "FLOP counter cannot run compiled flex); their saved bytes are not counted")
+    notes.append(_commits([r.get("commit") for r in rows], "row"))
     return header, cells, notes
 
 
@@ -223,11 +246,16 @@ def main(argv: list[str] | None = None) -> int:
     recorded = {m for r in records for m in r.get("metrics", {})}
     if metrics and (unknown := [m for m in metrics if m not in recorded]):
         return _fail(f"--metric {unknown} is not in the records; they have {sorted(recorded)}")
-    tables = {}  # one table per task kind: their metrics differ
-    for kind in sorted({r["task_kind"] for r in records}):
-        kind_metrics, grouped = rows([r for r in records if r["task_kind"] == kind], by, metrics)
+    invalid = refused(records)
+    records = [r for r in records if r["status"] != "invalid"]
+    tables = {}  # one table per task kind: their metrics differ; the runs it refused listed under it
+    for kind in sorted({r["task_kind"] for r in records + invalid}):
+        mine = [r for r in records if r["task_kind"] == kind]
+        kind_metrics, grouped = rows(mine, by, metrics) if mine else ([], [])
         kind_metrics = [m for m in kind_metrics if any(g["metrics"].get(m) for g in grouped)] or kind_metrics
-        tables[kind] = (*table(kind_metrics, grouped, by), kind_metrics, grouped)
+        header, cells, notes = table(kind_metrics, grouped, by) if mine else ([], [], [])
+        notes += refused_notes([r for r in invalid if r["task_kind"] == kind])
+        tables[kind] = (header, cells, notes, kind_metrics, grouped)
     if benchmarks:
         tables["bench"] = (*bench_table(benchmarks), None, None)
     out = Path(args.out) if args.out else None

@@ -8,11 +8,12 @@ reach them fails. Rows follow the unified local schema ({"id", "text", "label"} 
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import random
 import zlib
 
-from .errors import ConfigError
+from .errors import ConfigError, integer, number, unknown_keys
 
 # Pronounceable filler words ("bako", "demu", ...): in-vocabulary for any trained tokenizer,
 # and never equal to a label or topic word.
@@ -105,17 +106,29 @@ def extract_rows(split: str, n: int, *, doc_sentences: int, num_selected: int, n
 GENERATORS = {"keys": keys_rows, "extract": extract_rows}
 
 
-def synthetic_rows(task, split: str, n: int) -> list[dict]:
-    """Rows of one split of a synthetic task, from its `task.synthetic` knobs."""
-    knobs = dict(task.synthetic)
-    name = knobs.pop("generator")
+def check_knobs(task) -> list[str]:
+    """What is wrong with `task.synthetic`: the generator's name, its knobs (its keyword arguments, each
+    needed) and the split sizes `n_<split>` (0: no such split)."""
+    knobs = task.synthetic
+    name = knobs.get("generator")
     if name not in GENERATORS:
-        raise ConfigError(f"task.synthetic.generator={name!r} is unknown; choose one of {sorted(GENERATORS)}")
-    for key in [k for k in knobs if k.startswith("n_")]:
-        knobs.pop(key)
-    if name == "keys":
+        return [f"task.synthetic.generator={name!r} is unknown; choose one of {sorted(GENERATORS)}"]
+    params = [p for p in inspect.signature(GENERATORS[name]).parameters.values()
+              if p.kind == p.KEYWORD_ONLY and p.name != "label_names"]  # label_names: the task's
+    sizes = [f"n_{split}" for split in task.splits or {}]
+    problems = unknown_keys(knobs, "task.synthetic", ["generator", *(p.name for p in params), *sizes],
+                            f"the {name!r} generator")
+    problems += [f"task.synthetic.{p.name} is needed by the {name!r} generator" for p in params if p.name not in knobs]
+    problems += [message for key in sizes if key in knobs for message in integer(f"task.synthetic.{key}", knobs[key], 0)]
+    for p in (p for p in params if p.name in knobs):
+        value, key = knobs[p.name], f"task.synthetic.{p.name}"
+        problems += integer(key, value, 0) if p.annotation == "int" else number(key, value) if p.annotation == "float" else []
+    return problems
+
+
+def synthetic_rows(task, split: str, n: int) -> list[dict]:
+    """Rows of one split of a synthetic task, from its `task.synthetic` knobs (checked by `check_knobs`)."""
+    knobs = {k: v for k, v in task.synthetic.items() if k != "generator" and not k.startswith("n_")}
+    if task.synthetic.generator == "keys":
         knobs["label_names"] = list(task.label_names)
-    try:
-        return GENERATORS[name](split, n, **knobs)
-    except TypeError as err:  # an unknown or missing knob
-        raise ConfigError(f"task.synthetic for generator {name!r}: {err}") from None
+    return GENERATORS[task.synthetic.generator](split, n, **knobs)

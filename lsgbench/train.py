@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import math
 import time
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .errors import ConfigError
 from .kinds import task_kind
@@ -89,6 +93,27 @@ class StepClock(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
+class TrainLog(TrainerCallback):
+    """The Trainer's logs (loss, gradient norm and learning rate every `logging_steps`, its summary at the
+    end) as JSON lines in a file of the run dir, not on the console, where the progress bar stays."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+class ProgressBar(ProgressCallback):
+    """The Trainer's progress bar without its log dictionaries (TrainLog keeps them)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
 def training_arguments(cfg, output_dir: str, device: torch.device) -> TrainingArguments:
     args = dict(cfg.trainer.args)
     report_to = ["wandb"] if cfg.logger.name == "wandb" else ["none"]  # the Trainer's curves join the wandb run
@@ -100,14 +125,17 @@ def training_arguments(cfg, output_dir: str, device: torch.device) -> TrainingAr
         raise ConfigError(f"trainer.args: {err} (keys are transformers.TrainingArguments names)") from None
 
 
-def train(built, train_ds, cfg, output_dir: str, device: torch.device) -> dict:
-    """Fine-tune `built.model` on `train_ds`; returns the efficiency figures of training."""
-    args = training_arguments(cfg, output_dir, device)
+def train(built, train_ds, cfg, args: TrainingArguments, device: torch.device, log_path: Path) -> dict:
+    """Fine-tune `built.model` on `train_ds` with `args` (`training_arguments`), the Trainer's logs going to
+    `log_path`; returns the efficiency figures of training."""
     collator = Collator(built.tokenizer, task_kind(cfg.task), built.max_length if built.family.fixed_padding else None,
                         built.family.global_first_token)
     clock = StepClock(device)
     trainer = MeasuredTrainer(model=built.model, args=args, train_dataset=train_ds, data_collator=collator,
-                              processing_class=built.tokenizer, callbacks=[clock])
+                              processing_class=built.tokenizer, callbacks=[clock, TrainLog(log_path)])
+    trainer.pop_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback):
+        trainer.add_callback(ProgressBar())
     try:
         with Phase(device) as phase:
             result = trainer.train()
@@ -116,6 +144,8 @@ def train(built, train_ds, cfg, output_dir: str, device: torch.device) -> dict:
         raise
     efficiency = efficiency_of(_all_ranks(trainer.token_log), clock.ends, phase, result.training_loss)
     efficiency["world_size"] = trainer.args.world_size
+    with contextlib.suppress(OSError):  # the Trainer makes its output dir; keep it only if it saved something
+        Path(args.output_dir).rmdir()
     return efficiency
 
 

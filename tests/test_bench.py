@@ -134,3 +134,19 @@ def test_the_benchmark_imports_no_training_stack():
             "'matplotlib', 'lsgbench.pipeline', 'lsgbench.data') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("+bench.anything=1", "bench.anything is not a key lsgbench reads: bench has beams, count, device, dtype,"),
+    ("+bench.repeat=5", "did you mean bench.repeats?"),
+    ("+anything=1", "anything is not a key lsgbench reads: the top level has bench, model, paths, seed"),
+    ("+model.anything=1", "model.anything is not a key lsgbench reads"),
+    ("+paths.anything=1", "paths.anything is not a key lsgbench reads"),
+    ("bench.seq_lens=[1024,0]", "bench.seq_lens=[1024, 0] must list lengths >= 1"),
+    ("bench.repeats=0", "bench.repeats=0 must be an integer >= 1"),
+    ("bench.tokens_per_batch=abc", "bench.tokens_per_batch='abc' must be an integer >= 1"),
+])
+def test_every_benchmark_key_is_read_or_refused_and_numbers_checked(tmp_path, override, message):
+    with pytest.raises(ConfigError) as err:
+        bench.check(bench_cfg(tmp_path, override))
+    assert message in str(err.value)

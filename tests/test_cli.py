@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from test_readme import line_heads, quick_start_output
+
 QUICK = ["task.synthetic.doc_words=100", "task.synthetic.n_train=16", "task.synthetic.n_test=8",
          "trainer.args.max_steps=2"]
 
@@ -50,6 +52,10 @@ def test_quickstart_runs_and_writes_its_record(tmp_path):
     record = json.loads((tmp_path / "run" / "run_record.json").read_text())
     assert record["status"] == "ok" and record["efficiency"]["train_steps"] == 2
     assert f"run {record['run_id']}: ok" in out.stdout and "accuracy=" in out.stdout
+    printed = out.stdout[out.stdout.index("run "):].splitlines()
+    assert "  warning:    only 8 evaluation examples" in printed[2]  # QUICK's; the quick start has 128
+    assert line_heads(printed[:2] + printed[3:]) == line_heads(quick_start_output())  # the README shows what it prints
+    assert "{'loss'" not in out.stdout + out.stderr  # the Trainer's logs go to train_log.jsonl
     assert record["overrides"][0] == "experiment=quickstart"
     assert [p.name for p in (tmp_path / "store").glob("*.json")] == [f"{record['run_id']}.json"]
 
@@ -59,7 +65,7 @@ def test_a_failed_single_run_exits_nonzero_and_keeps_its_record(tmp_path):
     out = lsgbench(tmp_path, "experiment=quickstart", *QUICK, "model.max_length=1024", "hydra.run.dir=run")
     assert out.returncode == 1
     assert "takes at most 512 tokens" in out.stdout
-    assert json.loads((tmp_path / "run" / "run_record.json").read_text())["status"] == "failed"
+    assert json.loads((tmp_path / "run" / "run_record.json").read_text())["status"] == "invalid"
 
 
 def test_offline_a_run_that_needs_the_hub_fails_at_once_naming_every_missing_source(tmp_path):
@@ -80,3 +86,13 @@ def test_a_config_mistake_is_reported_before_the_training_stack_loads(tmp_path):
     out = lsgbench(tmp_path, "task=pubmedd")
     assert out.returncode == 1 and "Could not find 'task/pubmedd'" in out.stderr
     assert time.perf_counter() - start < 5  # composing configs only: no torch, transformers or datasets
+
+
+def test_an_unknown_key_fails_in_seconds_naming_it_and_is_on_record(tmp_path):
+    start = time.perf_counter()
+    out = lsgbench(tmp_path, "experiment=quickstart", "+task.anything=1", "hydra.run.dir=run")
+    assert out.returncode == 1 and time.perf_counter() - start < 60  # before any data is read or model built
+    assert "error: task.anything is not a key lsgbench reads: task (classification tasks) has" in out.stdout
+    record = json.loads((tmp_path / "run" / "run_record.json").read_text())
+    assert record["status"] == "invalid" and [p.name for p in (tmp_path / "store").glob("*.json")] == \
+        [f"{record['run_id']}.json"]

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -26,17 +27,21 @@ def test_imdb_sample_loads_from_local_jsonl(make_cfg):
 def test_missing_validation_is_carved_from_train_with_a_fixed_seed(make_cfg):
     cfg = make_cfg("task=imdb", f"task.data_dir={shared_data('imdb')}", "task.eval_split=validation")
     first, second = load_task_data(cfg.task), load_task_data(cfg.task)
-    assert len(first.eval) == 100 and len(first.train) == 900
+    # 10% is 100 reviews; the sample's train split holds one review twice, and its copy goes along
+    assert len(first.eval) == 101 and len(first.train) == 899
     assert [r["id"] for r in first.eval] == [r["id"] for r in second.eval]
-    assert not {r["id"] for r in first.eval} & {r["id"] for r in first.train}
+    assert not {r["text"] for r in first.eval} & {r["text"] for r in first.train} and first.eval_overlap == 0
     assert "carved" in first.notes[0]
+    assert first.splits == {"train": "train.jsonl", "eval": "carved from train.jsonl (10%, seed 0)"}
 
 
 def test_hyperpartisan_single_split_yields_disjoint_train_and_test(make_cfg):
     cfg = make_cfg("task=hyperpartisan", f"task.data_dir={shared_data('hyperpartisan')}")
     data = load_task_data(cfg.task)
-    assert len(data.eval) == 64 and len(data.train) == 645 - 64
-    assert not {r["id"] for r in data.eval} & {r["id"] for r in data.train}
+    # 10% is 64 articles; one article is in the sample twice (ids 0000012 and another), and both copies are
+    # carved: before, one copy was trained on and the other tested
+    assert len(data.eval) == 65 and len(data.train) == 645 - 65
+    assert not {r["text"] for r in data.eval} & {r["text"] for r in data.train}
 
 
 @pytest.mark.parametrize("folder, n_eval", [("pubmed_summ", 100), ("arxiv_summ", 100)])
@@ -99,8 +104,6 @@ def test_subsampling_is_seeded_and_bounded(make_cfg):
                    "task.synthetic.doc_words=64")
     a, b = load_task_data(cfg.task), load_task_data(cfg.task)
     assert len(a.train) == 50 and len(a.eval) == 7 and a.train == b.train
-    with pytest.raises(ConfigError, match="task.max_train_samples=0"):
-        load_task_data(make_cfg("task=synth_keys", "task.max_train_samples=0").task)
 
 
 def test_tokenized_cache_is_keyed_by_lengths(make_cfg, tmp_path):
@@ -115,9 +118,58 @@ def test_tokenized_cache_is_keyed_by_lengths(make_cfg, tmp_path):
     assert short["labels"] == [r["label"] for r in data.train]
 
 
-def test_a_folder_with_one_split_suggests_training_on_it(make_cfg, tmp_path):
-    write_jsonl(tmp_path / "d", "test", [{"id": "t", "text": "fine", "label": "neg"}])
-    with pytest.raises(ConfigError, match=r"has no 'train' split; it has \['test'\] \(to train on it: task.train_split=test\)"):
+REVIEWS = [{"id": f"r{i}", "text": f"review number {i} " * 5, "label": ["neg", "pos"][i % 2]} for i in range(40)]
+
+
+def test_a_folder_with_one_split_suggests_training_on_it_and_evaluating_on_a_carved_part(make_cfg, tmp_path):
+    write_jsonl(tmp_path / "d", "test", REVIEWS)
+    hint = "(to train on it and evaluate on a part carved from it: task.train_split=test task.eval_split=validation)"
+    with pytest.raises(ConfigError, match=re.escape(f"has no 'train' split; it has ['test'] {hint}")):
+        load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)
+    data = load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}", "task.train_split=test",
+                                   "task.eval_split=validation").task)
+    assert (len(data.train), len(data.eval), data.eval_overlap) == (36, 4, 0)
+    assert data.splits == {"train": "test.jsonl", "eval": "carved from test.jsonl (10%, seed 0)"}
+
+
+def test_training_on_the_evaluation_split_is_refused_unless_allowed(make_cfg, tmp_path):
+    write_jsonl(tmp_path / "d", "test", REVIEWS)
+    overrides = ["task=imdb", f"task.data_dir={tmp_path / 'd'}", "task.train_split=test"]
+    with pytest.raises(ConfigError, match="task.train_split and task.eval_split are both 'test': the run would "
+                                          "evaluate on the examples it trains on.*task.allow_eval_overlap=true"):
+        load_task_data(make_cfg(*overrides).task)
+    data = load_task_data(make_cfg(*overrides, "task.allow_eval_overlap=true").task)
+    assert data.train == data.eval and data.eval_overlap == 40
+
+
+def test_evaluation_examples_whose_text_is_in_training_are_refused_unless_allowed(make_cfg, tmp_path):
+    copies = [{**REVIEWS[3], "id": "copy-a", "text": "  " + REVIEWS[3]["text"].upper().lower() + "\n"},
+              {**REVIEWS[7], "id": "copy-b", "label": "neg"}]  # whitespace and label aside, the same review
+    write_jsonl(tmp_path / "d", "train", REVIEWS)
+    write_jsonl(tmp_path / "d", "test", [{"id": "new", "text": "an unseen review", "label": "pos"}, *copies])
+    overrides = ["task=imdb", f"task.data_dir={tmp_path / 'd'}"]
+    with pytest.raises(ConfigError, match="2 of 3 evaluation examples \\(test\\) have the 'text' of a training "
+                                          "example \\(train\\), e.g. eval id 'copy-a' = train id 'r3'"):
+        load_task_data(make_cfg(*overrides).task)
+    assert load_task_data(make_cfg(*overrides, "task.allow_eval_overlap=true").task).eval_overlap == 2
+
+
+@pytest.mark.parametrize("name", ["val", "valid", "dev", "validation"])
+def test_val_valid_and_dev_files_are_the_validation_split(make_cfg, tmp_path, name):
+    write_jsonl(tmp_path / "d", "train", REVIEWS[:32])
+    write_jsonl(tmp_path / "d", name, REVIEWS[32:])
+    write_jsonl(tmp_path / "d", "train_old", REVIEWS[:4])
+    data = load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)
+    # no test split: the validation file is the evaluation set, not a carved tenth of train
+    assert (len(data.train), len(data.eval)) == (32, 8) and data.splits == {"train": "train.jsonl", "eval": f"{name}.jsonl"}
+    assert any("no 'test' split: evaluating on 'validation'" in note for note in data.notes)
+    assert any("holds ['train_old.jsonl'], which lsgbench does not read" in note for note in data.notes)
+
+
+def test_two_validation_files_are_an_error(make_cfg, tmp_path):
+    for split in ("train", "val", "dev"):
+        write_jsonl(tmp_path / "d", split, REVIEWS)
+    with pytest.raises(ConfigError, match=r"holds \['val.jsonl', 'dev.jsonl'\], which are all the validation split"):
         load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)
 
 

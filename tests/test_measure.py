@@ -50,8 +50,8 @@ def test_busy_elsewhere_sees_another_process_and_not_this_one():
 
 
 def test_the_report_notes_speeds_measured_on_a_shared_machine():
-    from lsgbench.report import _busy
+    from lsgbench.measure import busy_note
 
-    assert _busy({"train": 0.05, "eval": None}) is None
-    assert _busy({"train": 0.45, "eval": 0.1}) == \
+    assert busy_note({"train": 0.05, "eval": None}) is None
+    assert busy_note({"train": 0.45, "eval": 0.1}) == \
         "speed measured on a shared machine: other processes used 45% of the CPUs during train"

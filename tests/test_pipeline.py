@@ -24,8 +24,8 @@ def run_and_read(make_cfg, tmp_path, *overrides, sweep=None):
     record = run(cfg, tmp_path / "out", list(overrides), sweep)
     on_disk = json.loads((tmp_path / "out" / "run_record.json").read_text())
     assert on_disk == json.loads(json.dumps(record, default=str))
-    config_mistake = on_disk["status"] == "failed" and on_disk["stage"] == "setup"  # stays out of the store
-    assert read_records([cfg.paths.store_dir]) == ([] if config_mistake else [on_disk])
+    assert read_records([cfg.paths.store_dir]) == [on_disk]  # every attempted run, also a refused one
+    assert (on_disk["status"] == "invalid") == (on_disk["stage"] == "setup" and on_disk["status"] != "ok")
     assert set(REQUIRED_KEYS) <= set(record)
     return record
 
@@ -87,24 +87,24 @@ def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
 
 
 @pytest.mark.parametrize("overrides, status, message", [
-    (["model=roberta", *EXTRACT_SMALL], "failed", "model 'roberta' has no summarization head"),
-    (["model=led", *KEYS_SMALL], "failed", "model 'led' has no classification head"),
-    (["model=roberta", *KEYS_SMALL, "model.max_length=1024"], "failed", "takes at most 512 tokens"),
-    (["model=roberta", *KEYS_SMALL, "model.size=huge"], "failed", "model.size='huge' is unknown"),
+    (["model=roberta", *EXTRACT_SMALL], "invalid", "model 'roberta' has no summarization head"),
+    (["model=led", *KEYS_SMALL], "invalid", "model 'led' has no classification head"),
+    (["model=roberta", *KEYS_SMALL, "model.max_length=1024"], "invalid", "takes at most 512 tokens"),
+    (["model=roberta", *KEYS_SMALL, "model.size=huge"], "invalid", "model.size='huge' is unknown"),
     (["model=roberta", *KEYS_SMALL, "trainer.args.learning_rate=1e30", "trainer.args.max_steps=8",
       "trainer.args.max_grad_norm=0"], "failed", "training loss became"),
-    (["model=roberta", *KEYS_SMALL, "+trainer.args.not_an_argument=1"], "failed", "trainer.args"),
+    (["model=roberta", *KEYS_SMALL, "+trainer.args.not_an_argument=1"], "invalid", "trainer.args"),
     (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=30", "model.attention.sparsity_factor=4"],
-     "failed", "block_size=30 must be divisible by sparsity_factor=4"),
-    (["model=longformer", *KEYS_SMALL, "attention=lsg"], "failed", "attention=lsg is not available for model"),
-    (["model=lsg_roberta", *KEYS_SMALL, "+model.attention.blok_size=64"], "failed", "has no knob 'blok_size'"),
-    (["model=roberta", *KEYS_SMALL, "model.attention.implementation=flash"], "failed",
+     "invalid", "block_size=30 must be divisible by sparsity_factor=4"),
+    (["model=longformer", *KEYS_SMALL, "attention=lsg"], "invalid", "attention=lsg is not available for model"),
+    (["model=lsg_roberta", *KEYS_SMALL, "+model.attention.blok_size=64"], "invalid", "has no knob 'blok_size'"),
+    (["model=roberta", *KEYS_SMALL, "model.attention.implementation=flash"], "invalid",
      "implementation='flash' is unknown; choose one of ['sdpa', 'eager']"),
-    (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=big"], "failed", "must be an integer"),
-    (["model=roberta", *KEYS_SMALL, "trainer.args.lr_scheduler_type=sideways"], "failed", "trainer.args"),
-    (["model=local_roberta", *KEYS_SMALL, "model.attention.mode=diagonal"], "failed", "mode='diagonal' is unknown"),
-    (["model=spade_roberta", *KEYS_SMALL, "model.attention.spade_layers=[5]"], "failed", "but the encoder has 2"),
-    (["model=spade_roberta", *KEYS_SMALL, "model.attention.combine=multiply"], "failed", "combine='multiply'"),
+    (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=big"], "invalid", "must be an integer"),
+    (["model=roberta", *KEYS_SMALL, "trainer.args.lr_scheduler_type=sideways"], "invalid", "trainer.args"),
+    (["model=local_roberta", *KEYS_SMALL, "model.attention.mode=diagonal"], "invalid", "mode='diagonal' is unknown"),
+    (["model=spade_roberta", *KEYS_SMALL, "model.attention.spade_layers=[5]"], "invalid", "but the encoder has 2"),
+    (["model=spade_roberta", *KEYS_SMALL, "model.attention.combine=multiply"], "invalid", "combine='multiply'"),
 ])
 def test_failures_are_recorded_with_a_clear_error(make_cfg, tmp_path, overrides, status, message):
     r = run_and_read(make_cfg, tmp_path, *overrides)
@@ -114,7 +114,7 @@ def test_failures_are_recorded_with_a_clear_error(make_cfg, tmp_path, overrides,
 
 def test_pretrained_checkpoint_needs_the_hub_or_a_local_dir(make_cfg, tmp_path):
     r = run_and_read(make_cfg, tmp_path, "model=roberta", "model.init=pretrained", *KEYS_SMALL)
-    assert r["status"] == "failed"
+    assert r["status"] == "invalid"
     assert "model.init=random" in r["error"] and "FacebookAI/roberta-base" in r["error"]
 
 
@@ -167,13 +167,14 @@ def test_a_generic_classification_task_asks_for_its_label_names(make_cfg, tmp_pa
     data_dir = write_local_task(tmp_path / "mine", {s: [{"id": s, "text": "some text", "label": 0}]
                                                     for s in ("train", "test")})
     r = run_and_read(make_cfg, tmp_path, "task=classification", f"task.data_dir={data_dir}", "model=roberta")
-    assert r["status"] == "failed" and "task.label_names" in r["error"]
+    assert r["status"] == "invalid" and "task.label_names" in r["error"]
 
 
 @pytest.mark.parametrize("kind", ["classification", "summarization"])
 def test_a_generic_task_without_data_says_where_to_put_it(make_cfg, tmp_path, kind):
-    r = run_and_read(make_cfg, tmp_path, f"task={kind}", "task.label_names=[a,b]", "model=bart")
-    assert r["status"] == "failed" and "task.data_dir" in r["error"] and "LSGBENCH_DATA_DIR" in r["error"]
+    labels = ["task.label_names=[a,b]"] if kind == "classification" else []
+    r = run_and_read(make_cfg, tmp_path, f"task={kind}", *labels, "model=bart")
+    assert r["status"] == "invalid" and "task.data_dir" in r["error"] and "LSGBENCH_DATA_DIR" in r["error"]
 
 
 def test_unknown_task_lists_the_choices(make_cfg):
@@ -201,9 +202,9 @@ def test_wandb_run_is_finished_when_the_run_fails(make_cfg, tmp_path, monkeypatc
     monkeypatch.setenv("WANDB_MODE", "offline")
     r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=lsg_roberta", "model.attention.block_size=30",
                      "model.attention.sparsity_factor=4", "logger=wandb")
-    assert r["status"] == "failed" and wandb.run is None  # finished, not left open for the next run
+    assert r["status"] == "invalid" and wandb.run is None  # finished, not left open for the next run
     data = offline_run_bytes(tmp_path, r["run_id"])
-    assert r["run_id"].encode() in data and b"failed" in data
+    assert r["run_id"].encode() in data and b"invalid" in data
 
 
 def offline_run_bytes(tmp_path, run_id: str, wait_s: float = 30.0) -> bytes:
@@ -238,21 +239,44 @@ def test_records_say_how_much_the_length_limit_cut(make_cfg, tmp_path):
     r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=roberta", "model.max_length=64", "trainer.args.max_steps=1")
     cut = r["provenance"]["truncation"]
     assert cut["train"]["examples"] == 24 and cut["eval"]["examples"] == 8
-    assert cut["eval"]["inputs_truncated"] == 8 and 0.3 < cut["eval"]["inputs_dropped_fraction"] < 1
-    assert "targets_truncated" not in cut["eval"]  # class labels are not cut
-    assert "eval: 8 of 8 inputs longer than max_length" in summary(r)
+    assert cut["eval"]["inputs_cut"] == 8 and 0.3 < cut["eval"]["inputs_dropped_share"] < 1
+    assert "targets_cut" not in cut["eval"]  # class labels are not cut
+    assert "eval: 8 of 8 inputs cut, " in summary(r)
 
 
 def test_truncation_figures_by_hand():
     from datasets import Dataset
 
-    ds = Dataset.from_dict({"input_length": [100, 50, 200], "target_length": [10, 30, 20]})
-    assert truncation(ds, 100, 20) == {"examples": 3, "inputs_truncated": 1, "inputs_dropped_fraction": 0.5 / 3,
-                                       "targets_truncated": 1, "targets_dropped_fraction": (10 / 30) / 3}
+    ds = Dataset.from_dict({"input_length": [100, 50, 200, 400], "target_length": [10, 30, 20, 20]})
+    assert truncation(ds, 100, 20) == {
+        "examples": 4, "inputs_cut": 2, "inputs_dropped_share": (100 + 300) / 750,  # of the split's 750 tokens
+        "inputs_cut_mean_share": (0.5 + 0.75) / 2, "inputs_cut_max_share": 0.75,  # among the two cut inputs
+        "targets_cut": 1, "targets_dropped_share": 10 / 80, "targets_cut_mean_share": 1 / 3,
+        "targets_cut_max_share": 1 / 3}
+    assert truncation(ds, 400, None) == {"examples": 4, "inputs_cut": 0, "inputs_dropped_share": 0.0}
+
+
+def test_one_very_long_document_is_reported_as_what_it_lost(make_cfg, tmp_path):
+    """A 200,000-word document among 8: the summary says how much of the split and of that input was cut,
+    where a mean over all inputs said 12%."""
+    rows = [{"id": f"d{i}", "text": f"a short review number {i} of the film", "label": ["neg", "pos"][i % 2]}
+            for i in range(8)]
+    rows[3]["text"] = " ".join(["word"] * 200_000)
+    data_dir = write_local_task(tmp_path / "d", {"train": [{**r, "id": f"t{r['id']}", "text": "train " + r["text"]}
+                                                           for r in rows[:4]], "test": rows})
+    r = run_and_read(make_cfg, tmp_path, "task=imdb", f"task.data_dir={data_dir}", "model=roberta",
+                     "model.max_length=512", "trainer.args.max_steps=1")
+    assert r["status"] == "ok", r["error"]
+    cut = r["provenance"]["truncation"]["eval"]
+    long_input = cut["inputs_cut_max_share"]  # the byte-level BPE makes each " word" one token (+ <s>, </s>)
+    assert cut["inputs_cut"] == 1 and long_input == pytest.approx(1 - 512 / 200_002)
+    assert cut["inputs_dropped_share"] > 0.99  # the long document is nearly all of the split's tokens
+    assert f"eval: 1 of 8 inputs cut, {100 * cut['inputs_dropped_share']:.1f}% of the split's tokens dropped " \
+           f"(one input lost {100 * long_input:.1f}%)" in summary(r)
 
 
 def test_reuse_sees_edited_data(make_cfg, tmp_path):
-    rows = {s: [{"id": f"{s}{i}", "text": f"words {i} " * 20, "label": ["neg", "pos"][i % 2]} for i in range(8)]
+    rows = {s: [{"id": f"{s}{i}", "text": f"{s} words {i} " * 20, "label": ["neg", "pos"][i % 2]} for i in range(8)]
             for s in ("train", "test")}
     data_dir = write_local_task(tmp_path / "d", rows)
     overrides = ["task=imdb", f"task.data_dir={data_dir}", "model=roberta", "trainer.args.max_steps=1"]
@@ -290,12 +314,6 @@ def test_an_unwritable_store_is_reported_before_any_work(make_cfg, tmp_path):
     (tmp_path / "a_file").write_text("")
     cfg = make_cfg(*TINY, *KEYS_SMALL, "model=roberta", f"paths.store_dir={tmp_path / 'a_file' / 'store'}")
     r = run(cfg, tmp_path / "out", [])
-    assert r["status"] == "failed" and r["stage"] == "setup" and r["provenance"]["n_train"] is None
+    assert r["status"] == "invalid" and r["stage"] == "setup" and r["provenance"]["n_train"] is None
     assert "paths.store_dir=" in r["error"] and "is not writable" in r["error"]
-
-
-def test_config_mistakes_stay_in_their_run_dir(make_cfg, tmp_path):
-    cfg = make_cfg(*TINY, *KEYS_SMALL, "model=lsg_roberta", "model.attention.sparsity_type=random")
-    r = run(cfg, tmp_path / "out", [])
-    assert r["status"] == "failed" and json.loads((tmp_path / "out" / "run_record.json").read_text())["run_id"] == r["run_id"]
-    assert read_records([cfg.paths.store_dir]) == []
+    assert json.loads((tmp_path / "out" / "run_record.json").read_text())["run_id"] == r["run_id"]

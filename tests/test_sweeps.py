@@ -77,11 +77,15 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     out = lsgbench(tmp_path, "-m", *TINY_TASK, *GRID[:-2], "model.attention.block_size=16",
                    "model.attention.sparsity_factor=2,3")
     status = {r["attention"]["sparsity_factor"]: r for r in read_records([tmp_path / "multirun"])}  # the run dirs
-    assert status[2]["status"] == "ok" and status[3]["status"] == "failed"
+    assert status[2]["status"] == "ok" and status[3]["status"] == "invalid"
     assert "block_size=16 must be divisible by sparsity_factor=3" in status[3]["error"]
-    assert "failed" in out
-    # the configuration mistake stays in its run dir; the store, which the report compares, holds the ok point
-    assert [r["status"] for r in read_records([tmp_path / "store"])] == ["ok"]
+    assert f"run {status[3]['run_id']}: invalid" in out
+    # every attempted point is in the store; the report lists the refused one under its table, never as a row
+    assert sorted(r["status"] for r in read_records([tmp_path / "store"])) == ["invalid", "ok"]
+    report = lsgbench(tmp_path, str(tmp_path / "store"), module="lsgbench.report")
+    assert report.count("\n| synth_keys |") == 1
+    assert f"- refused before training (invalid), {status[3]['run_id']}: " in report
+    assert "model.attention.sparsity_factor=3: lsg attention: block_size=16 must be divisible" in report
 
 
 @pytest.mark.parametrize("sweep, knob, values", [
@@ -194,9 +198,9 @@ def test_a_failed_ddp_run_leaves_one_record(tmp_path):
                           "model.attention.sparsity_factor=4", "hydra.run.dir=ddp"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode != 0
-    (record,) = read_records([tmp_path / "ddp"])  # rank 0's alone; a configuration mistake stays out of the store
-    assert record["status"] == "failed" and "divisible by sparsity_factor=4" in record["error"]
-    assert read_records([tmp_path / "store"]) == []
+    (record,) = read_records([tmp_path / "ddp"])  # rank 0's alone
+    assert record["status"] == "invalid" and "divisible by sparsity_factor=4" in record["error"]
+    assert read_records([tmp_path / "store"]) == [record]
 
 
 def test_a_stored_ok_run_is_reused_unless_forced(make_cfg, tmp_path):

@@ -50,6 +50,17 @@ def attention_label(attention: Mapping) -> str:
     return label + (" (full-attention fallback)" if attention.get("runs_full_attention") else "")
 
 
+def kernel_caveat(record: Mapping) -> str | None:
+    """Why a run's speed and memory are not what its attention kernel measures today (it ran before the
+    kernel's last change that alters them, `KERNEL_CHANGED`), or None."""
+    kind = (record.get("attention") or {}).get("type")
+    changed = VARIANTS[kind].KERNEL_CHANGED if kind in VARIANTS else None
+    if changed and record["run_id"][:len(changed)] < changed:
+        return (f"measured before lsgbench's {kind} kernel changed on {changed[:4]}-{changed[4:6]}-{changed[6:8]}: "
+                f"its speed and memory are not the current kernel's (rerun with force=true)")
+    return None
+
+
 def labelled_knobs(attention: Mapping) -> dict:
     """The knobs of recorded attention that tell settings apart (those its label shows)."""
     kind = attention.get("type")
@@ -57,6 +68,7 @@ def labelled_knobs(attention: Mapping) -> dict:
     return {k: attention[k] for k in names if k in attention}
 
 
-__all__ = ["CONVERTED", "VARIANTS", "SPARSITY_TYPES", "Knobs", "LongKnobs", "attention_label", "knobs_from_config",
+__all__ = ["CONVERTED", "VARIANTS", "SPARSITY_TYPES", "Knobs", "LongKnobs", "attention_label", "kernel_caveat",
+           "knobs_from_config",
            "labelled_knobs", "local_attention", "local_attention_reference", "lsg_attention",
            "lsg_attention_reference", "variant"]

@@ -32,6 +32,7 @@ from .local import local_attention
 @dataclasses.dataclass(frozen=True)
 class DilatedKnobs(LongKnobs):
     name: ClassVar[str] = "dilated"
+    KERNEL_CHANGED: ClassVar[str] = "20261202T033247"  # pieces of at most 2^20 scores (commit 33a54ca)
     LABELLED: ClassVar = ("window", "dilation", "num_global_tokens")
     SHORT: ClassVar = {"window": "w", "dilation": "d", "num_global_tokens": "g"}
     window: int                # total width: a query sees window // 2 keys on each side (and itself)

@@ -28,6 +28,9 @@ class Knobs:
     LABELLED: ClassVar[tuple[str, ...]] = ()  # knobs shown in labels, in this order
     CHECKPOINT_FIXED: ClassVar[tuple[str, ...]] = ()  # knobs a pretrained checkpoint's weights fix
     SHORT: ClassVar[dict[str, str]] = {}  # knob -> its abbreviation in labels (absent: the value alone)
+    # When (UTC, as run ids write it) a change to lsgbench's kernel of this variant last altered the speed or
+    # memory it measures: the report marks runs measured before it, and the store does not reuse them.
+    KERNEL_CHANGED: ClassVar[str | None] = None
 
     # ------------------------------------------------------------------ building and checking
     @classmethod

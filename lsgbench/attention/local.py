@@ -28,6 +28,7 @@ MODES = ("sliding", "disjoint")
 @dataclasses.dataclass(frozen=True)
 class LocalKnobs(LongKnobs):
     name: ClassVar[str] = "local"
+    KERNEL_CHANGED: ClassVar[str] = "20261202T045553"  # disjoint blocks run as pieces (commit 17bc731); SPADE's too
     LABELLED: ClassVar = ("mode", "window", "block_size", "num_global_tokens")
     SHORT: ClassVar = {"window": "w", "block_size": "b", "num_global_tokens": "g"}
     mode: str        # sliding | disjoint

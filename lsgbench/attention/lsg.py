@@ -30,6 +30,7 @@ SPARSITY_TYPES = ("none", "norm", "pooling", "lsh", "stride", "block_stride", "b
 @dataclasses.dataclass(frozen=True)
 class LsgKnobs(LongKnobs):
     name: ClassVar[str] = "lsg"
+    KERNEL_CHANGED: ClassVar[str] = "20261202T045553"  # sparse keys made piece by piece (commit 17bc731)
     LABELLED: ClassVar = ("block_size", "sparse_block_size", "sparsity_factor", "sparsity_type", "num_global_tokens")
     SHORT: ClassVar = {"block_size": "b", "sparse_block_size": "s", "sparsity_factor": "f", "num_global_tokens": "g"}
     block_size: int         # b: a query sees its block and the two beside it (3b keys)

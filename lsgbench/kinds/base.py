@@ -18,15 +18,32 @@ class TaskKind:
     name: str
     text_column: str    # the input column of the unified local schema
     target_column: str  # the target column
+    metric_names: tuple[str, ...]  # the metrics it computes (task.metrics chooses among them)
     generates = False   # evaluation generates text (and reports generation speed)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of the unified local schema (besides the id)."""
+        return self.text_column, self.target_column
+
     # ------------------------------------------------------------------ data
-    def check(self, task) -> None:
-        """Raise ConfigError for task settings this kind cannot use (before any data is read)."""
+    def check(self, task) -> list[str]:
+        """What is wrong with this kind's task settings (checked before any data is read)."""
+        return []
+
+    def content(self, row: dict) -> str:
+        """What an example asks of the model, whitespace collapsed: two examples with the same content are
+        the same question, whatever their ids or targets (an evaluation example's content must not be in
+        training)."""
+        return " ".join(row[self.text_column].split())
 
     def target(self, value, task, where: str, example_id: str):
         """A row's target in the form training uses, or a ConfigError that names the example."""
         raise NotImplementedError
+
+    def max_target_length(self, task) -> int | None:
+        """The longest target in tokens (longer ones are cut), or None for a kind without text targets."""
+        return None
 
     def tokenizer_texts(self, rows: list[dict]) -> list[str]:
         """The text a tokenizer trained for this task learns from."""

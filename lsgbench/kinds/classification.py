@@ -17,10 +17,12 @@ log = logging.getLogger(__name__)
 class Classification(TaskKind):
     name = "classification"
     text_column, target_column = "text", "label"
+    metric_names = ("accuracy", "f1_macro", "f1_micro", "f1_binary")
 
     def check(self, task):
         if OmegaConf.is_missing(task, "label_names") or not task.label_names:
-            raise ConfigError("task.label_names: give the class names in label-index order, e.g. task.label_names=[neg,pos]")
+            return ["task.label_names: give the class names in label-index order, e.g. task.label_names=[neg,pos]"]
+        return []
 
     def target(self, value, task, where, example_id):
         names = list(task.label_names or [])

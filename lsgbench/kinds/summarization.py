@@ -2,28 +2,53 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, integer, unknown_keys
 from ..metrics import LSUM_SPLITTERS, rouge_metrics
 from .base import TaskKind
+
+
+# Generation settings that must be integers, with their minimum.
+GENERATION_INTEGERS = {"num_beams": 1, "max_new_tokens": 1, "min_new_tokens": 0, "no_repeat_ngram_size": 0}
+# GenerationConfig fields lsgbench sets itself (prepare, predict: one summary per article, max_new_tokens decides).
+GENERATION_SET = ("max_length", "pad_token_id", "eos_token_id", "decoder_start_token_id", "num_return_sequences",
+                  "return_dict_in_generate", "transformers_version")
 
 
 class Summarization(TaskKind):
     name = "summarization"
     text_column, target_column = "article", "abstract"
+    metric_names = ("rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len")
     generates = True
 
     def check(self, task):
-        if task.rouge_lsum_split not in LSUM_SPLITTERS:
-            raise ConfigError(f"task.rouge_lsum_split={task.rouge_lsum_split!r} is unknown; choose one of "
-                              f"{list(LSUM_SPLITTERS)}")
+        from transformers import GenerationConfig
+
+        problems = [] if task.rouge_lsum_split in LSUM_SPLITTERS else [
+            f"task.rouge_lsum_split={task.rouge_lsum_split!r} is unknown; choose one of {list(LSUM_SPLITTERS)}"]
+        problems += integer("task.max_target_length", task.max_target_length, 1)
+        generation = task.generation or {}
+        settable = [k for k in vars(GenerationConfig()) if not k.startswith("_") and k not in GENERATION_SET]
+        problems += unknown_keys(generation, "task.generation", settable, "transformers.GenerationConfig")
+        for key, minimum in GENERATION_INTEGERS.items():
+            if key in generation:
+                problems += integer(f"task.generation.{key}", generation[key], minimum)
+        if not problems and generation.get("min_new_tokens", 0) > generation.get("max_new_tokens", math.inf):
+            problems.append(f"task.generation.min_new_tokens={generation.min_new_tokens} is above "
+                            f"task.generation.max_new_tokens={generation.max_new_tokens}")
+        return problems
 
     def target(self, value, task, where, example_id):
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where}: example {example_id!r} has an empty or non-text {self.target_column!r} "
                               f"({type(value).__name__}); remove or fill it")
         return value
+
+    def max_target_length(self, task):
+        return task.max_target_length
 
     def tokenizer_texts(self, rows):
         return super().tokenizer_texts(rows) + [r[self.target_column] for r in rows]

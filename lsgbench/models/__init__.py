@@ -95,6 +95,9 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
         raise ConfigError(f"model.init={model_cfg.init!r} is unknown; choose pretrained or random")
     checkpoint = resolve_checkpoint(model_cfg.pretrained)
     tokenizer, tokenizer_source = _tokenizer(model_cfg, train_texts, cache_dir)
+    if max_length <= (specials := tokenizer.num_special_tokens_to_add()):
+        raise ConfigError(f"an input length of {max_length} tokens (model.max_length, else task.max_source_length) "
+                          f"leaves no room for text: the tokenizer adds {specials} special tokens; give more")
     tokenizer.model_max_length = max_length
     # A converted model starts from the base architecture at its own length, then is extended.
     base_length = min(max_length, family.pretrained_positions) if knobs.converted else max_length
@@ -192,13 +195,14 @@ def _random(model_cfg, task_cfg, family, knobs, tokenizer, max_length):
         raise ConfigError(f"model.size={model_cfg.size!r} is unknown; choose one of {list(SIZES)}")
     layers, hidden, heads, ffn = SIZES[model_cfg.size]
     kwargs = family.sizes(layers, hidden, heads, ffn)
-    positions = max(max_length, (task_cfg.max_target_length or 0) + 2)
+    target_length = task_kind(task_cfg).max_target_length(task_cfg) or 0
+    positions = max(max_length, target_length + 2)
     if not knobs.converted:
         positions = max(positions, model_cfg.max_positions)
     if family.position_field is not None:  # LongT5 / PEGASUS-X have no position table to size
         kwargs[family.position_field] = positions + family.position_offset
     if family.position_field == "max_encoder_position_embeddings":
-        kwargs["max_decoder_position_embeddings"] = max(1024, (task_cfg.max_target_length or 0) + 2)
+        kwargs["max_decoder_position_embeddings"] = max(1024, target_length + 2)
     kwargs.update(knobs.hf_config(layers))
     kwargs.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                   eos_token_id=tokenizer.eos_token_id)
