@@ -38,7 +38,8 @@ def summary(record: dict) -> str:
         lines.append(f"  truncated:  {cut}")
     lines += [f"  warning:    {caveat}" for caveat in caveats(record)]
     if record["metrics"]:
-        lines.append(f"  metrics:    (n={prov['n_eval']}) " + "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items())
+        metrics = "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items())
+        lines.append(f"  metrics:    (n={prov['n_eval']}) {metrics}"
                      + "   (0-100" + ("; gen_len in tokens" if "gen_len" in record["metrics"] else "") + ")")
     eff = record["efficiency"]
     if "train_tokens_per_s" in eff:

@@ -56,7 +56,8 @@ def number(name: str, value, above: float | None = None, below: float | None = N
            at_least: float | None = None) -> list[str]:
     """[] when `value` is a finite number > `above`, < `below` and >= `at_least` (those given); else a message."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
-        (above is None or value > above) and (below is None or value < below) and (at_least is None or value >= at_least)
+        (above is None or value > above) and (below is None or value < below) and \
+        (at_least is None or value >= at_least)
     if ok:
         return []
     bounds = [f"> {above}" if above is not None else "", f">= {at_least}" if at_least is not None else "",

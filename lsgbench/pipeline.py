@@ -7,7 +7,7 @@ for a mistake in its config or data is `invalid`: the report lists it under its 
 Ctrl-C writes an `interrupted` record with the figures so far and then stops.
 
 A configuration the store already holds an ok record of (same config and data fingerprint), made on
-the same device and number of processes, is not run again (`force=true` reruns it; changes to lsgbench's code are not detected):
+the same device and number of processes after its attention kernel last changed, is not run again (`force=true` reruns it; changes to lsgbench's code are not detected):
 the stored record is copied to `output_dir` and returned with `"reused": true`. Under torchrun
 (DDP) every rank trains; rank 0 alone evaluates and writes the record, also of a failed run.
 Processes sharing a store run one configuration at a time (`record.Claim`): a second sweep over the

@@ -309,7 +309,8 @@ def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
                  for name, points in series.items()}
         if lines:
             slug = re.sub(r"[^A-Za-z0-9]+", "-", device).strip("-").lower()
-            timed = [(f"{name} @{r['seq_len']}", r.get("busy_elsewhere")) for name, points in series.items() for r in points]
+            timed = [(f"{name} @{r['seq_len']}", r.get("busy_elsewhere"))
+                     for name, points in series.items() for r in points]
             written.append(_scaling_figure(lines, f"{what} benchmark: {size}, {dtype}, {device}",
                                            "sequence length (tokens)",
                                            "generated tokens/s" if what == "generate" else "tokens/s", "peak memory (MB)",

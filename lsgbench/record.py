@@ -122,7 +122,8 @@ def new_run_id(task: str, model: str) -> str:
 
 
 def git_commit() -> str | None:
-    """The lsgbench source commit (with '+dirty' for uncommitted changes), or None outside a checkout."""
+    """The lsgbench source commit (with '+dirty' for uncommitted changes to its code: the package and its
+    configs, not committed results), or None outside a checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True,
@@ -131,8 +132,8 @@ def git_commit() -> str | None:
             return None
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "lsgbench", "conf"],
+                               cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+dirty" if dirty else "")

@@ -84,10 +84,14 @@ def table(metrics: list[str], grouped: list[Row], by: list[str]) -> tuple[list[s
                      [_cell(row["efficiency"].get(f), d, row["seeds"]) for f, _, d in EFFICIENCY] +
                      ([] if "max_length" in by else [str(row["max_length"])]) +
                      [row["runs"], row["status"] + (f" {CAVEAT}" if row["caveats"] else "")])
-    name = lambda r: " / ".join(str(r["columns"].get(b, "")) for b in by)  # noqa: E731
+    name = lambda r: " / ".join(str(v) for b in by if (v := r["columns"].get(b, "")) != "")  # noqa: E731
     notes = [f"{name(r)}: {r['status']}: {' '.join(r['error'].split())}"
              for r in grouped if r["status"] != "ok" and r["error"]]
-    notes += [f"{CAVEAT} {name(r)}: {caveat}" for r in grouped for caveat in r["caveats"]]
+    marked: dict[str, list[str]] = {}  # caveat -> the rows it concerns
+    for r in grouped:
+        for caveat in r["caveats"]:
+            marked.setdefault(caveat, []).append(name(r))
+    notes += [f"{CAVEAT} {caveat}: {'; '.join(names)}" for caveat, names in marked.items()]
     for r in grouped:
         if busy := busy_note({phase: (r["efficiency"].get(f"{phase}_busy_elsewhere") or (None,))[0]
                               for phase in ("train", "eval")}):

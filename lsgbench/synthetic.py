@@ -119,10 +119,12 @@ def check_knobs(task) -> list[str]:
     problems = unknown_keys(knobs, "task.synthetic", ["generator", *(p.name for p in params), *sizes],
                             f"the {name!r} generator")
     problems += [f"task.synthetic.{p.name} is needed by the {name!r} generator" for p in params if p.name not in knobs]
-    problems += [message for key in sizes if key in knobs for message in integer(f"task.synthetic.{key}", knobs[key], 0)]
+    for key in [k for k in sizes if k in knobs]:
+        problems += integer(f"task.synthetic.{key}", knobs[key], 0)
     for p in (p for p in params if p.name in knobs):
         value, key = knobs[p.name], f"task.synthetic.{p.name}"
-        problems += integer(key, value, 0) if p.annotation == "int" else number(key, value) if p.annotation == "float" else []
+        problems += integer(key, value, 0) if p.annotation == "int" else \
+            number(key, value) if p.annotation == "float" else []
     return problems
 
 

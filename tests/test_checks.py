@@ -169,6 +169,7 @@ def test_the_report_marks_rows_with_caveats_and_names_the_commits(make_cfg, tmp_
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| synth_keys"))
     assert row.endswith("| 1/1 | ok † |") and "| 4 |" in row  # n eval
-    assert "- † synth_keys / roberta / full / 512: 4 of 4 evaluation examples are also in training" in out
+    assert "- † 4 of 4 evaluation examples are also in training (task.allow_eval_overlap=true): synth_keys / roberta " \
+           "/ full / 512" in out
     commit = (r["env"]["git_commit"] or "unknown")[:7]
     assert f"- made by lsgbench commit {commit}" in out and "(1 run)" in out
