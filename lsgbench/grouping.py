@@ -36,6 +36,7 @@ class Row(TypedDict):
     status: str               # ok, or the other statuses of its runs
     error: str | None         # the first error of its runs
     caveats: list[str]        # what a reader must know of its runs' figures (record.caveats, kernel_caveat)
+    stale_kernel: bool        # a run measured before its attention kernel last changed (kernel_caveat)
     commits: list[str]        # the lsgbench commits its runs were made by (env.git_commit; None: unknown)
 
 
@@ -112,4 +113,5 @@ def _row(group: list[RunRecord], columns: dict, metrics: list[str]) -> Row:
                status="ok" if len(ok) == len(runs) else ", ".join(sorted({r["status"] for r in runs} - {"ok"})),
                error=next((r["error"] for r in runs if r["error"]), None),
                caveats=list(dict.fromkeys(c for r in ok for c in [*caveats(r), kernel_caveat(r)] if c)),
+               stale_kernel=any(kernel_caveat(r) for r in ok),
                commits=list(dict.fromkeys(r.get("env", {}).get("git_commit") for r in runs)))

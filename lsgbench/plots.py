@@ -79,14 +79,21 @@ def _caption(rows: list[dict], *notes: str, knobs: bool = False) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def _shared_machine(names: list[str], shares: list[float | None]) -> str:
-    """A caption note naming the points whose speed was measured while other processes kept the CPUs busy
-    (as the tables note it); empty when none was."""
+def _shared_machine(names: list[str], shares: list[float | None], noun: str = "") -> str:
+    """A caption note naming the points (`noun` before their names) whose speed was measured while other
+    processes kept the CPUs busy, as the tables note it; empty when none was."""
     busy = [(name, share) for name, share in zip(names, shares) if share is not None and share > BUSY]
     if not busy:
         return ""
-    return (f"speed measured on a shared machine for {', '.join(name for name, _ in busy)} (other processes used up "
-            f"to {max(share for _, share in busy):.0%} of the CPUs)")
+    return (f"speed measured on a shared machine for {noun}{', '.join(name for name, _ in busy)} (other processes "
+            f"used up to {max(share for _, share in busy):.0%} of the CPUs)")
+
+
+def _stale(names: list[str], rows: list[dict], noun: str = "") -> str:
+    """A caption note naming the points measured before their attention kernel last changed (the table's †)."""
+    stale = [name for name, row in zip(names, rows) if row.get("stale_kernel")]
+    return f"speed and memory of {noun}{', '.join(stale)} measured before their attention kernel last changed" \
+        if stale else ""
 
 
 def _mean(row: dict, figure: str) -> float | None:
@@ -132,7 +139,8 @@ def _knob(row: dict, name: str):
 
 def _name(row: dict) -> str:
     """A row's name in a plot; rows with equal labels are told apart by how their configurations differ."""
-    differs = row.get("differs")
+    differs = row.get("differs") or ""
+    differs = differs if len(differs) <= 60 else differs[:59] + "…"  # the table's column has it whole
     return f"{row['model']} {row['attention']} @{row['max_length']}" + (f" [{differs}]" if differs else "")
 
 
@@ -171,8 +179,9 @@ def quality_speed(grouped: list[dict], metric: str, path: Path, task: str) -> Pa
                       color=f"C{budgets.index(_budget(row))}")
     caption = _caption(grouped, "a marker and colour per training budget: runs of different budgets are not "
                                 "like for like", "higher is better on both axes",
-                       _shared_machine([f"point {i + 1}" for i in range(len(grouped))],
-                                       [_mean(r, "train_busy_elsewhere") for r in grouped]))
+                       _shared_machine(points := [str(i + 1) for i in range(len(grouped))],
+                                       [_mean(r, "train_busy_elsewhere") for r in grouped], "points "),
+                       _stale(points, grouped, "points "))
     return _save(fig, path, _add_caption(fig, caption))
 
 
@@ -267,13 +276,18 @@ def _setting(row: dict, x_knob: str) -> tuple:
 
 def _sweep_series(grouped: list[dict]) -> dict[tuple, list[dict]]:
     """Lines of the length plot, keyed (task, sweep, model and attention): the runs of one sweep with
-    the same model and attention (runs outside a sweep, or of different sweeps, may differ in anything)."""
+    the same model and attention (runs outside a sweep, or of different sweeps, may differ in anything).
+    Runs of one sweep that share a label at one length (a sweep over another knob too) make a line each,
+    named by how they differ."""
     series: dict[tuple, list[dict]] = {}
     for row in grouped:
         if row["sweep"]:
-            differs = row.get("differs")  # runs of one sweep that share a label but not a configuration
-            name = f"{row['model']} {row['attention']}" + (f" [{differs}]" if differs else "")
-            series.setdefault((row["task"], row["sweep"], name), []).append(row)
+            series.setdefault((row["task"], row["sweep"], f"{row['model']} {row['attention']}"), []).append(row)
+    for key, rows in list(series.items()):
+        if len({r["max_length"] for r in rows}) < len(rows):
+            del series[key]
+            for row in rows:
+                series.setdefault((*key[:2], f"{key[2]} [{row.get('differs')}]"), []).append(row)
     return {key: sorted(points, key=lambda r: r["max_length"]) for key, points in series.items()}
 
 
@@ -285,9 +299,9 @@ def length_scaling(series: dict[tuple, list[dict]], path: Path) -> Path:
              for key, points in series.items()}
     title = " ".join(part for part, same in zip(next(iter(series)), shared) if same)
     rows = [r for points in series.values() for r in points]
+    names = [f"{r['model']} {r['attention']} @{r['max_length']}" for r in rows]
     caption = _caption(rows, "a line per model and attention of one sweep",
-                       _shared_machine([f"{r['model']} {r['attention']} @{r['max_length']}" for r in rows],
-                                       [_mean(r, "train_busy_elsewhere") for r in rows]))
+                       _shared_machine(names, [_mean(r, "train_busy_elsewhere") for r in rows]), _stale(names, rows))
     return _scaling_figure(lines, title, "max_length (tokens)", "training tokens/s", "training peak memory (MB)", path,
                            caption)
 

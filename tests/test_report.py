@@ -201,6 +201,25 @@ def test_grid_and_length_lines_join_only_comparable_runs():
     assert [[r["max_length"] for r in line] for line in series.values()] == [[1024, 2048]]
 
 
+def test_a_length_line_keeps_its_point_that_shares_a_label_outside_its_sweep_and_splits_by_another_knob():
+    from lsgbench.plots import _sweep_series
+
+    def run(run_id, length, sweep, lr):
+        r = record(run_id, 1, 70.0, model="local_roberta", length=length, sweep=sweep)
+        r["config"]["lr"], r["overrides"] = lr, [f"lr={lr}", *([f"sweep={sweep}"] if sweep else [])]
+        return r
+
+    elsewhere = run("x", 2048, None, 3)  # same label as a sweep point, another configuration
+    _, grouped = rows([run("a", 1024, "s1", 1), run("b", 2048, "s1", 1), elsewhere], ["model", "attention", "max_length"])
+    assert [[r["max_length"] for r in line] for line in _sweep_series(grouped).values()] == [[1024, 2048]]
+    two_rates = [run(f"{n}-{lr}", n, "s2", lr) for n in (1024, 2048) for lr in (1, 2)]
+    _, grouped = rows(two_rates, ["model", "attention", "max_length"])
+    lines = _sweep_series(grouped)
+    assert sorted(name for _, _, name in lines) == ["local_roberta lsg b=64 s=32 f=4 pooling g=1 [lr=1]",
+                                                    "local_roberta lsg b=64 s=32 f=4 pooling g=1 [lr=2]"]
+    assert [[r["max_length"] for r in line] for line in lines.values()] == [[1024, 2048], [1024, 2048]]
+
+
 def _drawn(monkeypatch, plot, *args):
     """The figure `plot` draws, kept open instead of written."""
     from lsgbench import plots
