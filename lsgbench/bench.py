@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from .attention import attention_label, flex, knobs_from_config
+from .checks import check_paths_and_model
 from .config import attention_shorthand, config_dir, file_keys
 from .errors import ConfigError, integer, raise_all, unknown_keys
 from .measure import BusyElsewhere, cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
@@ -240,8 +241,7 @@ def check(cfg) -> None:
     """One ConfigError naming every unknown key and every bad setting of the benchmark's config."""
     bench = cfg.bench
     problems = unknown_keys(cfg, "", [*file_keys("bench.yaml"), "paths", "model"])
-    problems += unknown_keys(cfg.paths, "paths", file_keys("paths", "default.yaml"))
-    problems += unknown_keys(cfg.model, "model", [*file_keys("model", "hf.yaml"), "attention"])
+    problems += check_paths_and_model(cfg)
     problems += unknown_keys(bench, "bench", file_keys("bench.yaml", section="bench"))
     choices = {"mode": MODES, "dtype": ("fp32", "bf16"), "size": tuple(SIZES), "device": ("auto", "cpu", "cuda")}
     problems += [f"bench.{key}={bench.get(key)!r} is unknown; choose one of {list(allowed)}"

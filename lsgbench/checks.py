@@ -10,8 +10,11 @@ transformers' TrainingArguments.
 
 from __future__ import annotations
 
+from omegaconf import OmegaConf
+
+from .attention import variant
 from .config import file_keys, shipped_dir
-from .errors import integer, number, raise_all, unknown_keys
+from .errors import ConfigError, integer, number, raise_all, unknown_keys
 from .kinds import task_kind
 from .synthetic import check_knobs
 
@@ -20,10 +23,29 @@ from .synthetic import check_knobs
 RUN_GROUPS = ("paths", "task", "model", "trainer", "logger")
 # trainer.args lsgbench checks itself (TrainingArguments takes zero or negative values of them), with their minimum.
 TRAINER_INTEGERS = {"per_device_train_batch_size": 1, "per_device_eval_batch_size": 1,
-                    "gradient_accumulation_steps": 1, "max_steps": -1, "logging_steps": 1}
+                    "gradient_accumulation_steps": 1, "max_steps": -1}
 # TrainingArguments that lsgbench sets from other settings.
 TRAINER_SET = {"output_dir": "the run dir", "seed": "seed", "use_cpu": "trainer.device", "bf16": "trainer.bf16",
                "report_to": "logger"}
+
+
+def check_paths_and_model(cfg) -> list[str]:
+    """What is wrong with the groups a run and the benchmark share: paths, and the model with its attention
+    knobs (their names, with a close match, and their values: the variant's knobs class)."""
+    problems = unknown_keys(cfg.paths, "paths", file_keys("paths", "default.yaml"))
+    problems += unknown_keys(cfg.model, "model", [*file_keys("model", "hf.yaml"), "attention"])
+    attention = cfg.model.get("attention") or {}
+    try:
+        knobs = variant(attention.get("type"))
+    except ConfigError as err:
+        return [*problems, str(err)]
+    wrong = unknown_keys(attention, "model.attention", ["type", *knobs.knob_names()], f"{knobs.name} attention")
+    if not wrong:  # names sound: the values, checked as the kernel will take them
+        try:
+            knobs.from_config(attention)
+        except ConfigError as err:
+            wrong.append(str(err))
+    return problems + wrong
 
 
 def check_run_config(cfg) -> None:
@@ -31,9 +53,8 @@ def check_run_config(cfg) -> None:
     kind = task_kind(cfg.task)
     task, model = cfg.task, cfg.model
     problems = unknown_keys(cfg, "", [*file_keys("config.yaml"), *RUN_GROUPS])
-    problems += unknown_keys(cfg.paths, "paths", file_keys("paths", "default.yaml"))
+    problems += check_paths_and_model(cfg)
     problems += unknown_keys(task, "task", file_keys("task", f"{kind.name}.yaml"), f"{kind.name} tasks")
-    problems += unknown_keys(model, "model", [*file_keys("model", "hf.yaml"), "attention"])
     problems += unknown_keys(cfg.trainer, "trainer", file_keys("trainer", "default.yaml"))
     loggers = sorted(p.stem for p in (shipped_dir("conf") / "logger").glob("*.yaml"))
     if cfg.logger.get("name") not in loggers:
@@ -57,7 +78,9 @@ def check_run_config(cfg) -> None:
     problems += integer("task.max_eval_samples", task.max_eval_samples, 1, optional=True)
     problems += integer("task.min_eval_examples", task.min_eval_examples, 0)
     problems += number("task.carve_fraction", task.carve_fraction, above=0, below=0.5)
-    if not_computed := [m for m in task.metrics if m not in kind.metric_names]:
+    if not OmegaConf.is_list(task.metrics) or not task.metrics:
+        problems.append(f"task.metrics={task.metrics!r} must list metrics; {kind.name} has {list(kind.metric_names)}")
+    elif not_computed := [m for m in task.metrics if m not in kind.metric_names]:
         problems.append(f"task.metrics: {kind.name} computes no {not_computed}; it has {list(kind.metric_names)}")
     problems += kind.check(task)
     raise_all(problems)

@@ -90,8 +90,9 @@ def load_task_data(task) -> TaskData:
 
     train_split, eval_split = task.train_split, task.eval_split
     if train_split not in available:
+        carved = "test" if available[0] == "validation" else "validation"
         hint = (f" (to train on it and evaluate on a part carved from it: task.train_split={available[0]} "
-                f"task.eval_split=validation)") if len(available) == 1 else ""
+                f"task.eval_split={carved})") if len(available) == 1 else ""
         raise ConfigError(f"{source} has no {train_split!r} split; it has {sorted(available)}{hint}")
     if eval_split == "test" and eval_split not in available and "validation" in available:
         note(f"{source} has no 'test' split: evaluating on 'validation' ({origin['validation']})", logging.WARNING)
@@ -110,6 +111,11 @@ def load_task_data(task) -> TaskData:
         origin[eval_split] = f"carved from {origin[train_split]} ({task.carve_fraction:.0%}, seed {CARVE_SEED})"
     train = _subsample(train, task.max_train_samples)
     evals = _subsample(evals, task.max_eval_samples)
+    if not evals:  # a carved split of a very small train split
+        raise ConfigError(f"{source}: no evaluation examples are left ({origin[eval_split]}); give more data or an "
+                          f"evaluation split of its own")
+    if not train:
+        raise ConfigError(f"{source}: no training examples are left after carving {eval_split!r} from {train_split!r}")
     overlap = _overlap(task, kind, train, evals, train_split, eval_split)
     return TaskData(train=train, eval=evals, source=source, notes=notes,
                     splits={"train": origin[train_split], "eval": origin[eval_split]}, eval_overlap=overlap)

@@ -20,6 +20,8 @@ LISTED = 30  # an error lists the keys of a group up to this many
 def unknown_keys(node: Mapping, where: str, known: Iterable[str], what: str = "") -> list[str]:
     """A message for each key of `node` not in `known`: the key, where it is (`what` it holds there), the keys
     there (their count alone when there are many) and a close match."""
+    if not isinstance(node, Mapping):
+        return [f"{where}={node!r} must be a mapping of keys"]
     known = sorted(known)
     there = ", ".join(known) if len(known) <= LISTED else f"{len(known)} keys"
     problems = []

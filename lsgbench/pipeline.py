@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from . import record as rec
 from .checks import check_run_config
 from .data import TaskData, load_task_data, tokenize, truncation
-from .errors import ConfigError
+from .errors import ConfigError, raise_all
 from .evaluation import evaluate
 from .kinds import task_kind
 from .measure import device_name
@@ -55,7 +56,10 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
     record = rec.new_run_record(cfg.task.name, cfg.task.kind, cfg.model.name, cfg.seed, overrides, sweep)
     tracker = NoTracker()
     try:
-        record["config"] = OmegaConf.to_container(cfg, resolve=True)
+        try:
+            record["config"] = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as err:  # e.g. an interpolation over a key that is null
+            raise ConfigError(f"the config does not resolve: {' '.join(str(err).split())}") from None
         record["attention"] = record["config"]["model"]["attention"]
         check_run_config(cfg)  # every key and number, before anything is read or built
         rec.check_writable(cfg.paths.store_dir, "paths.store_dir")
@@ -132,9 +136,7 @@ def preflight(cfg) -> TaskData:
         checkpoint_config(cfg.model)
     except ConfigError as err:
         problems.append(str(err))
-    if problems:
-        raise ConfigError(problems[0] if len(problems) == 1 else
-                          f"{len(problems)} problems:\n" + "\n".join(f"- {p}" for p in problems))
+    raise_all(problems)
     return data
 
 

@@ -287,7 +287,7 @@ def _sweep_series(grouped: list[dict]) -> dict[tuple, list[dict]]:
         if len({r["max_length"] for r in rows}) < len(rows):
             del series[key]
             for row in rows:
-                series.setdefault((*key[:2], f"{key[2]} [{row.get('differs')}]"), []).append(row)
+                series.setdefault((*key[:2], f"{key[2]} [{row.get('differs') or 'other defaults'}]"), []).append(row)
     return {key: sorted(points, key=lambda r: r["max_length"]) for key, points in series.items()}
 
 

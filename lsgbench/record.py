@@ -62,10 +62,10 @@ def caveats(record: RunRecord) -> list[str]:
     if prov.get("eval_overlap"):
         out.append(f"{prov['eval_overlap']} of {n_eval} evaluation examples are also in training "
                    f"(task.allow_eval_overlap=true)")
-    if prov.get("small_eval"):
+    if prov.get("small_eval") and n_eval:
         minimum = ((record.get("config") or {}).get("task") or {}).get("min_eval_examples")
-        out.append(f"only {n_eval} evaluation examples (task.min_eval_examples={minimum}): each is "
-                   f"{100 / n_eval:.0f}% of a metric's mean")
+        out.append(f"only {n_eval} evaluation examples (task.min_eval_examples={minimum}): one example is "
+                   f"{100 / n_eval:.0f}% of the set")
     return out
 
 

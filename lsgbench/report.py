@@ -107,12 +107,12 @@ def _commits(commits: list[str | None], unit: str = "run") -> str:
 
 
 def refused(records: list[RunRecord]) -> list[RunRecord]:
-    """The runs refused before training (status invalid) that no later run of the same configuration
-    superseded, one per configuration (the latest)."""
-    later = {}
-    for r in sorted(records, key=lambda r: r["run_id"]):
-        later[config_hash(r["config"]) if r.get("config") else r["run_id"]] = r
-    return [r for r in later.values() if r["status"] == "invalid"]
+    """The runs refused before training (status invalid) of configurations that never ran (a configuration
+    that ran has its row), the latest per configuration."""
+    key = lambda r: config_hash(r["config"]) if r.get("config") else r["run_id"]  # noqa: E731
+    ran = {key(r) for r in records if r["status"] != "invalid"}
+    latest = {key(r): r for r in sorted(records, key=lambda r: r["run_id"]) if r["status"] == "invalid"}
+    return [r for k, r in latest.items() if k not in ran]
 
 
 def refused_notes(records: list[RunRecord]) -> list[str]:

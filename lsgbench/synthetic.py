@@ -13,6 +13,8 @@ import itertools
 import random
 import zlib
 
+from omegaconf import OmegaConf
+
 from .errors import ConfigError, integer, number, unknown_keys
 
 # Pronounceable filler words ("bako", "demu", ...): in-vocabulary for any trained tokenizer,
@@ -110,6 +112,8 @@ def check_knobs(task) -> list[str]:
     """What is wrong with `task.synthetic`: the generator's name, its knobs (its keyword arguments, each
     needed) and the split sizes `n_<split>` (0: no such split)."""
     knobs = task.synthetic
+    if not OmegaConf.is_dict(knobs):
+        return [f"task.synthetic={knobs!r} must be a mapping: the generator and its knobs"]
     name = knobs.get("generator")
     if name not in GENERATORS:
         return [f"task.synthetic.generator={name!r} is unknown; choose one of {sorted(GENERATORS)}"]

@@ -4,6 +4,7 @@ a refused run is on record (status invalid) and listed by the report under its t
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 from lsgbench.checks import check_run_config
 from lsgbench.cli import summary
@@ -144,9 +145,64 @@ def test_a_refused_sweep_point_is_listed_by_the_report_under_its_table(make_cfg,
     assert len(table_rows) == 1  # the refused run is no row of the table...
     assert f"- refused before training (invalid), {refused['run_id']}: " in out  # ...but listed under it
     assert "+task.text_pair_column=hypothesis: task.text_pair_column is not a key lsgbench reads" in out
-    # rerunning the same configuration (here, the data made good) supersedes an invalid record in the report
     assert report([store, "--format", "md", "--status", "invalid"]) == 0
     assert "refused before training" in capsys.readouterr().out
+
+
+def test_a_data_mistake_fixed_and_rerun_supersedes_its_refused_record(make_cfg, tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rows = [{"id": f"r{i}", "text": f"review {i} " * 8, "label": ["neg", "pos"][i % 2]} for i in range(24)]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:20]))
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[16:]))  # 4 shared with train
+    overrides = ["task=imdb", f"task.data_dir={folder}", "model=roberta", "model.init=random", "model.size=tiny",
+                 "trainer.args.max_steps=1"]
+    refused = run(make_cfg(*overrides), tmp_path / "a", overrides)
+    assert refused["status"] == "invalid" and "4 of 8 evaluation examples (test) have the 'text'" in refused["error"]
+    store = make_cfg().paths.store_dir
+    assert report([store]) == 0 and "refused before training" in capsys.readouterr().out
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[20:]))  # fixed
+    assert run(make_cfg(*overrides), tmp_path / "b", overrides)["status"] == "ok"
+    assert report([store]) == 0
+    assert "refused before training" not in capsys.readouterr().out  # the same configuration ran since
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["+model.attention.blok_size=64"], "model.attention.blok_size is not a key lsgbench reads: model.attention "
+                                        "(lsg attention) has backend, block_size, mask_first_token, num_global_tokens,"),
+    (["+model.attention.blok_size=64"], "did you mean model.attention.block_size?"),
+    (["model.attention.block_size=30", "model.attention.sparsity_factor=4"],
+     "lsg attention: block_size=30 must be divisible by sparsity_factor=4"),
+    (["model.attention.type=lsgg"], "model.attention.type='lsgg' is unknown; choose one of"),
+])
+def test_attention_knobs_are_checked_with_the_rest_before_any_data_is_read(make_cfg, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        check_run_config(make_cfg("experiment=quickstart", "model=lsg_roberta", *overrides))
+    assert message in str(err.value)
+
+
+def test_a_config_that_does_not_resolve_is_an_invalid_run(make_cfg, tmp_path):
+    r = run(make_cfg("sweep=length_scaling"), tmp_path / "out", ["sweep=length_scaling"])  # max_length: set by -m
+    assert r["status"] == "invalid" and r["error"].startswith("the config does not resolve: ")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("task.hub=foo", "task.hub='foo' must be a mapping of keys"),
+    ("task.metrics=null", "task.metrics=None must list metrics; classification has ['accuracy', "),
+    ("task.metrics=[accuracy,bleu]", "task.metrics: classification computes no ['bleu']"),
+])
+def test_a_value_of_the_wrong_shape_is_named(make_cfg, override, message):
+    with pytest.raises(ConfigError) as err:
+        check_run_config(make_cfg("experiment=quickstart", override))
+    assert message in str(err.value)
+
+
+def test_each_kind_computes_exactly_the_metrics_it_declares():
+    from lsgbench.kinds import KINDS
+
+    task = OmegaConf.create({"rouge_lsum_split": "lines"})
+    assert set(KINDS["classification"].metrics([0, 1], [0, 0], 0, task)) == set(KINDS["classification"].metric_names)
+    assert set(KINDS["summarization"].metrics(["a b"], ["a c"], 2, task)) == set(KINDS["summarization"].metric_names)
 
 
 def test_a_small_evaluation_set_and_an_allowed_overlap_are_flagged_in_the_summary_and_record(make_cfg, tmp_path):
@@ -158,7 +214,7 @@ def test_a_small_evaluation_set_and_an_allowed_overlap_are_flagged_in_the_summar
     assert prov["splits"] == {"train": "generated test", "eval": "generated test"}
     text = summary(r)
     assert "warning:    4 of 4 evaluation examples are also in training (task.allow_eval_overlap=true)" in text
-    assert "warning:    only 4 evaluation examples (task.min_eval_examples=20): each is 25% of a metric's mean" in text
+    assert "warning:    only 4 evaluation examples (task.min_eval_examples=20): one example is 25% of the set" in text
     assert "metrics:    (n=4) accuracy=" in text
 
 

@@ -185,3 +185,15 @@ def test_a_byte_that_is_not_utf8_is_named_with_its_line(make_cfg, tmp_path):
     (tmp_path / "d" / "train.jsonl").write_bytes(b'{"id": "a", "text": "fine", "label": "neg"}\n{"id": "b", "text": "caf\xe9"}\n')
     with pytest.raises(ConfigError, match=r"train.jsonl line 2 is not UTF-8 text \(byte 0xe9 at column 25\)"):
         load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)
+
+
+def test_a_carved_split_that_leaves_nothing_is_an_error(make_cfg, tmp_path):
+    write_jsonl(tmp_path / "d", "train", REVIEWS[:1])
+    with pytest.raises(ConfigError, match="no evaluation examples are left \\(carved from train.jsonl"):
+        load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)
+
+
+def test_a_folder_with_only_a_validation_split_suggests_carving_a_test_split(make_cfg, tmp_path):
+    write_jsonl(tmp_path / "d", "dev", REVIEWS)
+    with pytest.raises(ConfigError, match=re.escape("task.train_split=validation task.eval_split=test)")):
+        load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)

@@ -97,7 +97,8 @@ def test_peer_models_train_and_evaluate(make_cfg, tmp_path, overrides):
     (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=30", "model.attention.sparsity_factor=4"],
      "invalid", "block_size=30 must be divisible by sparsity_factor=4"),
     (["model=longformer", *KEYS_SMALL, "attention=lsg"], "invalid", "attention=lsg is not available for model"),
-    (["model=lsg_roberta", *KEYS_SMALL, "+model.attention.blok_size=64"], "invalid", "has no knob 'blok_size'"),
+    (["model=lsg_roberta", *KEYS_SMALL, "+model.attention.blok_size=64"], "invalid",
+     "model.attention.blok_size is not a key lsgbench reads: model.attention (lsg attention) has backend, block_size,"),
     (["model=roberta", *KEYS_SMALL, "model.attention.implementation=flash"], "invalid",
      "implementation='flash' is unknown; choose one of ['sdpa', 'eager']"),
     (["model=lsg_roberta", *KEYS_SMALL, "model.attention.block_size=big"], "invalid", "must be an integer"),
@@ -200,8 +201,8 @@ def test_wandb_run_is_finished_when_the_run_fails(make_cfg, tmp_path, monkeypatc
     wandb.teardown()  # wandb keeps its first WANDB_DIR per process; start afresh
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_MODE", "offline")
-    r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=lsg_roberta", "model.attention.block_size=30",
-                     "model.attention.sparsity_factor=4", "logger=wandb")
+    r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=spade_roberta", "model.attention.spade_layers=[5]",
+                     "logger=wandb")  # refused when the model is built: after the tracker started
     assert r["status"] == "invalid" and wandb.run is None  # finished, not left open for the next run
     data = offline_run_bytes(tmp_path, r["run_id"])
     assert r["run_id"].encode() in data and b"invalid" in data

@@ -333,3 +333,31 @@ def test_runs_and_benchmark_rows_together_give_a_table_each(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "out").glob("table_*.md")) == ["table_bench.md", "table_classification.md"]
     assert "| cpu | roberta | full | tiny | fp32 | train | 512 | 2 | train | 500.0 | 2048 | 10 |" in \
         (tmp_path / "out" / "table_bench.md").read_text()
+
+
+def test_runs_measured_before_their_kernel_changed_are_marked_and_not_reused(tmp_path, capsys):
+    from lsgbench.attention import kernel_caveat
+    from lsgbench.record import find_done
+
+    changed = VARIANTS["lsg"].KERNEL_CHANGED
+    old, new = record(f"{changed[:8]}T000000-old", 1, 80.0), record(f"{changed[:8]}T235959-new", 1, 90.0, block=128)
+    assert "measured before lsgbench's lsg kernel changed on" in kernel_caveat(old) and kernel_caveat(new) is None
+    assert kernel_caveat({**old, "attention": {"type": "full"}}) is None  # SDPA: not lsgbench's kernel
+    for r in (old, new):
+        r["provenance"]["data_fingerprint"], r["efficiency"]["device"] = "fp", "cpu"
+        (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
+    assert find_done(tmp_path, old["config"], "fp", "cpu", 1) is None  # only the stale run has this config
+    assert find_done(tmp_path, new["config"], "fp", "cpu", 1)["run_id"] == new["run_id"]
+    assert main([str(tmp_path), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    marked = [line for line in out.splitlines() if line.endswith("| ok † |")]
+    assert len(marked) == 1 and "| 80.00 |" in marked[0]
+    assert "- † measured before lsgbench's lsg kernel changed" in out
+
+
+def test_tables_name_the_commits_of_their_runs():
+    from lsgbench.report import _commits
+
+    assert _commits(["a" * 40, "a" * 40, "b" * 40 + "+dirty", None]) == \
+        "made by lsgbench commit aaaaaaa (2 runs), bbbbbbb+dirty (1 run), unknown (1 run)"
+    assert _commits(["c" * 40], "row") == "made by lsgbench commit ccccccc (1 row)"

@@ -57,7 +57,7 @@ def kernel_caveat(record: Mapping) -> str | None:
     changed = VARIANTS[kind].KERNEL_CHANGED if kind in VARIANTS else None
     if changed and record["run_id"][:len(changed)] < changed:
         return (f"measured before lsgbench's {kind} kernel changed on {changed[:4]}-{changed[4:6]}-{changed[6:8]}: "
-                f"its speed and memory are not the current kernel's (rerun with force=true)")
+                f"its speed and memory are not the current kernel's (a rerun remeasures them)")
     return None
 
 
