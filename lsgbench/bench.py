@@ -57,7 +57,7 @@ def _phases(bench) -> tuple[str, ...]:
 def _stand_in_task(family, new_tokens: int):
     """The task the model is built for (the benchmark feeds random token ids): an encoder-decoder's
     generation head, else a two-class classifier."""
-    if family.seq2seq is not None:
+    if family.encoder_decoder:
         return OmegaConf.create({"name": "bench", "kind": "summarization", "max_source_length": 512,
                                  "max_target_length": new_tokens, "generation": None})
     return OmegaConf.create({"name": "bench", "kind": "classification", "label_names": ["a", "b"],
@@ -78,7 +78,7 @@ def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
     family = FAMILIES.get(model_cfg.family)
     if family is None:
         raise ConfigError(f"model.family={model_cfg.family!r} is unknown; choose one of {sorted(FAMILIES)}")
-    if bench.mode == "generate" and family.seq2seq is None:
+    if bench.mode == "generate" and not family.encoder_decoder:
         raise ConfigError(f"bench.mode=generate times encoder-decoders; model {model_cfg.name!r} (family "
                           f"{model_cfg.family!r}) has no decoder")
     model_cfg.init, model_cfg.size, model_cfg.max_length = "random", bench.size, length
@@ -92,7 +92,7 @@ def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
     if built.family.global_first_token:
         inputs["global_attention_mask"] = torch.zeros_like(ids)
         inputs["global_attention_mask"][:, 0] = 1
-    seq2seq = family.seq2seq is not None
+    seq2seq = family.encoder_decoder
     labels = torch.randint(5, vocab, (batch, bench.new_tokens), device=device) if seq2seq else \
         torch.zeros(batch, dtype=torch.long, device=device)
 

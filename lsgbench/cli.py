@@ -39,8 +39,7 @@ def summary(record: dict) -> str:
     lines += [f"  warning:    {caveat}" for caveat in caveats(record)]
     if record["metrics"]:
         metrics = "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items())
-        lines.append(f"  metrics:    (n={prov['n_eval']}) {metrics}"
-                     + "   (0-100" + ("; gen_len in tokens" if "gen_len" in record["metrics"] else "") + ")")
+        lines.append(f"  metrics:    (n={prov['n_eval']}) {metrics}   ({units(record['metrics'])})")
     eff = record["efficiency"]
     if "train_tokens_per_s" in eff:
         lines.append(f"  efficiency: device={eff['device']}  train {eff['train_tokens_per_s']:.0f} tok/s "
@@ -50,6 +49,17 @@ def summary(record: dict) -> str:
                      + (f"  generated {eff['generated_tokens_per_s']:.0f} tok/s" if "generated_tokens_per_s" in eff
                         else ""))
     return "\n".join(lines)
+
+
+def units(metrics: dict) -> str:
+    """The metrics' units as the summary says them: `0-100`, or `0-100; gen_len in tokens`."""
+    from .kinds import metric
+
+    by_unit: dict[str, list[str]] = {}
+    for name in metrics:
+        by_unit.setdefault(metric(name).unit, []).append(name)
+    common = max(by_unit, key=lambda unit: len(by_unit[unit]))
+    return "; ".join([common] + [f"{', '.join(names)} in {unit}" for unit, names in by_unit.items() if unit != common])
 
 
 def truncation_line(truncation: dict) -> str:

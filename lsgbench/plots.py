@@ -32,14 +32,15 @@ MARKERS = "osD^vP*Xph<>"
 LINESTYLES = ("-", "--", ":", "-.")
 
 
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both axes (higher is better on both), by x."""
-    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
+def pareto_front(points: list[tuple[float, float]], higher_y_is_better: bool = True) -> list[int]:
+    """Indices of the points no other point beats on both axes (higher x is better; higher or lower y), by x."""
+    sign = 1 if higher_y_is_better else -1
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -sign * points[i][1]))
     front, best_y = [], float("-inf")
     for i in order:
-        if points[i][1] > best_y:
+        if sign * points[i][1] > best_y:
             front.append(i)
-            best_y = points[i][1]
+            best_y = sign * points[i][1]
     return sorted(front, key=lambda i: points[i][0])
 
 
@@ -107,15 +108,18 @@ def _ok(grouped: list[dict], metric: str | None = None) -> list[dict]:
             and "train_tokens_per_s" in r["efficiency"]]
 
 
-def plot_records(metrics: list[str], grouped: list[dict], out: Path) -> list[Path]:
-    """Per task, the quality axis is its first of `metrics` other than gen_len that its rows have."""
+def plot_records(metrics: list[str], grouped: list[dict], out: Path, higher_is_better: dict[str, bool | None]) -> list[Path]:
+    """Per task, the quality axis is its first of `metrics` that has a better direction (`higher_is_better`:
+    True, False, or None for a figure such as a length) and that its rows have."""
     written = []
     for task in dict.fromkeys(r["task"] for r in grouped):
         mine = [r for r in grouped if r["task"] == task]
-        metric = next((m for m in metrics if m != "gen_len" and any(r["metrics"].get(m) for r in mine)), None)
+        metric = next((m for m in metrics if higher_is_better.get(m) is not None
+                       and any(r["metrics"].get(m) for r in mine)), None)
         mine = _ok(mine, metric)
         if metric and len(mine) >= 2:
-            written.append(quality_speed(mine, metric, out / f"quality_speed_{task}.png", task))
+            written.append(quality_speed(mine, metric, higher_is_better[metric], out / f"quality_speed_{task}.png",
+                                         task))
         lsg = _grid([r for r in mine if r["attention_type"] == "lsg"])
         if metric and max(len({_knob(r, k) for r in lsg}) for k in ("block_size", "sparsity_factor")) >= 2:
             written.append(lsg_grid(lsg, metric, out / f"lsg_grid_{task}.png", task))
@@ -154,7 +158,7 @@ def _budget(row: dict) -> str:
     return f"{_steps(row) or '?'} steps × {row.get('n_train') or '?'} examples"
 
 
-def quality_speed(grouped: list[dict], metric: str, path: Path, task: str) -> Path:
+def quality_speed(grouped: list[dict], metric: str, higher: bool, path: Path, task: str) -> Path:
     """The metric against training tokens/s: a point per row, numbered (the side table names it), marker
     and colour by budget; the Pareto front a step line through its (ringed) points."""
     budgets = list(dict.fromkeys(sorted(_budget(r) for r in grouped)))
@@ -165,7 +169,7 @@ def quality_speed(grouped: list[dict], metric: str, path: Path, task: str) -> Pa
     for b, budget in enumerate(budgets):
         mine = [p for p, r in zip(points, grouped) if _budget(r) == budget]
         ax.scatter(*zip(*mine), marker=MARKERS[b % len(MARKERS)], color=f"C{b}", zorder=2, label=budget)
-    _front_line(ax, points)
+    _front_line(ax, points, higher)
     ax.set_xscale("log")
     ax.margins(y=0.15)  # room for stacked labels
     _number(ax, points)
@@ -178,19 +182,20 @@ def quality_speed(grouped: list[dict], metric: str, path: Path, task: str) -> Pa
                       textcoords="offset points", va="top", fontsize=7, family="monospace",
                       color=f"C{budgets.index(_budget(row))}")
     caption = _caption(grouped, "a marker and colour per training budget: runs of different budgets are not "
-                                "like for like", "higher is better on both axes",
+                                "like for like", f"{'higher' if higher else 'lower'} {metric} and higher speed are better",
                        _shared_machine(points := [str(i + 1) for i in range(len(grouped))],
                                        [_mean(r, "train_busy_elsewhere") for r in grouped], "points "),
                        _stale(points, grouped, "points "))
     return _save(fig, path, _add_caption(fig, caption))
 
 
-def _front_line(ax, points: list[tuple[float, float]]) -> None:
+def _front_line(ax, points: list[tuple[float, float]], higher: bool) -> None:
     """The Pareto front as a step line: the edge of what its points beat, from the slowest point's speed
-    to the lowest quality; its points ringed."""
-    front = [points[i] for i in pareto_front(points)]
+    to the worst quality (the lowest, or the highest where lower is better); its points ringed."""
+    front = [points[i] for i in pareto_front(points, higher)]
+    worst = (min if higher else max)(y for _, y in points)
     xs = [min(x for x, _ in points), *(x for x, _ in front), front[-1][0]]
-    ys = [front[0][1], *(y for _, y in front), min(y for _, y in points)]
+    ys = [front[0][1], *(y for _, y in front), worst]
     ax.step(xs, ys, where="pre", linestyle="--", color="tab:red", zorder=1, label="Pareto front")
     ax.scatter(*zip(*front), s=110, facecolors="none", edgecolors="tab:red", zorder=3)
 

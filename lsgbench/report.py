@@ -29,6 +29,7 @@ from omegaconf import OmegaConf
 
 from .config import shipped_dir
 from .grouping import DIFFERS, Row, rows
+from .kinds import metric
 from .measure import busy_note
 from .plots import plot_bench, plot_records
 from .record import RunRecord, bench_results, config_hash, json_documents, run_records
@@ -39,7 +40,11 @@ FORMATS = ("md", "csv", "tex")
 # The efficiency figures the table shows: (figure, column, digits).
 EFFICIENCY = [("train_tokens_per_s", "train tok/s", 0), ("eval_tokens_per_s", "eval tok/s", 0),
               ("train_peak_mem_mb", "train MB", 0)]
-HIGHER_IS_BETTER = {"accuracy", "f1_macro", "f1_micro", "f1_binary", "rouge1", "rouge2", "rougeL", "rougeLsum"}
+ARROWS = {True: " ↑", False: " ↓", None: ""}  # a metric's header: higher or lower is better, or neither
+
+
+def _header(name: str) -> str:
+    return name + ARROWS[metric(name).higher_is_better]
 
 
 def _cell(value, digits=2, seeds=1) -> str:
@@ -72,7 +77,7 @@ def table(metrics: list[str], grouped: list[Row], by: list[str]) -> tuple[list[s
     scores = [_published(row, metrics) for row in grouped]
     cited = [m for m in metrics if any(m in found for found, _ in scores)]
     by = by + ([DIFFERS] if any(DIFFERS in row["columns"] for row in grouped) else [])
-    header = by + [f"{m} {'↑' if m in HIGHER_IS_BETTER else ''}".strip() for m in metrics] + ["n eval"] + \
+    header = by + [_header(m) for m in metrics] + ["n eval"] + \
         [f"published {m}" for m in cited] + (["published source"] if cited else []) + \
         [name for _, name, _ in EFFICIENCY] + ([] if "max_length" in by else ["max_length"]) + ["runs", "status"]
     cells = []
@@ -120,7 +125,7 @@ def refused_notes(records: list[RunRecord]) -> list[str]:
             f" {' '.join((r['error'] or '').split())}" for r in records]
 
 
-TEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "—": "--", CAVEAT: r"$^\dagger$"}
+TEX_SYMBOLS = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "--", CAVEAT: r"$^\dagger$"}
 TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
@@ -135,7 +140,7 @@ def _tex(text: str) -> str:
 def format_table(header: list[str], cells: list[list[str]], fmt: str, notes: list[str] = ()) -> str:
     """md (a pipe table, notes as a list), csv, or tex (a booktabs tabular, notes as comments); the notes
     alone when there is no table (no header). CSV cells parse as numbers: "mean ± std" becomes two columns,
-    "—" an empty cell, and the header drops the ↑ (higher is better for every metric it marks); CSV has no notes."""
+    "—" an empty cell, and the header drops the ↑/↓ of a metric (which way is better); CSV has no notes."""
     if not header:
         return "" if fmt == "csv" else "\n".join(f"% {_tex(n)}" if fmt == "tex" else f"- {n}" for n in notes) + "\n"
     if fmt == "csv":
@@ -159,7 +164,7 @@ def _plain_columns(header: list[str], cells: list[list[str]]) -> list[list[str]]
     columns = []
     for i, name in enumerate(header):
         values = [row[i] for row in cells]
-        name = name.removesuffix(" ↑")
+        name = name.removesuffix(" ↑").removesuffix(" ↓")
         if any(" ± " in v for v in values):
             columns.append([name] + [v.split(" ± ")[0].replace("—", "") for v in values])
             columns.append([f"{name} std"] + [v.split(" ± ")[1] if " ± " in v else "" for v in values])
@@ -274,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                 (out / f"{name}.{fmt}").write_text(text)
     if out:
         written = [path for _, _, _, kind_metrics, grouped in tables.values() if grouped is not None
-                   for path in plot_records(kind_metrics, grouped, out)] + plot_bench(benchmarks, out)
+                   for path in plot_records(kind_metrics, grouped, out,
+                                            {m: metric(m).higher_is_better for m in kind_metrics})
+                   ] + plot_bench(benchmarks, out)
         for path in written:
             print(f"plot: {path}")
     return 0

@@ -166,6 +166,34 @@ def test_published_scores_follow_the_backbone_and_the_attention_not_the_name():
 def test_pareto_front():
     points = [(1.0, 90.0), (2.0, 95.0), (3.0, 80.0), (3.0, 70.0), (0.5, 99.0), (2.5, 60.0)]
     assert pareto_front(points) == [4, 1, 2]
+    assert pareto_front(points, higher_y_is_better=False) == [5, 3]  # where lower is better, (2.5, 60) beats the slower
+
+
+def test_a_lower_is_better_metric_reads_as_such_in_tables_and_plots(tmp_path, capsys, monkeypatch):
+    """A kind whose metric is lower-is-better (a loss): the header says ↓ and the Pareto front keeps low losses."""
+    import lsgbench.kinds as kinds
+    from lsgbench.kinds import Metric, TaskKind
+
+    class Lossy(TaskKind):
+        name, METRICS = "lossy", (Metric("loss", higher_is_better=False, unit="nats"),)
+
+    monkeypatch.setitem(kinds.KINDS, "lossy", Lossy())
+    drawn = {}
+    monkeypatch.setattr("lsgbench.plots._front_line", lambda ax, points, higher: drawn.update(points=points,
+                                                                                                higher=higher))
+    runs = [record(f"r{i}", 1, loss, metric="loss", speed=speed, block=b)
+            for i, (loss, speed, b) in enumerate([(2.0, 1000.0, 16), (1.5, 500.0, 32), (3.0, 2000.0, 64)])]
+    for r in runs:
+        r["task_kind"] = "lossy"
+        (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
+    assert main([str(tmp_path), "--format", "md,csv", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "| task | model | attention | max_length | loss ↓ |" in out
+    assert (tmp_path / "out" / "table.csv").read_text().startswith("task,model,attention,max_length,loss,n eval")
+    assert drawn["higher"] is False
+    front = [drawn["points"][i] for i in pareto_front(drawn["points"], drawn["higher"])]
+    assert front == [(500.0, 1.5), (1000.0, 2.0), (2000.0, 3.0)]  # each faster point trades loss for speed
+    assert (tmp_path / "out" / "quality_speed_synth_keys.png").exists()
 
 
 def test_plots_are_written_for_grids_lengths_and_quality_vs_speed(tmp_path, capsys):
@@ -245,7 +273,7 @@ def test_quality_speed_numbers_points_marks_budgets_and_steps_the_front(monkeypa
              _budget(record("c", 1, 100.0, block=32, speed=3000.0), 16, 256)]  # c coincides with b
     _, grouped = rows(runs, ["model", "attention", "max_length"])
     assert {(r["n_train"], r["device"]) for r in grouped} == {(1024, "cpu"), (256, "cpu")}
-    fig = _drawn(monkeypatch, quality_speed, grouped, "accuracy", tmp_path / "q.png", "synth_keys")
+    fig = _drawn(monkeypatch, quality_speed, grouped, "accuracy", True, tmp_path / "q.png", "synth_keys")
     ax, side = fig.axes
     front = next(line for line in ax.get_lines() if line.get_label() == "Pareto front")
     assert front.get_drawstyle() == "steps-pre" and len(front.get_xdata()) >= 3  # a drawn step line

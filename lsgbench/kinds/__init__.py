@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import TaskKind
+from .base import Metric, TaskKind
 from .classification import Classification
 from .summarization import Summarization
 
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Summarization())}
+
+
+def metric(name: str) -> Metric:
+    """How a recorded metric reads (its direction and unit); a name no kind declares reads as neither."""
+    return next((m for kind in KINDS.values() for m in kind.METRICS if m.name == name),
+                Metric(name, higher_is_better=None, unit=""))
 
 
 def task_kind(task) -> TaskKind:
@@ -17,4 +23,4 @@ def task_kind(task) -> TaskKind:
     return KINDS[task.kind]
 
 
-__all__ = ["KINDS", "TaskKind", "task_kind"]
+__all__ = ["KINDS", "Metric", "TaskKind", "metric", "task_kind"]

@@ -7,6 +7,7 @@ subclass in this package, listed in `KINDS`, plus its conf/task/<kind>.yaml base
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,12 +15,24 @@ import torch
 from ..record import write_json_atomic
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A metric a kind computes: whether higher is better (None: neither, e.g. a length), and its unit."""
+    name: str
+    higher_is_better: bool | None = True
+    unit: str = "0-100"
+
+
 class TaskKind:
     name: str
     text_column: str    # the input column of the unified local schema
     target_column: str  # the target column
-    metric_names: tuple[str, ...]  # the metrics it computes (task.metrics chooses among them)
+    METRICS: tuple[Metric, ...]  # the metrics it computes (task.metrics chooses among them)
     generates = False   # evaluation generates text (and reports generation speed)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.METRICS)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -58,8 +71,8 @@ class TaskKind:
 
     # ------------------------------------------------------------------ model
     def head(self, family):
-        """The family's model class for this kind, or None."""
-        raise NotImplementedError
+        """The family's model class for this kind (`Family.heads`), or None."""
+        return family.heads.get(self.name)
 
     def random_config(self, task, tokenizer) -> dict:
         """Config fields of a random-init model for this kind."""

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from ..errors import ConfigError
 from ..metrics import classification_metrics
-from .base import TaskKind
+from .base import Metric, TaskKind
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 class Classification(TaskKind):
     name = "classification"
     text_column, target_column = "text", "label"
-    metric_names = ("accuracy", "f1_macro", "f1_micro", "f1_binary")
+    METRICS = tuple(Metric(name) for name in ("accuracy", "f1_macro", "f1_micro", "f1_binary"))
 
     def check(self, task):
         if OmegaConf.is_missing(task, "label_names") or not task.label_names:
@@ -38,9 +38,6 @@ class Classification(TaskKind):
 
     def pad_targets(self, targets):
         return torch.tensor(targets, dtype=torch.long)
-
-    def head(self, family):
-        return family.classifier
 
     def _labels(self, task) -> dict:
         names = list(task.label_names)

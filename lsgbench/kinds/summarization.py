@@ -8,7 +8,7 @@ import torch
 
 from ..errors import ConfigError, integer, unknown_keys
 from ..metrics import LSUM_SPLITTERS, rouge_metrics
-from .base import TaskKind
+from .base import Metric, TaskKind
 
 
 # Generation settings that must be integers, with their minimum.
@@ -21,7 +21,8 @@ GENERATION_SET = ("max_length", "pad_token_id", "eos_token_id", "decoder_start_t
 class Summarization(TaskKind):
     name = "summarization"
     text_column, target_column = "article", "abstract"
-    metric_names = ("rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len")
+    METRICS = (*(Metric(name) for name in ("rouge1", "rouge2", "rougeL", "rougeLsum")),
+               Metric("gen_len", higher_is_better=None, unit="tokens"))
     generates = True
 
     def check(self, task):
@@ -62,9 +63,6 @@ class Summarization(TaskKind):
     def pad_targets(self, targets):
         width = max(len(t) for t in targets)
         return torch.tensor([t + [-100] * (width - len(t)) for t in targets], dtype=torch.long)  # -100: no loss
-
-    def head(self, family):
-        return family.seq2seq
 
     def random_config(self, task, tokenizer):
         return dict(decoder_start_token_id=tokenizer.eos_token_id, forced_eos_token_id=tokenizer.eos_token_id)

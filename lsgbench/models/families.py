@@ -41,8 +41,7 @@ def _t5_sizes(layers, hidden, heads, ffn):
 @dataclass(frozen=True)
 class Family:
     config_class: type
-    classifier: type | None           # AutoModelForSequenceClassification-style head, if any
-    seq2seq: type | None              # conditional generation head, if any
+    heads: dict[str, type]            # task kind -> the model class with that kind's head (a kind absent: none)
     sizes: Callable                   # (layers, hidden, heads, ffn) -> config kwargs
     position_field: str | None = "max_position_embeddings"  # None: no position table, any input length
     position_offset: int = 0          # RoBERTa-style embeddings reserve padding_idx + 1 positions
@@ -52,6 +51,10 @@ class Family:
     attn_implementation: str = "sdpa"
     pretrained_positions: int = 512   # positions of the base checkpoints (random init of converted models)
     decoder_starts_with_pad: bool = False  # T5 / PEGASUS-X: the decoder starts from the pad token (random init)
+
+    @property
+    def encoder_decoder(self) -> bool:
+        return bool(self.config_class().is_encoder_decoder)
 
     def num_layers(self, config) -> int:
         return getattr(config, "num_hidden_layers", None) or config.encoder_layers
@@ -64,34 +67,37 @@ class Family:
 
 
 FAMILIES = {
-    "bert": Family(tf.BertConfig, tf.BertForSequenceClassification, None, _encoder_sizes),
-    "roberta": Family(tf.RobertaConfig, tf.RobertaForSequenceClassification, None, _encoder_sizes, position_offset=2),
-    "bart": Family(tf.BartConfig, tf.BartForSequenceClassification, tf.BartForConditionalGeneration, _seq2seq_sizes,
-                   pretrained_positions=1024),
-    "pegasus": Family(tf.PegasusConfig, None, tf.PegasusForConditionalGeneration, _seq2seq_sizes,
+    "bert": Family(tf.BertConfig, {"classification": tf.BertForSequenceClassification}, _encoder_sizes),
+    "roberta": Family(tf.RobertaConfig, {"classification": tf.RobertaForSequenceClassification}, _encoder_sizes,
+                      position_offset=2),
+    "bart": Family(tf.BartConfig, {"classification": tf.BartForSequenceClassification,
+                                   "summarization": tf.BartForConditionalGeneration},
+                   _seq2seq_sizes, pretrained_positions=1024),
+    "pegasus": Family(tf.PegasusConfig, {"summarization": tf.PegasusForConditionalGeneration}, _seq2seq_sizes,
                       pretrained_positions=1024),
-    "longformer": Family(tf.LongformerConfig, tf.LongformerForSequenceClassification, None, _encoder_sizes,
-                         position_offset=2, attention_types=("longformer",),
+    "longformer": Family(tf.LongformerConfig, {"classification": tf.LongformerForSequenceClassification},
+                         _encoder_sizes, position_offset=2, attention_types=("longformer",),
                          global_first_token=True, attn_implementation="eager"),
-    "led": Family(tf.LEDConfig, None, tf.LEDForConditionalGeneration, _seq2seq_sizes,
+    "led": Family(tf.LEDConfig, {"summarization": tf.LEDForConditionalGeneration}, _seq2seq_sizes,
                   position_field="max_encoder_position_embeddings",
                   attention_types=("longformer",), global_first_token=True, attn_implementation="eager"),
-    "bigbird": Family(tf.BigBirdConfig, tf.BigBirdForSequenceClassification, None, _encoder_sizes,
+    "bigbird": Family(tf.BigBirdConfig, {"classification": tf.BigBirdForSequenceClassification}, _encoder_sizes,
                       attention_types=("bigbird",), fixed_padding=True,
                       attn_implementation="eager"),
-    "bigbird_pegasus": Family(tf.BigBirdPegasusConfig, None, tf.BigBirdPegasusForConditionalGeneration,
+    "bigbird_pegasus": Family(tf.BigBirdPegasusConfig, {"summarization": tf.BigBirdPegasusForConditionalGeneration},
                               _seq2seq_sizes, attention_types=("bigbird",),
                               fixed_padding=True, attn_implementation="eager"),
     # LongT5 (Guo et al. 2022): relative position buckets, no absolute position table; local or transient-global
     # encoder attention (model files longt5_local, longt5_tglobal). transformers has no classification head for it
     # nor for PEGASUS-X: lsgbench's (models/heads.py) classifies from the encoder's first token.
-    "longt5": Family(tf.LongT5Config, LongT5EncoderForSequenceClassification, tf.LongT5ForConditionalGeneration,
+    "longt5": Family(tf.LongT5Config, {"classification": LongT5EncoderForSequenceClassification,
+                                       "summarization": tf.LongT5ForConditionalGeneration},
                      _t5_sizes, position_field=None,
                      attention_types=("longt5",), attn_implementation="eager", decoder_starts_with_pad=True),
     # PEGASUS-X (Phang et al. 2022): staggered block-local attention with global tokens; its sinusoidal positions
     # are computed for any length (max_position_embeddings is stored, never enforced).
-    "pegasus_x": Family(tf.PegasusXConfig, PegasusXEncoderForSequenceClassification,
-                        tf.PegasusXForConditionalGeneration, _seq2seq_sizes,
-                        position_field=None, attention_types=("pegasus_x",), attn_implementation="eager",
-                        decoder_starts_with_pad=True),
+    "pegasus_x": Family(tf.PegasusXConfig, {"classification": PegasusXEncoderForSequenceClassification,
+                                            "summarization": tf.PegasusXForConditionalGeneration},
+                        _seq2seq_sizes, position_field=None, attention_types=("pegasus_x",),
+                        attn_implementation="eager", decoder_starts_with_pad=True),
 }
