@@ -64,7 +64,7 @@ def check_run_config(cfg) -> None:
     if task.get("hub"):
         problems += unknown_keys(task.hub, "task.hub", ("path", "name", "revision"))
     if task.get("columns"):
-        problems += unknown_keys(task.columns, "task.columns", kind.columns,
+        problems += unknown_keys(task.columns, "task.columns", kind.columns(task),
                                  "the unified columns, each naming its column in the source")
     if task.get("synthetic"):
         problems += check_knobs(task)

@@ -106,7 +106,7 @@ def load_task_data(task) -> TaskData:
     elif eval_split in available:
         evals = _validated(task, read(eval_split), f"{source} {eval_split}")
     else:  # carved: held-out rows of train, every copy of a text on one side
-        train, evals = _carve(train, eval_split, task.carve_fraction, lambda row: content_key(kind, row))
+        train, evals = _carve(train, eval_split, task.carve_fraction, lambda row: content_key(kind, row, task))
         note(f"carved {eval_split!r} from {train_split!r} ({task.carve_fraction:.0%}, seed {CARVE_SEED})")
         origin[eval_split] = f"carved from {origin[train_split]} ({task.carve_fraction:.0%}, seed {CARVE_SEED})"
     train = _subsample(train, task.max_train_samples)
@@ -121,15 +121,15 @@ def load_task_data(task) -> TaskData:
                     splits={"train": origin[train_split], "eval": origin[eval_split]}, eval_overlap=overlap)
 
 
-def content_key(kind, row: dict) -> bytes:
+def content_key(kind, row: dict, task) -> bytes:
     """A fingerprint of what an example asks (`TaskKind.content`): equal for copies of one text."""
-    return hashlib.sha256(kind.content(row).encode()).digest()[:16]
+    return hashlib.sha256(kind.content(row, task).encode()).digest()[:16]
 
 
 def _overlap(task, kind, train: list[dict], evals: list[dict], train_split: str, eval_split: str) -> int:
     """How many evaluation examples have the content of a training example; refused unless allowed."""
-    seen = {content_key(kind, r): r["id"] for r in train}
-    shared = [(r["id"], seen[key]) for r in evals if (key := content_key(kind, r)) in seen]
+    seen = {content_key(kind, r, task): r["id"] for r in train}
+    shared = [(r["id"], seen[key]) for r in evals if (key := content_key(kind, r, task)) in seen]
     if not shared or task.allow_eval_overlap:
         return len(shared)
     fix = "set task.allow_eval_overlap=true to run it anyway (the record and the report then say so)"
@@ -138,8 +138,8 @@ def _overlap(task, kind, train: list[dict], evals: list[dict], train_split: str,
                           f"on the examples it trains on. Evaluate on a held-out split (task.eval_split=validation "
                           f"carves one from it), or {fix}")
     eval_id, train_id = shared[0]
-    raise ConfigError(f"{len(shared)} of {len(evals)} evaluation examples ({eval_split}) have the {kind.text_column!r} "
-                      f"of a training example ({train_split}), e.g. eval id {eval_id!r} = train id {train_id!r}. "
+    raise ConfigError(f"{len(shared)} of {len(evals)} evaluation examples ({eval_split}) have the "
+                      f"{' and '.join(repr(c) for c in kind.columns(task)[:-1])} of a training example ({train_split}), e.g. eval id {eval_id!r} = train id {train_id!r}. "
                       f"Remove them from one split, or {fix}")
 
 
@@ -228,19 +228,20 @@ def _carve(train: list[dict], split: str, fraction: float, content) -> tuple[lis
 
 
 def _schema(task) -> str:
-    kind = task_kind(task)
-    return f"{{'id', {kind.text_column!r}, {kind.target_column!r}}}"
+    return "{" + ", ".join(repr(c) for c in ("id", *task_kind(task).columns(task))) + "}"
 
 
 def _validated(task, rows: list[dict], where: str) -> list[dict]:
     """Rows in the unified schema with their targets as the task kind uses them; clear errors for
-    missing columns, empty text and bad targets."""
+    missing columns, empty texts and bad targets."""
     if not rows:
         raise ConfigError(f"{where} has no examples")
     kind = task_kind(task)
-    out, empty, seen = [], [], set()
+    *texts, target = kind.columns(task)  # the document (and the short text read before it), the target
+    out, seen = [], set()
+    empty: dict[str, list[str]] = {}  # text column -> ids of rows where it is empty
     for i, row in enumerate(rows):
-        for col in (kind.text_column, kind.target_column):
+        for col in (*texts, target):
             if col not in row:
                 raise ConfigError(f"{where}: example {row.get('id', i)!r} has no {col!r} column; the "
                                   f"{kind.name} schema is {_schema(task)}, got {sorted(row)}")
@@ -248,15 +249,14 @@ def _validated(task, rows: list[dict], where: str) -> list[dict]:
         if rid in seen:
             raise ConfigError(f"{where}: the id {rid!r} appears more than once; ids must be unique within a split")
         seen.add(rid)
-        text = row[kind.text_column]
-        if not isinstance(text, str) or not text.strip():
-            empty.append(rid)
+        if blank := [c for c in texts if not isinstance(row[c], str) or not row[c].strip()]:
+            for col in blank:
+                empty.setdefault(col, []).append(rid)
             continue
-        out.append({"id": rid, kind.text_column: text,
-                    kind.target_column: kind.target(row[kind.target_column], task, where, rid)})
-    if empty:
-        raise ConfigError(f"{where}: {len(empty)} example(s) have an empty {kind.text_column!r} (or one that is not a string), "
-                          f"e.g. ids {empty[:5]}; remove or fill them")
+        out.append({"id": rid, **{c: row[c] for c in texts}, target: kind.target(row[target], task, where, rid)})
+    for col, ids in empty.items():
+        raise ConfigError(f"{where}: {len(ids)} example(s) have an empty {col!r} (or one that is not a string), "
+                          f"e.g. ids {ids[:5]}; remove or fill them")
     return out
 
 
@@ -299,9 +299,14 @@ def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str 
     if path is not None and (path / "dataset_info.json").exists():
         return datasets.load_from_disk(str(path))
 
-    texts = [r[kind.text_column] for r in rows]
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
-    enc["input_length"] = [len(ids) for ids in tokenizer(texts, verbose=False)["input_ids"]]  # before truncation
+    firsts, texts = kind.inputs(rows, task)
+    if firsts is None:
+        enc = tokenizer(texts, truncation=True, max_length=max_length)
+    else:  # the short text first, whole: only the document is cut
+        _check_room(tokenizer, firsts, rows, kind.pair_column(task), max_length)
+        enc = tokenizer(firsts, texts, truncation="only_second", max_length=max_length)
+    full = tokenizer(texts, verbose=False) if firsts is None else tokenizer(firsts, texts, verbose=False)
+    enc["input_length"] = [len(ids) for ids in full["input_ids"]]  # before truncation
     enc["labels"], target_lengths = kind.encode_targets(tokenizer, rows, task)
     columns = ["input_ids", "attention_mask", "labels", "input_length"]
     if target_lengths is not None:
@@ -317,6 +322,16 @@ def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str 
             shutil.rmtree(tmp, ignore_errors=True)
         ds = datasets.load_from_disk(str(path if path.exists() else tmp))
     return ds
+
+
+def _check_room(tokenizer, firsts: list[str], rows: list[dict], column: str, max_length: int) -> None:
+    """A ConfigError naming the first example whose short text leaves no room for its document."""
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    for row, ids in zip(rows, tokenizer(firsts, add_special_tokens=False, verbose=False)["input_ids"]):
+        if len(ids) >= room:
+            raise ConfigError(f"example {row['id']!r}: its {column!r} takes {len(ids)} tokens, which leaves no room "
+                              f"for the document within the input length {max_length}; raise model.max_length or "
+                              f"shorten it")
 
 
 def truncation(ds, max_length: int, max_target_length: int | None) -> dict:

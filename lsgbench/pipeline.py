@@ -154,7 +154,7 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     kind = task_kind(task)
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
     args = training_arguments(cfg, str(output_dir / "checkpoints"), device)  # its own checks, before the model
-    built = build_model(cfg.model, task, kind.tokenizer_texts(data.train), cache_dir)
+    built = build_model(cfg.model, task, kind.tokenizer_texts(data.train, task), cache_dir)
     record["max_length"] = built.max_length
     record["attention"] = built.attention
     record["provenance"].update(model_init=built.init, tokenizer=built.tokenizer_source,

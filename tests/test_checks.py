@@ -18,7 +18,7 @@ QUICK = ["model.init=random", "model.size=tiny", "task.synthetic.doc_words=80", 
 
 
 @pytest.mark.parametrize("override, message", [
-    ("+task.text_pair_column=hypothesis", "task.text_pair_column is not a key lsgbench reads: task (classification "
+    ("+task.hypothesis_column=hypothesis", "task.hypothesis_column is not a key lsgbench reads: task (classification "
                                           "tasks) has allow_eval_overlap, carve_fraction, columns,"),
     ("+task.anything=1", "task.anything is not a key lsgbench reads"),
     ("+task.max_train_sample=5", "did you mean task.max_train_samples?"),
@@ -134,7 +134,7 @@ def test_a_length_the_tokenizer_fills_with_special_tokens_is_refused_before_the_
 def test_a_refused_sweep_point_is_listed_by_the_report_under_its_table(make_cfg, tmp_path, capsys):
     good = ["experiment=quickstart", *QUICK]
     ok = run(make_cfg(*good), tmp_path / "a", good)
-    bad = [*good, "+task.text_pair_column=hypothesis"]
+    bad = [*good, "+task.hypothesis_column=hypothesis"]
     refused = run(make_cfg(*bad), tmp_path / "b", bad, sweep="sweep-1")
     assert ok["status"] == "ok" and refused["status"] == "invalid"
     assert "run " + refused["run_id"] + ": invalid" in summary(refused)
@@ -144,7 +144,7 @@ def test_a_refused_sweep_point_is_listed_by_the_report_under_its_table(make_cfg,
     table_rows = [line for line in out.splitlines() if line.startswith("| synth_keys")]
     assert len(table_rows) == 1  # the refused run is no row of the table...
     assert f"- refused before training (invalid), {refused['run_id']}: " in out  # ...but listed under it
-    assert "+task.text_pair_column=hypothesis: task.text_pair_column is not a key lsgbench reads" in out
+    assert "+task.hypothesis_column=hypothesis: task.hypothesis_column is not a key lsgbench reads" in out
     assert report([store, "--format", "md", "--status", "invalid"]) == 0
     assert "refused before training" in capsys.readouterr().out
 

@@ -34,8 +34,8 @@ def test_summarization_targets_are_text_padded_with_no_loss_positions():
             kind.target(bad, TASK, "here", "x")
     assert kind.pad_targets([[5, 6, 2], [7, 2]]).tolist() == [[5, 6, 2], [7, 2, -100]]
     rows = [{"article": "long text", "abstract": "short"}]
-    assert kind.tokenizer_texts(rows) == ["long text", "short"]
-    assert KINDS["classification"].tokenizer_texts([{"text": "t", "label": 0}]) == ["t"]
+    assert kind.tokenizer_texts(rows, TASK) == ["long text", "short"]
+    assert KINDS["classification"].tokenizer_texts([{"text": "t", "label": 0}], TASK) == ["t"]
 
 
 def test_summarization_metrics_are_rouge_and_generated_length():

@@ -25,8 +25,9 @@ class Metric:
 
 class TaskKind:
     name: str
-    text_column: str    # the input column of the unified local schema
+    text_column: str    # the input column of the unified local schema (the document)
     target_column: str  # the target column
+    pair_key: str | None = None  # the task key naming a short text read before the document (None: none)
     METRICS: tuple[Metric, ...]  # the metrics it computes (task.metrics chooses among them)
     generates = False   # evaluation generates text (and reports generation speed)
 
@@ -34,21 +35,32 @@ class TaskKind:
     def metric_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.METRICS)
 
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The columns of the unified local schema (besides the id)."""
-        return self.text_column, self.target_column
+    def pair_column(self, task) -> str | None:
+        """The column of the short text read before each document (`task.<pair_key>`), or None."""
+        return task.get(self.pair_key) if self.pair_key else None
+
+    def columns(self, task) -> tuple[str, ...]:
+        """The columns of the unified local schema a task's rows hold (besides the id)."""
+        pair = self.pair_column(task)
+        return (self.text_column, *([pair] if pair else []), self.target_column)
+
+    def inputs(self, rows: list[dict], task) -> tuple[list[str] | None, list[str]]:
+        """(the short texts read first, or None; the documents): the tokenizer truncates the documents only."""
+        pair = self.pair_column(task)
+        return ([r[pair] for r in rows] if pair else None), [r[self.text_column] for r in rows]
 
     # ------------------------------------------------------------------ data
     def check(self, task) -> list[str]:
         """What is wrong with this kind's task settings (checked before any data is read)."""
         return []
 
-    def content(self, row: dict) -> str:
+    def content(self, row: dict, task) -> str:
         """What an example asks of the model, whitespace collapsed: two examples with the same content are
         the same question, whatever their ids or targets (an evaluation example's content must not be in
-        training)."""
-        return " ".join(row[self.text_column].split())
+        training). With a pair, the short text and the document together."""
+        pair = self.pair_column(task)
+        text = f"{row[pair]} {row[self.text_column]}" if pair else row[self.text_column]
+        return " ".join(text.split())
 
     def target(self, value, task, where: str, example_id: str):
         """A row's target in the form training uses, or a ConfigError that names the example."""
@@ -58,9 +70,10 @@ class TaskKind:
         """The longest target in tokens (longer ones are cut), or None for a kind without text targets."""
         return None
 
-    def tokenizer_texts(self, rows: list[dict]) -> list[str]:
+    def tokenizer_texts(self, rows: list[dict], task) -> list[str]:
         """The text a tokenizer trained for this task learns from."""
-        return [r[self.text_column] for r in rows]
+        firsts, texts = self.inputs(rows, task)
+        return (firsts or []) + texts
 
     def encode_targets(self, tokenizer, rows: list[dict], task) -> tuple[list, list[int] | None]:
         """(targets as the model trains on them, their token lengths before truncation or None)."""

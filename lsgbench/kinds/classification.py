@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 class Classification(TaskKind):
     name = "classification"
     text_column, target_column = "text", "label"
+    pair_key = "text_pair_column"  # e.g. ContractNLI's hypothesis
     METRICS = tuple(Metric(name) for name in ("accuracy", "f1_macro", "f1_micro", "f1_binary"))
 
     def check(self, task):

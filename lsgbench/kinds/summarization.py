@@ -21,6 +21,7 @@ GENERATION_SET = ("max_length", "pad_token_id", "eos_token_id", "decoder_start_t
 class Summarization(TaskKind):
     name = "summarization"
     text_column, target_column = "article", "abstract"
+    pair_key = "query_column"  # e.g. QMSum's query
     METRICS = (*(Metric(name) for name in ("rouge1", "rouge2", "rougeL", "rougeLsum")),
                Metric("gen_len", higher_is_better=None, unit="tokens"))
     generates = True
@@ -51,8 +52,8 @@ class Summarization(TaskKind):
     def max_target_length(self, task):
         return task.max_target_length
 
-    def tokenizer_texts(self, rows):
-        return super().tokenizer_texts(rows) + [r[self.target_column] for r in rows]
+    def tokenizer_texts(self, rows, task):
+        return super().tokenizer_texts(rows, task) + [r[self.target_column] for r in rows]
 
     def encode_targets(self, tokenizer, rows, task):
         targets = [r[self.target_column] for r in rows]
