@@ -1,4 +1,5 @@
-"""Task metrics: accuracy and F1 for classification, ROUGE (x100, stemmed) for summarization.
+"""Task metrics: accuracy and F1 for classification, ROUGE (x100, stemmed) for summarization, exact match
+and token F1 (x100, the official SQuAD v1.1 normalisation) for extractive question answering.
 
 ROUGE follows the convention behind published long-document summarization scores (Hugging Face's
 run_summarization example): rouge_score's RougeScorer with the Porter stemmer, and for ROUGE-Lsum
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import defaultdict
+import string
+from collections import Counter, defaultdict
 
 from .errors import ConfigError
 
@@ -141,3 +143,42 @@ def rouge_metrics(predictions: list[str], targets: list[str], lsum_split: str = 
         for k in keys:
             totals[k] += scores[k].fmeasure
     return {k: 100.0 * v / len(targets) for k, v in totals.items()}
+
+
+# ---------------------------------------------------------------- extractive question answering
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """The official SQuAD v1.1 normalisation: lower case, ASCII punctuation removed, then the articles
+    a / an / the removed as words, then whitespace collapsed."""
+    kept = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", kept).split())
+
+
+def answer_f1(prediction: str, gold: str) -> float:
+    """Token F1 of two answers after normalisation; an empty answer scores 1 against an empty answer only
+    (SQuAD 2.0's convention for unanswerable questions; SQuAD 1.1's golds are never empty)."""
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def qa_metrics(predictions: list[str], golds: list[list[str]]) -> dict[str, float]:
+    """exact_match and f1 (x100, mean over questions), each the best over a question's gold answers (all
+    aliases, as TriviaQA's); a question without gold answers counts its empty answer as the gold."""
+    if len(predictions) != len(golds) or not golds:
+        raise ValueError(f"need equal, non-zero numbers of predictions and golds, got {len(predictions)} and {len(golds)}")
+    exact = f1 = 0.0
+    for prediction, answers in zip(predictions, golds):
+        answers = answers or [""]
+        exact += max(float(normalize_answer(prediction) == normalize_answer(a)) for a in answers)
+        f1 += max(answer_f1(prediction, a) for a in answers)
+    return {"exact_match": 100.0 * exact / len(golds), "f1": 100.0 * f1 / len(golds)}
