@@ -41,6 +41,7 @@ from .checks import check_paths_and_model
 from .config import attention_shorthand, config_dir, file_keys
 from .errors import ConfigError, integer, raise_all, unknown_keys
 from .measure import BusyElsewhere, cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
+from .kinds import task_kind
 from .models import FAMILIES, SIZES, build_model
 from .record import environment, new_bench_result, new_run_id, write_json_atomic
 
@@ -89,9 +90,8 @@ def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
     model, vocab = built.model.to(device), len(built.tokenizer)
     ids = torch.randint(5, vocab, (batch, length), device=device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    if built.family.global_first_token:
-        inputs["global_attention_mask"] = torch.zeros_like(ids)
-        inputs["global_attention_mask"][:, 0] = 1
+    if built.family.global_attention:
+        inputs["global_attention_mask"] = task_kind(task).global_mask(inputs, [])
     seq2seq = family.encoder_decoder
     labels = torch.randint(5, vocab, (batch, bench.new_tokens), device=device) if seq2seq else \
         torch.zeros(batch, dtype=torch.long, device=device)

@@ -286,33 +286,20 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str | Path | None):
-    """A datasets.Dataset with input_ids, attention_mask, labels; cached under an explicit key."""
+    """A datasets.Dataset of the task kind's features of `rows` (`TaskKind.encode`), cached under an explicit key."""
     import datasets
 
     datasets.disable_progress_bars()
     kind = task_kind(task)
     key = hashlib.sha256(json.dumps([
-        rows_fingerprint(rows), tokenizer_fingerprint(tokenizer), kind.name, max_length, kind.max_target_length(task),
+        rows_fingerprint(rows), tokenizer_fingerprint(tokenizer), kind.name, max_length, kind.encoding(task),
         PREPROCESS_VERSION,
     ]).encode()).hexdigest()[:24]
     path = Path(cache_dir) / "tokenized" / key if cache_dir else None
     if path is not None and (path / "dataset_info.json").exists():
         return datasets.load_from_disk(str(path))
 
-    firsts, texts = kind.inputs(rows, task)
-    if firsts is None:
-        enc = tokenizer(texts, truncation=True, max_length=max_length)
-    else:  # the short text first, whole: only the document is cut
-        _check_room(tokenizer, firsts, rows, kind.pair_column(task), max_length)
-        enc = tokenizer(firsts, texts, truncation="only_second", max_length=max_length)
-    full = tokenizer(texts, verbose=False) if firsts is None else tokenizer(firsts, texts, verbose=False)
-    enc["input_length"] = [len(ids) for ids in full["input_ids"]]  # before truncation
-    enc["labels"], target_lengths = kind.encode_targets(tokenizer, rows, task)
-    columns = ["input_ids", "attention_mask", "labels", "input_length"]
-    if target_lengths is not None:
-        enc["target_length"] = target_lengths
-        columns.append("target_length")
-    ds = datasets.Dataset.from_dict({k: enc[k] for k in columns})
+    ds = datasets.Dataset.from_dict(kind.encode(rows, tokenizer, task, max_length))
     if path is not None:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         ds.save_to_disk(str(tmp))
@@ -322,16 +309,6 @@ def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str 
             shutil.rmtree(tmp, ignore_errors=True)
         ds = datasets.load_from_disk(str(path if path.exists() else tmp))
     return ds
-
-
-def _check_room(tokenizer, firsts: list[str], rows: list[dict], column: str, max_length: int) -> None:
-    """A ConfigError naming the first example whose short text leaves no room for its document."""
-    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
-    for row, ids in zip(rows, tokenizer(firsts, add_special_tokens=False, verbose=False)["input_ids"]):
-        if len(ids) >= room:
-            raise ConfigError(f"example {row['id']!r}: its {column!r} takes {len(ids)} tokens, which leaves no room "
-                              f"for the document within the input length {max_length}; raise model.max_length or "
-                              f"shorten it")
 
 
 def truncation(ds, max_length: int, max_target_length: int | None) -> dict:

@@ -21,8 +21,7 @@ def evaluate(built, eval_ds, targets: list, task, batch_size: int, device: torch
     as the task kind holds them (label indices, abstracts)."""
     kind = task_kind(task)
     model = built.model.to(device).eval()
-    collator = Collator(built.tokenizer, kind, built.max_length if built.family.fixed_padding else None,
-                        built.family.global_first_token)
+    collator = Collator(built, kind)
     order = sorted(range(len(eval_ds)), key=lambda i: -len(eval_ds[i]["input_ids"]))
     outputs: dict[int, object] = {}
     source_tokens = generated_tokens = 0
@@ -30,13 +29,13 @@ def evaluate(built, eval_ds, targets: list, task, batch_size: int, device: torch
     with Phase(device) as phase, torch.inference_mode(), autocast:
         for start in tqdm(range(0, len(order), batch_size), desc="evaluate", unit="batch", disable=None):
             idx = order[start : start + batch_size]
-            batch = collator([{k: v for k, v in eval_ds[i].items() if k != "labels"} for i in idx])
+            batch = collator([{k: v for k, v in eval_ds[i].items() if k not in kind.TARGETS} for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
             source_tokens += int(batch["attention_mask"].sum())
             predicted, generated = kind.predict(model, batch, built.tokenizer)
             generated_tokens += generated
             outputs.update(zip(idx, predicted))
-    predictions = [outputs[i] for i in range(len(eval_ds))]
+    predictions = kind.predictions([outputs[i] for i in range(len(eval_ds))], eval_ds, task)
     metrics = kind.metrics(predictions, targets, generated_tokens, task)
     metrics = {k: v for k, v in metrics.items() if k in task.metrics}
     efficiency = {

@@ -44,24 +44,16 @@ def use_bf16(trainer_cfg, device: torch.device) -> bool:
 
 
 class Collator:
-    """Pads a batch (targets as the task kind pads them); adds Longformer/LED's global attention mask."""
+    """A built model's batches of a task kind's features (`TaskKind.collate`): padded to the model's length
+    where its family needs it (BigBird), with a global attention mask where it takes one (Longformer, LED)."""
 
-    def __init__(self, tokenizer, kind, pad_to_length: int | None = None, global_first_token: bool = False):
-        self.tokenizer, self.kind = tokenizer, kind
-        self.pad_to_length, self.global_first_token = pad_to_length, global_first_token
+    def __init__(self, built, kind):
+        self.kind, self.tokenizer = kind, built.tokenizer
+        self.pad_to = built.max_length if built.family.fixed_padding else None
+        self.global_attention = built.family.global_attention
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        inputs = [{"input_ids": f["input_ids"], "attention_mask": f["attention_mask"]} for f in features]
-        batch = self.tokenizer.pad(inputs, padding="max_length" if self.pad_to_length else "longest",
-                                   max_length=self.pad_to_length, return_tensors="pt")
-        batch = dict(batch)
-        if "labels" in features[0]:
-            batch["labels"] = self.kind.pad_targets([f["labels"] for f in features])
-        if self.global_first_token:
-            mask = torch.zeros_like(batch["input_ids"])
-            mask[:, 0] = 1
-            batch["global_attention_mask"] = mask
-        return batch
+        return self.kind.collate(features, self.tokenizer, self.pad_to, self.global_attention)
 
 
 class MeasuredTrainer(Trainer):
@@ -128,8 +120,7 @@ def training_arguments(cfg, output_dir: str, device: torch.device) -> TrainingAr
 def train(built, train_ds, cfg, args: TrainingArguments, device: torch.device, log_path: Path) -> dict:
     """Fine-tune `built.model` on `train_ds` with `args` (`training_arguments`), the Trainer's logs going to
     `log_path`; returns the efficiency figures of training."""
-    collator = Collator(built.tokenizer, task_kind(cfg.task), built.max_length if built.family.fixed_padding else None,
-                        built.family.global_first_token)
+    collator = Collator(built, task_kind(cfg.task))
     clock = StepClock(device)
     trainer = MeasuredTrainer(model=built.model, args=args, train_dataset=train_ds, data_collator=collator,
                               processing_class=built.tokenizer, callbacks=[clock, TrainLog(log_path)])

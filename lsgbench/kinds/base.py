@@ -12,7 +12,18 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError
 from ..record import write_json_atomic
+
+
+def check_room(tokenizer, firsts: list[str], rows: list[dict], column: str, max_length: int) -> None:
+    """A ConfigError naming the first example whose short text leaves no room for its document."""
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    for row, ids in zip(rows, tokenizer(firsts, add_special_tokens=False, verbose=False)["input_ids"]):
+        if len(ids) >= room:
+            raise ConfigError(f"example {row['id']!r}: its {column!r} takes {len(ids)} tokens, which leaves no room "
+                              f"for the document within the input length {max_length}; raise model.max_length or "
+                              f"shorten it")
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,61 @@ class TaskKind:
         firsts, texts = self.inputs(rows, task)
         return (firsts or []) + texts
 
+    # ------------------------------------------------------------------ features and batches
+    TARGETS: tuple[str, ...] = ("labels",)  # the feature columns that hold what training learns
+
+    def encode(self, rows: list[dict], tokenizer, task, max_length: int) -> dict[str, list]:
+        """The features of `rows` as columns, one feature per row here (a kind may make several per row):
+        input_ids and attention_mask cut to `max_length` (only the document when a short text comes first),
+        the TARGETS, and input_length (and target_length) before any cut."""
+        firsts, texts = self.inputs(rows, task)
+        if firsts is None:
+            enc = tokenizer(texts, truncation=True, max_length=max_length)
+            full = tokenizer(texts, verbose=False)["input_ids"]
+        else:  # the short text first, whole: only the document is cut
+            check_room(tokenizer, firsts, rows, self.pair_column(task), max_length)
+            enc = tokenizer(firsts, texts, truncation="only_second", max_length=max_length)
+            full = tokenizer(firsts, texts, verbose=False)["input_ids"]
+        features = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                    "input_length": [len(ids) for ids in full]}
+        features["labels"], target_lengths = self.encode_targets(tokenizer, rows, task)
+        if target_lengths is not None:
+            features["target_length"] = target_lengths
+        return features
+
+    def encoding(self, task) -> dict:
+        """The task settings its features depend on besides the rows, the tokenizer and the length (they key
+        the cache of tokenized splits)."""
+        return {"max_target_length": self.max_target_length(task)}
+
     def encode_targets(self, tokenizer, rows: list[dict], task) -> tuple[list, list[int] | None]:
         """(targets as the model trains on them, their token lengths before truncation or None)."""
         raise NotImplementedError
 
+    def collate(self, features: list[dict], tokenizer, pad_to: int | None, global_attention: bool) -> dict:
+        """A batch of features as the model takes it: padded inputs (to `pad_to` when given, else the longest),
+        the targets when the features have them, and `global_attention_mask` for the families that take one."""
+        inputs = [{"input_ids": f["input_ids"], "attention_mask": f["attention_mask"]} for f in features]
+        batch = dict(tokenizer.pad(inputs, padding="max_length" if pad_to else "longest", max_length=pad_to,
+                                   return_tensors="pt"))
+        if all(t in features[0] for t in self.TARGETS):
+            batch.update(self.collate_targets(features))
+        if global_attention:
+            batch["global_attention_mask"] = self.global_mask(batch, features)
+        return batch
+
+    def collate_targets(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        return {"labels": self.pad_targets([f["labels"] for f in features])}
+
     def pad_targets(self, targets: list) -> torch.Tensor:
         raise NotImplementedError
+
+    def global_mask(self, batch: dict, features: list[dict]) -> torch.Tensor:
+        """Where Longformer and LED put global attention: on the first token, as the Longformer paper does
+        for classification and summarization."""
+        mask = torch.zeros_like(batch["input_ids"])
+        mask[:, 0] = 1
+        return mask
 
     # ------------------------------------------------------------------ model
     def head(self, family):
@@ -102,6 +162,10 @@ class TaskKind:
     def predict(self, model, batch: dict, tokenizer) -> tuple[list, int]:
         """(predictions for a batch, tokens generated)."""
         raise NotImplementedError
+
+    def predictions(self, outputs: list, eval_ds, task) -> list:
+        """One prediction per example from `predict`'s outputs, one per feature (the same here)."""
+        return outputs
 
     def metrics(self, predictions: list, targets: list, generated_tokens: int, task) -> dict[str, float]:
         raise NotImplementedError

@@ -46,7 +46,7 @@ class Family:
     position_field: str | None = "max_position_embeddings"  # None: no position table, any input length
     position_offset: int = 0          # RoBERTa-style embeddings reserve padding_idx + 1 positions
     attention_types: tuple = ("full",)  # its own; families with a conversion layout add the converted variants
-    global_first_token: bool = False  # Longformer/LED need global_attention_mask on token 0
+    global_attention: bool = False    # Longformer/LED take a global_attention_mask (the task kind says where)
     fixed_padding: bool = False       # BigBird: pad every batch to max_length (see models.build)
     attn_implementation: str = "sdpa"
     pretrained_positions: int = 512   # positions of the base checkpoints (random init of converted models)
@@ -77,10 +77,10 @@ FAMILIES = {
                       pretrained_positions=1024),
     "longformer": Family(tf.LongformerConfig, {"classification": tf.LongformerForSequenceClassification},
                          _encoder_sizes, position_offset=2, attention_types=("longformer",),
-                         global_first_token=True, attn_implementation="eager"),
+                         global_attention=True, attn_implementation="eager"),
     "led": Family(tf.LEDConfig, {"summarization": tf.LEDForConditionalGeneration}, _seq2seq_sizes,
                   position_field="max_encoder_position_embeddings",
-                  attention_types=("longformer",), global_first_token=True, attn_implementation="eager"),
+                  attention_types=("longformer",), global_attention=True, attn_implementation="eager"),
     "bigbird": Family(tf.BigBirdConfig, {"classification": tf.BigBirdForSequenceClassification}, _encoder_sizes,
                       attention_types=("bigbird",), fixed_padding=True,
                       attn_implementation="eager"),
