@@ -26,7 +26,7 @@ TRAINER_INTEGERS = {"per_device_train_batch_size": 1, "per_device_eval_batch_siz
                     "gradient_accumulation_steps": 1, "max_steps": -1}
 # TrainingArguments that lsgbench sets from other settings.
 TRAINER_SET = {"output_dir": "the run dir", "seed": "seed", "use_cpu": "trainer.device", "bf16": "trainer.bf16",
-               "report_to": "logger"}
+               "report_to": "logger", "remove_unused_columns": "the task kind (its collate picks the model's inputs)"}
 
 
 def check_paths_and_model(cfg) -> list[str]:

@@ -75,6 +75,8 @@ def truncation_line(truncation: dict) -> str:
                      f"{share(figures[f'{what}_cut_max_share'])}")
                 parts.append(f"{split}: {n} of {figures['examples']} {what} cut, "
                              f"{share(figures[f'{what}_dropped_share'])} of the split's tokens dropped ({worst})")
+        if figures.get("answers_cut"):
+            parts.append(f"{split}: {figures['answers_cut']} of {figures['examples']} answers cut off")
     return "; ".join(parts)
 
 

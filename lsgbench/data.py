@@ -253,7 +253,7 @@ def _validated(task, rows: list[dict], where: str) -> list[dict]:
             for col in blank:
                 empty.setdefault(col, []).append(rid)
             continue
-        out.append({"id": rid, **{c: row[c] for c in texts}, target: kind.target(row[target], task, where, rid)})
+        out.append({"id": rid, **{c: row[c] for c in texts}, target: kind.target(row[target], task, where, rid, row)})
     for col, ids in empty.items():
         raise ConfigError(f"{where}: {len(ids)} example(s) have an empty {col!r} (or one that is not a string), "
                           f"e.g. ids {ids[:5]}; remove or fill them")
@@ -309,20 +309,3 @@ def tokenize(rows: list[dict], tokenizer, task, max_length: int, cache_dir: str 
             shutil.rmtree(tmp, ignore_errors=True)
         ds = datasets.load_from_disk(str(path if path.exists() else tmp))
     return ds
-
-
-def truncation(ds, max_length: int, max_target_length: int | None) -> dict:
-    """What the length limits cut from a tokenized split, for inputs (and targets): how many were cut
-    (`inputs_cut`), the share of the split's tokens dropped (`inputs_dropped_share`), and among the cut ones
-    the mean and the largest share of an example's tokens dropped (`inputs_cut_mean_share`, `..._max_share`)."""
-    out = {"examples": len(ds)}
-    for what, column, limit in (("inputs", "input_length", max_length), ("targets", "target_length", max_target_length)):
-        if column in ds.column_names and limit:
-            lengths = ds[column]
-            cut = [(n - limit) / n for n in lengths if n > limit]
-            out[f"{what}_cut"] = len(cut)
-            out[f"{what}_dropped_share"] = sum(max(n - limit, 0) for n in lengths) / max(sum(lengths), 1)
-            if cut:
-                out[f"{what}_cut_mean_share"] = sum(cut) / len(cut)
-                out[f"{what}_cut_max_share"] = max(cut)
-    return out

@@ -16,9 +16,10 @@ from .measure import Phase
 from .train import Collator
 
 
-def evaluate(built, eval_ds, targets: list, task, batch_size: int, device: torch.device, bf16: bool) -> tuple[dict, dict, list]:
-    """Returns (metrics, efficiency, predictions) for the eval split; `targets` are the gold targets
-    as the task kind holds them (label indices, abstracts)."""
+def evaluate(built, eval_ds, rows: list[dict], task, batch_size: int, device: torch.device,
+             bf16: bool) -> tuple[dict, dict, list]:
+    """Returns (metrics, efficiency, predictions) for the eval split: `rows`, its examples, and `eval_ds`,
+    their features."""
     kind = task_kind(task)
     model = built.model.to(device).eval()
     collator = Collator(built, kind)
@@ -35,8 +36,8 @@ def evaluate(built, eval_ds, targets: list, task, batch_size: int, device: torch
             predicted, generated = kind.predict(model, batch, built.tokenizer)
             generated_tokens += generated
             outputs.update(zip(idx, predicted))
-    predictions = kind.predictions([outputs[i] for i in range(len(eval_ds))], eval_ds, task)
-    metrics = kind.metrics(predictions, targets, generated_tokens, task)
+    predictions = kind.predictions([outputs[i] for i in range(len(eval_ds))], eval_ds, rows, task)
+    metrics = kind.metrics(predictions, [r[kind.target_column] for r in rows], generated_tokens, task)
     metrics = {k: v for k, v in metrics.items() if k in task.metrics}
     efficiency = {
         "eval_tokens_per_s": source_tokens / phase.seconds,

@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import record as rec
 from .checks import check_run_config
-from .data import TaskData, load_task_data, tokenize, truncation
+from .data import TaskData, load_task_data, tokenize
 from .errors import ConfigError, raise_all
 from .evaluation import evaluate
 from .kinds import task_kind
@@ -162,7 +162,7 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
 
     train_ds = tokenize(data.train, built.tokenizer, task, built.max_length, cache_dir)
     eval_ds = tokenize(data.eval, built.tokenizer, task, built.max_length, cache_dir)
-    record["provenance"]["truncation"] = {split: truncation(ds, built.max_length, kind.max_target_length(task))
+    record["provenance"]["truncation"] = {split: kind.truncation(ds, built.max_length, task)
                                           for split, ds in (("train", train_ds), ("eval", eval_ds))}
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
@@ -171,14 +171,14 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     efficiency.update(train(built, train_ds, cfg, args, device, output_dir / "train_log.jsonl"))
     if rank() != 0:
         return False
-    targets = [r[kind.target_column] for r in data.eval]
     record["stage"] = "evaluate"
-    metrics, eval_eff, predictions = evaluate(built, eval_ds, targets, task,
+    metrics, eval_eff, predictions = evaluate(built, eval_ds, data.eval, task,
                                               cfg.trainer.args.per_device_eval_batch_size, device,
                                               use_bf16(cfg.trainer, device))
     efficiency.update(eval_eff)
     record["metrics"] = metrics
     record["provenance"].update(kind.provenance(task))
-    kind.write_predictions(output_dir / "predictions.json", [r["id"] for r in data.eval], predictions, targets, task)
+    kind.write_predictions(output_dir / "predictions.json", [r["id"] for r in data.eval], predictions,
+                           [r[kind.target_column] for r in data.eval], task)
     record["stage"] = "done"
     return True

@@ -112,6 +112,7 @@ def training_arguments(cfg, output_dir: str, device: torch.device) -> TrainingAr
     try:
         return TrainingArguments(output_dir=output_dir, seed=cfg.seed, use_cpu=device.type == "cpu",
                                  bf16=use_bf16(cfg.trainer, device), report_to=report_to,
+                                 remove_unused_columns=False,  # the task kind's collate picks what the model takes
                                  **args)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"trainer.args: {err} (keys are transformers.TrainingArguments names)") from None

@@ -7,7 +7,7 @@ import pytest
 from hydra.errors import MissingConfigException
 
 from lsgbench.cli import summary
-from lsgbench.data import truncation
+from lsgbench.kinds.base import truncation
 from lsgbench.pipeline import run
 from lsgbench.record import REQUIRED_KEYS, read_records
 

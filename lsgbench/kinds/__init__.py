@@ -1,13 +1,14 @@
-"""Task kinds: one module each (classification, summarization), registered here by name."""
+"""Task kinds: one module each (classification, summarization, question answering), registered here by name."""
 
 from __future__ import annotations
 
 from ..errors import ConfigError
 from .base import Metric, TaskKind
 from .classification import Classification
+from .question_answering import QuestionAnswering
 from .summarization import Summarization
 
-KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Summarization())}
+KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Summarization(), QuestionAnswering())}
 
 
 def metric(name: str) -> Metric:

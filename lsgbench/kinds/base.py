@@ -73,8 +73,9 @@ class TaskKind:
         text = f"{row[pair]} {row[self.text_column]}" if pair else row[self.text_column]
         return " ".join(text.split())
 
-    def target(self, value, task, where: str, example_id: str):
-        """A row's target in the form training uses, or a ConfigError that names the example."""
+    def target(self, value, task, where: str, example_id: str, row: dict | None = None):
+        """A row's target in the form training uses, or a ConfigError that names the example (`row`: the
+        whole row, for targets checked against its text)."""
         raise NotImplementedError
 
     def max_target_length(self, task) -> int | None:
@@ -135,6 +136,10 @@ class TaskKind:
     def pad_targets(self, targets: list) -> torch.Tensor:
         raise NotImplementedError
 
+    def truncation(self, ds, max_length: int, task) -> dict:
+        """What the length limits cut from a tokenized split (`truncation`), for the record."""
+        return truncation(ds, max_length, self.max_target_length(task))
+
     def global_mask(self, batch: dict, features: list[dict]) -> torch.Tensor:
         """Where Longformer and LED put global attention: on the first token, as the Longformer paper does
         for classification and summarization."""
@@ -163,8 +168,8 @@ class TaskKind:
         """(predictions for a batch, tokens generated)."""
         raise NotImplementedError
 
-    def predictions(self, outputs: list, eval_ds, task) -> list:
-        """One prediction per example from `predict`'s outputs, one per feature (the same here)."""
+    def predictions(self, outputs: list, eval_ds, rows: list[dict], task) -> list:
+        """One prediction per example of `rows` from `predict`'s outputs, one per feature (the same here)."""
         return outputs
 
     def metrics(self, predictions: list, targets: list, generated_tokens: int, task) -> dict[str, float]:
@@ -181,3 +186,20 @@ class TaskKind:
     def write_predictions(self, path: Path, ids: list, predictions: list, targets: list, task) -> None:
         write_json_atomic(path, {"ids": ids, "predictions": self.readable(predictions, task),
                                  "targets": self.readable(targets, task)})
+
+
+def truncation(ds, max_length: int, max_target_length: int | None) -> dict:
+    """What the length limits cut from a tokenized split, for inputs (and targets): how many were cut
+    (`inputs_cut`), the share of the split's tokens dropped (`inputs_dropped_share`), and among the cut ones
+    the mean and the largest share of an example's tokens dropped (`inputs_cut_mean_share`, `..._max_share`)."""
+    out = {"examples": len(ds)}
+    for what, column, limit in (("inputs", "input_length", max_length), ("targets", "target_length", max_target_length)):
+        if column in ds.column_names and limit:
+            lengths = ds[column]
+            cut = [(n - limit) / n for n in lengths if n > limit]
+            out[f"{what}_cut"] = len(cut)
+            out[f"{what}_dropped_share"] = sum(max(n - limit, 0) for n in lengths) / max(sum(lengths), 1)
+            if cut:
+                out[f"{what}_cut_mean_share"] = sum(cut) / len(cut)
+                out[f"{what}_cut_max_share"] = max(cut)
+    return out

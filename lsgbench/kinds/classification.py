@@ -25,7 +25,7 @@ class Classification(TaskKind):
             return ["task.label_names: give the class names in label-index order, e.g. task.label_names=[neg,pos]"]
         return []
 
-    def target(self, value, task, where, example_id):
+    def target(self, value, task, where, example_id, row=None):
         names = list(task.label_names or [])
         if isinstance(value, int) and 0 <= value < len(names):  # a bool is 0 or 1 (Hyperpartisan's labels)
             return int(value)

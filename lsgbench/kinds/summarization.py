@@ -43,7 +43,7 @@ class Summarization(TaskKind):
                             f"task.generation.max_new_tokens={generation.max_new_tokens}")
         return problems
 
-    def target(self, value, task, where, example_id):
+    def target(self, value, task, where, example_id, row=None):
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{where}: example {example_id!r} has an empty or non-text {self.target_column!r} "
                               f"({type(value).__name__}); remove or fill it")
