@@ -237,11 +237,12 @@ def _validated(task, rows: list[dict], where: str) -> list[dict]:
     if not rows:
         raise ConfigError(f"{where} has no examples")
     kind = task_kind(task)
-    *texts, target = kind.columns(task)  # the document (and the short text read before it), the target
+    *inputs, target = kind.columns(task)  # the document (and the short text read before it, ...), the target
+    texts = kind.text_columns(task)  # those that must hold text
     out, seen = [], set()
     empty: dict[str, list[str]] = {}  # text column -> ids of rows where it is empty
     for i, row in enumerate(rows):
-        for col in (*texts, target):
+        for col in (*inputs, target):
             if col not in row:
                 raise ConfigError(f"{where}: example {row.get('id', i)!r} has no {col!r} column; the "
                                   f"{kind.name} schema is {_schema(task)}, got {sorted(row)}")
@@ -253,7 +254,7 @@ def _validated(task, rows: list[dict], where: str) -> list[dict]:
             for col in blank:
                 empty.setdefault(col, []).append(rid)
             continue
-        out.append({"id": rid, **{c: row[c] for c in texts}, target: kind.target(row[target], task, where, rid, row)})
+        out.append({"id": rid, **{c: row[c] for c in inputs}, target: kind.target(row[target], task, where, rid, row)})
     for col, ids in empty.items():
         raise ConfigError(f"{where}: {len(ids)} example(s) have an empty {col!r} (or one that is not a string), "
                           f"e.g. ids {ids[:5]}; remove or fill them")

@@ -1,14 +1,17 @@
-"""Task kinds: one module each (classification, summarization, question answering), registered here by name."""
+"""Task kinds: one module each (classification, summarization, question answering, multiple choice), registered
+here by name."""
 
 from __future__ import annotations
 
 from ..errors import ConfigError
 from .base import Metric, TaskKind
 from .classification import Classification
+from .multiple_choice import MultipleChoice
 from .question_answering import QuestionAnswering
 from .summarization import Summarization
 
-KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Summarization(), QuestionAnswering())}
+KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Summarization(), QuestionAnswering(),
+                                                          MultipleChoice())}
 
 
 def metric(name: str) -> Metric:

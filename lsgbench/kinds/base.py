@@ -50,10 +50,15 @@ class TaskKind:
         """The column of the short text read before each document (`task.<pair_key>`), or None."""
         return task.get(self.pair_key) if self.pair_key else None
 
-    def columns(self, task) -> tuple[str, ...]:
-        """The columns of the unified local schema a task's rows hold (besides the id)."""
+    def text_columns(self, task) -> tuple[str, ...]:
+        """The columns of a task's rows that hold text, each checked to be non-empty: the document and the
+        short text read before it."""
         pair = self.pair_column(task)
-        return (self.text_column, *([pair] if pair else []), self.target_column)
+        return (self.text_column, *([pair] if pair else []))
+
+    def columns(self, task) -> tuple[str, ...]:
+        """The columns of the unified local schema a task's rows hold (besides the id), the target last."""
+        return (*self.text_columns(task), self.target_column)
 
     def inputs(self, rows: list[dict], task) -> tuple[list[str] | None, list[str]]:
         """(the short texts read first, or None; the documents): the tokenizer truncates the documents only."""

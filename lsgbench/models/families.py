@@ -11,7 +11,7 @@ from typing import Callable
 
 import transformers as tf
 
-from .heads import LongT5EncoderForSequenceClassification, PegasusXEncoderForSequenceClassification
+from .heads import LongT5EncoderForSequenceClassification, PegasusXEncoderForSequenceClassification, masked_choices
 
 
 # Random-init size presets: (layers, hidden, heads, feed-forward). Encoder-decoders use the
@@ -68,9 +68,12 @@ class Family:
 
 FAMILIES = {
     "bert": Family(tf.BertConfig, {"classification": tf.BertForSequenceClassification,
-                                   "question_answering": tf.BertForQuestionAnswering}, _encoder_sizes),
+                                   "question_answering": tf.BertForQuestionAnswering,
+                                   "multiple_choice": masked_choices(tf.BertForMultipleChoice)}, _encoder_sizes),
     "roberta": Family(tf.RobertaConfig, {"classification": tf.RobertaForSequenceClassification,
-                                         "question_answering": tf.RobertaForQuestionAnswering}, _encoder_sizes,
+                                         "question_answering": tf.RobertaForQuestionAnswering,
+                                         "multiple_choice": masked_choices(tf.RobertaForMultipleChoice)},
+                      _encoder_sizes,
                       position_offset=2),
     "bart": Family(tf.BartConfig, {"classification": tf.BartForSequenceClassification,
                                    "summarization": tf.BartForConditionalGeneration,
@@ -79,7 +82,8 @@ FAMILIES = {
     "pegasus": Family(tf.PegasusConfig, {"summarization": tf.PegasusForConditionalGeneration}, _seq2seq_sizes,
                       pretrained_positions=1024),
     "longformer": Family(tf.LongformerConfig, {"classification": tf.LongformerForSequenceClassification,
-                                               "question_answering": tf.LongformerForQuestionAnswering},
+                                               "question_answering": tf.LongformerForQuestionAnswering,
+                                               "multiple_choice": masked_choices(tf.LongformerForMultipleChoice)},
                          _encoder_sizes, position_offset=2, attention_types=("longformer",),
                          global_attention=True, attn_implementation="eager"),
     "led": Family(tf.LEDConfig, {"summarization": tf.LEDForConditionalGeneration,
@@ -87,7 +91,9 @@ FAMILIES = {
                   position_field="max_encoder_position_embeddings",
                   attention_types=("longformer",), global_attention=True, attn_implementation="eager"),
     "bigbird": Family(tf.BigBirdConfig, {"classification": tf.BigBirdForSequenceClassification,
-                                         "question_answering": tf.BigBirdForQuestionAnswering}, _encoder_sizes,
+                                         "question_answering": tf.BigBirdForQuestionAnswering,
+                                         "multiple_choice": masked_choices(tf.BigBirdForMultipleChoice)},
+                      _encoder_sizes,
                       attention_types=("bigbird",), fixed_padding=True,
                       attn_implementation="eager"),
     "bigbird_pegasus": Family(tf.BigBirdPegasusConfig, {"summarization": tf.BigBirdPegasusForConditionalGeneration,

@@ -1,4 +1,5 @@
-"""Classification heads for the encoder-decoders transformers gives none (LongT5, PEGASUS-X).
+"""Classification heads for the encoder-decoders transformers gives none (LongT5, PEGASUS-X), and
+multiple-choice heads that take examples with different numbers of options (MaskedChoices).
 
 The encoder alone reads the document; its first token's state goes through RoBERTa's head (dense,
 tanh, linear, with dropout). No decoder runs, and mean pooling is deliberately not used: as in an
@@ -17,7 +18,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import MultipleChoiceModelOutput, SequenceClassifierOutput
 from transformers.models.longt5.modeling_longt5 import LongT5PreTrainedModel, LongT5Stack
 from transformers.models.pegasus_x.modeling_pegasus_x import (PegasusXEncoder, PegasusXPreTrainedModel,
                                                               PegasusXScaledWordEmbedding)
@@ -83,3 +84,22 @@ class PegasusXEncoderForSequenceClassification(EncoderClassifier, PegasusXPreTra
         self.encoder.embed_tokens = self.shared
         self.classifier = FirstTokenHead(config.d_model, config.num_labels, config.dropout)
         self.post_init()
+
+
+class MaskedChoices:
+    """Mixed into a transformers *ForMultipleChoice model: examples with fewer options than the batch's most
+    are padded with placeholder options, whose logits `option_mask` (1: a real option) masks out of the
+    scores and the loss."""
+
+    def forward(self, *args, option_mask: torch.Tensor | None = None, labels: torch.Tensor | None = None, **kwargs):
+        out = super().forward(*args, **kwargs)
+        logits = out.logits
+        if option_mask is not None:
+            logits = logits.masked_fill(option_mask == 0, torch.finfo(logits.dtype).min)
+        return MultipleChoiceModelOutput(loss=F.cross_entropy(logits, labels) if labels is not None else None,
+                                         logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def masked_choices(model_class: type) -> type:
+    """`model_class` (a *ForMultipleChoice) with MaskedChoices; it loads checkpoints as the original does."""
+    return type(model_class.__name__, (MaskedChoices, model_class), {"__module__": __name__})
