@@ -41,7 +41,7 @@ from .checks import check_paths_and_model
 from .config import attention_shorthand, config_dir, file_keys
 from .errors import ConfigError, integer, raise_all, unknown_keys
 from .measure import BusyElsewhere, cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
-from .kinds import task_kind
+from .kinds import KINDS
 from .models import FAMILIES, SIZES, build_model
 from .record import environment, new_bench_result, new_run_id, write_json_atomic
 
@@ -55,14 +55,13 @@ def _phases(bench) -> tuple[str, ...]:
     return {"train": ("train",), "infer": ("infer",)}.get(bench.mode, ("infer", "train"))
 
 
-def _stand_in_task(family, new_tokens: int):
-    """The task the model is built for (the benchmark feeds random token ids): an encoder-decoder's
-    generation head, else a two-class classifier."""
-    if family.encoder_decoder:
-        return OmegaConf.create({"name": "bench", "kind": "summarization", "max_source_length": 512,
-                                 "max_target_length": new_tokens, "generation": None})
-    return OmegaConf.create({"name": "bench", "kind": "classification", "label_names": ["a", "b"],
-                             "max_source_length": 512})
+def _bench_kind(bench, family, model_name: str):
+    """The task kind whose head is timed: bench.task_kind, else an encoder-decoder's generation head or an
+    encoder's classifier."""
+    name = bench.task_kind or ("summarization" if family.encoder_decoder else "classification")
+    if name not in KINDS or name not in family.heads:
+        raise ConfigError(f"bench.task_kind={name!r}: model {model_name!r} has heads for {sorted(family.heads)}")
+    return KINDS[name]
 
 
 class Steps:
@@ -74,34 +73,39 @@ class Steps:
         self.parameters = {p.untyped_storage().data_ptr() for p in parameters}
 
 
-def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
-    bench, model_cfg = cfg.bench, cfg.model.copy()
+def _family_and_kind(cfg):
+    """The model's family and the task kind whose head is timed; every length would refuse the same mistakes."""
+    bench, model_cfg = cfg.bench, cfg.model
     family = FAMILIES.get(model_cfg.family)
     if family is None:
         raise ConfigError(f"model.family={model_cfg.family!r} is unknown; choose one of {sorted(FAMILIES)}")
-    if bench.mode == "generate" and not family.encoder_decoder:
-        raise ConfigError(f"bench.mode=generate times encoder-decoders; model {model_cfg.name!r} (family "
-                          f"{model_cfg.family!r}) has no decoder")
+    kind = _bench_kind(bench, family, model_cfg.name)
+    if bench.mode == "generate" and not kind.generates:
+        raise ConfigError(f"bench.mode=generate times encoder-decoders' generation; model {model_cfg.name!r} (family "
+                          f"{model_cfg.family!r}) has no decoder" + (" here" if family.encoder_decoder else ""))
+    return family, kind
+
+
+def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
+    bench, model_cfg = cfg.bench, cfg.model.copy()
+    family, kind = _family_and_kind(cfg)
     model_cfg.init, model_cfg.size, model_cfg.max_length = "random", bench.size, length
     if not knobs_from_config(model_cfg.attention).converted:  # random weights: any length goes
         model_cfg.max_positions = max(model_cfg.max_positions, length)
-    task = _stand_in_task(family, bench.new_tokens)
+    task = OmegaConf.create(kind.bench_task(bench.new_tokens))
     built = build_model(model_cfg, task, TOKENIZER_TEXT, Path(cfg.paths.cache_dir).expanduser())
     model, vocab = built.model.to(device), len(built.tokenizer)
-    ids = torch.randint(5, vocab, (batch, length), device=device)
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    inputs, input_tokens = kind.bench_batch(batch, length, vocab, bench.new_tokens, device)
     if built.family.global_attention:
-        inputs["global_attention_mask"] = task_kind(task).global_mask(inputs, [])
-    seq2seq = family.encoder_decoder
-    labels = torch.randint(5, vocab, (batch, bench.new_tokens), device=device) if seq2seq else \
-        torch.zeros(batch, dtype=torch.long, device=device)
+        inputs["global_attention_mask"] = kind.global_mask(inputs, [])
+    targets = {t: inputs.pop(t) for t in kind.TARGETS}
 
     def forward():
-        return model.train()(**inputs, labels=labels).loss
+        return model.train()(**inputs, **targets).loss
 
     def infer():
         with torch.inference_mode():
-            model.eval()(**inputs, labels=labels)
+            model.eval()(**inputs, **targets)
 
     def train():
         forward().backward()
@@ -120,7 +124,7 @@ def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
         tokens = dict.fromkeys(phases, batch * bench.new_tokens)  # generated tokens
     else:
         phases = {"infer": infer, "train": train}
-        tokens = dict.fromkeys(phases, batch * length)
+        tokens = dict.fromkeys(phases, input_tokens)
     return Steps(forward, phases, tokens, built.attention, model.parameters())
 
 
@@ -243,7 +247,8 @@ def check(cfg) -> None:
     problems = unknown_keys(cfg, "", [*file_keys("bench.yaml"), "paths", "model"])
     problems += check_paths_and_model(cfg)
     problems += unknown_keys(bench, "bench", file_keys("bench.yaml", section="bench"))
-    choices = {"mode": MODES, "dtype": ("fp32", "bf16"), "size": tuple(SIZES), "device": ("auto", "cpu", "cuda")}
+    choices = {"mode": MODES, "dtype": ("fp32", "bf16"), "size": tuple(SIZES), "device": ("auto", "cpu", "cuda"),
+               "task_kind": (None, *KINDS)}
     problems += [f"bench.{key}={bench.get(key)!r} is unknown; choose one of {list(allowed)}"
                  for key, allowed in choices.items() if bench.get(key) not in allowed]
     lengths, beams = bench.get("seq_lens"), bench.get("beams")
@@ -265,6 +270,8 @@ def run_bench(cfg) -> list[dict]:
     device = torch.device("cuda" if bench.device == "auto" and torch.cuda.is_available() else
                           "cpu" if bench.device == "auto" else bench.device)
     bf16 = bench.dtype == "bf16"
+    if bench.mode != "attention":
+        _family_and_kind(cfg)
     torch.manual_seed(cfg.seed)
     rows = []
     print(HEADER, flush=True)
@@ -276,8 +283,6 @@ def run_bench(cfg) -> list[dict]:
         try:
             steps = _steps(cfg, length, batch, device)
         except Exception as err:  # noqa: BLE001 - an unsupported point is a row, not the end of the sweep
-            if isinstance(err, ConfigError) and bench.mode == "generate":
-                raise  # an encoder asked to generate: every length would say the same
             rows += [_error_row({**base, "phase": phase}, err) for phase in _phases(bench)]
             print(_line(rows[-1]), flush=True)
             continue

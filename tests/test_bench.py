@@ -57,7 +57,7 @@ def test_generate_mode_makes_exactly_new_tokens_for_each_beam_count(tmp_path):
 
 
 def test_generate_mode_needs_a_decoder(tmp_path):
-    with pytest.raises(ConfigError, match="bench.mode=generate times encoder-decoders; model 'roberta'"):
+    with pytest.raises(ConfigError, match="bench.mode=generate times encoder-decoders' generation; model 'roberta'"):
         bench.run_bench(bench_cfg(tmp_path, "model=roberta", "bench.mode=generate", "bench.seq_lens=[64]"))
     with pytest.raises(ConfigError, match=r"bench.beams=\[0\] must list beam counts >= 1"):
         bench.run_bench(bench_cfg(tmp_path, "model=bart", "bench.mode=generate", "bench.beams=[0]"))
@@ -150,3 +150,16 @@ def test_every_benchmark_key_is_read_or_refused_and_numbers_checked(tmp_path, ov
     with pytest.raises(ConfigError) as err:
         bench.check(bench_cfg(tmp_path, override))
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("kind, per_example", [("question_answering", 1), ("multiple_choice", 4), ("classification", 1)])
+def test_the_head_of_any_task_kind_is_timed(tmp_path, kind, per_example):
+    rows = bench.run_bench(bench_cfg(tmp_path, "model=lsg_roberta", f"bench.task_kind={kind}", "bench.seq_lens=[64]",
+                                     "model.attention.block_size=16", "model.attention.sparse_block_size=8",
+                                     "bench.count=false"))
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for r in rows:  # tokens/s counts every option of a multiple-choice example
+        assert r["tokens_per_s"] == pytest.approx(r["batch"] * per_example * 64 / r["step_s"])
+    with pytest.raises(ConfigError, match=r"bench.task_kind='multiple_choice': model 'bart' has heads for "
+                                          r"\['classification', 'question_answering', 'summarization'\]"):
+        bench.run_bench(bench_cfg(tmp_path, "model=bart", "bench.task_kind=multiple_choice"))

@@ -188,6 +188,21 @@ class TaskKind:
         """Predictions or targets as a person reads them in predictions.json."""
         return values
 
+    # ------------------------------------------------------------------ benchmark
+    def bench_task(self, new_tokens: int) -> dict:
+        """The task config a benchmark builds a model of this kind for (it feeds random token ids, no data)."""
+        return {"name": "bench", "kind": self.name, "max_source_length": 512}
+
+    def bench_batch(self, batch: int, length: int, vocab: int, new_tokens: int, device) -> tuple[dict, int]:
+        """(a batch of random token ids at full length with random targets, as collate makes them; the input
+        tokens it holds)."""
+        ids = torch.randint(5, vocab, (batch, length), device=device)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                **self.bench_targets(batch, length, vocab, new_tokens, device)}, batch * length
+
+    def bench_targets(self, batch: int, length: int, vocab: int, new_tokens: int, device) -> dict:
+        raise NotImplementedError
+
     def write_predictions(self, path: Path, ids: list, predictions: list, targets: list, task) -> None:
         write_json_atomic(path, {"ids": ids, "predictions": self.readable(predictions, task),
                                  "targets": self.readable(targets, task)})

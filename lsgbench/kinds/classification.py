@@ -58,6 +58,12 @@ class Classification(TaskKind):
             setattr(config, key, value)
         return load_args
 
+    def bench_task(self, new_tokens):
+        return {**super().bench_task(new_tokens), "label_names": ["a", "b"]}
+
+    def bench_targets(self, batch, length, vocab, new_tokens, device):
+        return {"labels": torch.zeros(batch, dtype=torch.long, device=device)}
+
     def predict(self, model, batch, tokenizer):
         return model(**batch).logits.argmax(-1).tolist(), 0
 

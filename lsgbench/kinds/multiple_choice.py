@@ -100,6 +100,14 @@ class MultipleChoice(TaskKind):
                 mask[b, o, :n] = 1
         return mask
 
+    BENCH_OPTIONS = 4  # QuALITY's and RACE's
+
+    def bench_batch(self, batch, length, vocab, new_tokens, device):
+        ids = torch.randint(5, vocab, (batch, self.BENCH_OPTIONS, length), device=device)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+                "option_mask": torch.ones(batch, self.BENCH_OPTIONS, dtype=torch.long, device=device),
+                "labels": torch.zeros(batch, dtype=torch.long, device=device)}, batch * self.BENCH_OPTIONS * length
+
     # ------------------------------------------------------------------ evaluation
     def predict(self, model, batch, tokenizer):
         return model(**batch).logits.argmax(-1).tolist(), 0

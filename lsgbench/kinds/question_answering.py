@@ -21,6 +21,7 @@ from ..metrics import qa_metrics
 from .base import Metric, TaskKind, check_room
 
 OUTSIDE = [-1, -1]  # the offsets of a token outside the context (question, special tokens)
+BENCH_QUESTION = 16  # the question's tokens in a benchmark's batches of random ids
 
 
 class QuestionAnswering(TaskKind):
@@ -107,8 +108,9 @@ class QuestionAnswering(TaskKind):
     def global_mask(self, batch, features):
         """Longformer's global attention for QA: on the question (and the tokens before the context)."""
         mask = torch.zeros_like(batch["input_ids"])
-        for row, f in zip(mask, features):
-            row[:f["question_length"]] = 1
+        lengths = [f["question_length"] for f in features] or [BENCH_QUESTION] * len(mask)
+        for row, n in zip(mask, lengths):
+            row[:n] = 1
         return mask
 
     def truncation(self, ds, max_length, task):
@@ -121,6 +123,10 @@ class QuestionAnswering(TaskKind):
         out = super().truncation(ds.select(list(first.values())), max_length, task)
         out["answers_cut"] = sum(not inside for inside in held.values())
         return out
+
+    def bench_targets(self, batch, length, vocab, new_tokens, device):
+        start = torch.randint(1, length, (batch,), device=device)
+        return {"start_positions": start, "end_positions": torch.clamp(start + 3, max=length - 1)}
 
     # ------------------------------------------------------------------ model
     def random_config(self, task, tokenizer):

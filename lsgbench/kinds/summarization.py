@@ -78,6 +78,12 @@ class Summarization(TaskKind):
         if gen.decoder_start_token_id is None:
             gen.decoder_start_token_id = model.config.decoder_start_token_id
 
+    def bench_task(self, new_tokens):
+        return {**super().bench_task(new_tokens), "max_target_length": new_tokens, "generation": None}
+
+    def bench_targets(self, batch, length, vocab, new_tokens, device):
+        return {"labels": torch.randint(5, vocab, (batch, new_tokens), device=device)}  # the decoder reads them
+
     def predict(self, model, batch, tokenizer):
         new = model.generate(**batch)[:, 1:]  # drop the decoder start token
         return tokenizer.batch_decode(new, skip_special_tokens=True), int((new != tokenizer.pad_token_id).sum())
