@@ -105,7 +105,40 @@ def extract_rows(split: str, n: int, *, doc_sentences: int, num_selected: int, n
     return rows
 
 
-GENERATORS = {"keys": keys_rows, "extract": extract_rows}
+NAMES = ("falcon", "otter", "lynx", "heron", "bison", "viper", "marten", "osprey")  # whose codes a document tells
+CODE_WORDS = (("red", "green", "blue", "amber", "violet", "silver", "golden", "black"),  # a code: one of each
+              ("lantern", "anchor", "mirror", "compass", "ladder", "kettle", "drum", "bell"))
+
+
+def span_rows(split: str, n: int, *, doc_words: int, num_facts: int, key_start: float, seed: int) -> list[dict]:
+    """Extractive QA: `num_facts` sentences "the code of <name> is <colour> <object> ." are planted in
+    [key_start, 1] of the text, each for another name; the question asks one name's code, and the answer is its
+    two words. The other facts are distractors: only the question says which fact answers it."""
+    if not 1 <= num_facts <= len(NAMES):
+        raise ConfigError(f"task.synthetic.num_facts={num_facts} must be in [1, {len(NAMES)}]")
+    if not 0.0 <= key_start < 1.0:
+        raise ConfigError(f"task.synthetic.key_start={key_start} must be in [0, 1)")
+    lo = int(key_start * doc_words)
+    if num_facts > doc_words - lo:
+        raise ConfigError(f"task.synthetic: {num_facts} facts do not fit in the {doc_words - lo} words after "
+                          f"key_start={key_start} (doc_words={doc_words})")
+    rng = random.Random(_split_seed(seed, split))
+    rows = []
+    for i in range(n):
+        words = [rng.choice(FILLER_WORDS) for _ in range(doc_words)]
+        names = rng.sample(NAMES, num_facts)
+        facts = {name: f"{rng.choice(CODE_WORDS[0])} {rng.choice(CODE_WORDS[1])}" for name in names}
+        for pos, name in sorted(zip(rng.sample(range(lo, doc_words), num_facts), names), reverse=True):
+            words[pos:pos] = f". the code of {name} is {facts[name]} .".split()  # after the later ones first
+        context = " ".join(words)
+        asked = names[i % num_facts]
+        start = context.index(f"the code of {asked} is ") + len(f"the code of {asked} is ")
+        rows.append({"id": f"synth_span-{split}-{i}", "question": f"what is the code of {asked} ?", "context": context,
+                     "answers": {"text": [facts[asked]], "answer_start": [start]}})
+    return rows
+
+
+GENERATORS = {"keys": keys_rows, "extract": extract_rows, "spans": span_rows}
 
 
 def check_knobs(task) -> list[str]:

@@ -97,6 +97,8 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     ("summarization_matrix", "model",
      "bart,led,bigbird_pegasus,lsg_bart,local_bart,spade_bart,longt5_local,longt5_tglobal,pegasus_x"),
     ("length_scaling_summarization", "model", "bart,led,bigbird_pegasus,lsg_bart,local_bart,longt5_tglobal,pegasus_x"),
+    ("qa_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,led"),
+    ("choice_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta"),
 ])
 def test_saved_grids_name_their_points(sweep, knob, values):
     assert hydra_cfg(f"sweep={sweep}").hydra.sweeper.params[knob] == values
@@ -124,7 +126,9 @@ def test_length_scaling_holds_tokens_per_batch_and_fills_the_input(make_cfg):
     ("attention_matrix", ["task=synth_keys"], None),  # full attention at its own 512, the others at the task's
     ("summarization_matrix", [], None),
     ("length_scaling", ["model.max_length=1024"], 1024),
-    ("length_scaling_summarization", ["model.max_length=1024"], 1024)])
+    ("length_scaling_summarization", ["model.max_length=1024"], 1024),
+    ("qa_matrix", [], None),
+    ("choice_matrix", ["task.data_dir=unused"], None)])
 def test_every_model_of_a_saved_grid_builds_for_its_task(make_cfg, sweep, overrides, length):
     from lsgbench.models import build_model
 

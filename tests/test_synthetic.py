@@ -59,3 +59,19 @@ def test_extract_generator_rejects_impossible_knobs():
         extract_rows("train", 2, **{**EXTRACT, "num_selected": 30})
     with pytest.raises(ConfigError, match="num_topics=1"):
         extract_rows("train", 2, **{**EXTRACT, "num_topics": 1})
+
+
+def test_span_rows_plant_one_fact_per_name_and_ask_one_of_them():
+    from lsgbench.synthetic import CODE_WORDS, NAMES, span_rows
+
+    rows = span_rows("train", 40, doc_words=200, num_facts=4, key_start=0.5, seed=3)
+    assert rows == span_rows("train", 40, doc_words=200, num_facts=4, key_start=0.5, seed=3)  # deterministic
+    for row in rows:
+        context, (answer,), (start,) = row["context"], row["answers"]["text"], row["answers"]["answer_start"]
+        assert context[start:start + len(answer)] == answer and answer.split()[0] in CODE_WORDS[0]
+        facts = [n for n in NAMES if f"the code of {n} is " in context]
+        asked = row["question"].split()[-2]
+        assert len(facts) == 4 and asked in facts
+        before = context[:context.index(f"the code of {asked} is ")].split()
+        assert len(before) >= 100  # planted after key_start x doc_words = 100 filler words
+    assert len({row["question"] for row in rows}) > 4  # the asked name varies
