@@ -32,7 +32,7 @@ def test_help_lists_the_config_groups(tmp_path):
     assert out.returncode == 0
     groups = help_groups(out.stdout)
     assert groups["task"] == {"classification", "summarization", "question_answering", "multiple_choice", "arxiv",
-                              "arxiv_classification", "big_patent", "synth_qa",
+                              "arxiv_classification", "big_patent", "synth_qa", "hotpotqa", "quality",
                               "govreport", "hyperpartisan", "imdb", "mediasum", "multi_news", "pubmed",
                               "synth_extract", "synth_keys"}
     assert groups["trainer"] == {"default", "cpu", "gpu"} and "bench" not in groups  # the benchmark's, not a run's
