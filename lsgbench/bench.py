@@ -56,9 +56,9 @@ def _phases(bench) -> tuple[str, ...]:
 
 
 def _bench_kind(bench, family, model_name: str):
-    """The task kind whose head is timed: bench.task_kind, else an encoder-decoder's generation head or an
-    encoder's classifier."""
-    name = bench.task_kind or ("summarization" if family.encoder_decoder else "classification")
+    """The task kind whose head is timed: bench.task_kind, else the family's main head (an encoder-decoder's
+    generation head, an encoder's classifier)."""
+    name = bench.task_kind or next(iter(family.heads))
     if name not in KINDS or name not in family.heads:
         raise ConfigError(f"bench.task_kind={name!r}: model {model_name!r} has heads for {sorted(family.heads)}")
     return KINDS[name]

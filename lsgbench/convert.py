@@ -19,7 +19,9 @@ from pathlib import Path
 
 from .attention import CONVERTED, VARIANTS
 from .errors import ConfigError
+from .kinds import KINDS
 from .models import resolve_checkpoint
+from .models.families import FAMILIES
 from .models.ccdv import stored_knobs
 from .models.conversion import convert as convert_model
 from .models.layouts import LAYOUTS
@@ -28,8 +30,8 @@ from .record import apply_umask
 def convert(pretrained: str, out: str, max_length: int, attention: str = "lsg", knobs: dict | None = None,
             head: str | None = None, num_labels: int = 2, trust_remote_code: bool = False) -> str:
     """Convert `pretrained` with `attention` (knobs: changes to its defaults) and save it to `out`."""
-    from transformers import (AutoConfig, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
-                              AutoTokenizer)
+    from omegaconf import OmegaConf
+    from transformers import AutoConfig, AutoTokenizer
 
     if attention not in CONVERTED:
         raise ConfigError(f"--attention {attention!r} is not a converted variant; choose one of {CONVERTED}")
@@ -41,14 +43,13 @@ def convert(pretrained: str, out: str, max_length: int, attention: str = "lsg", 
         raise ConfigError(f"{pretrained!r} is a {family!r} model; conversion supports {sorted(LAYOUTS)}")
     if stored_knobs(config) is not None:
         raise ConfigError(f"{pretrained!r} is already a converted long model")
-    head = head or ("seq2seq" if LAYOUTS[family].is_seq2seq else "classification")
-    if head == "seq2seq" and not LAYOUTS[family].is_seq2seq:
-        raise ConfigError(f"--head seq2seq needs an encoder-decoder; {pretrained!r} is {family!r}")
-    if head == "classification":
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels,
-                                                                   trust_remote_code=trust_remote_code)
-    else:
-        model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=trust_remote_code)
+    heads = FAMILIES[family].heads
+    head = head or next(iter(heads))
+    if head not in heads:
+        raise ConfigError(f"--head {head!r}: a {family!r} model has heads for {list(heads)}")
+    task = OmegaConf.create({"label_names": [str(i) for i in range(num_labels)]})  # all a head's config reads
+    load_args = KINDS[head].pretrained_config(config, task, pretrained)
+    model = heads[head].from_pretrained(path, config=config, trust_remote_code=trust_remote_code, **load_args)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
     convert_model(model, family, variant_knobs, max_length, bos, tokenizer.mask_token_id)
@@ -86,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--max-length", type=int, default=4096)
     p.add_argument("--attention", default="lsg", choices=CONVERTED)
-    p.add_argument("--head", choices=["classification", "seq2seq"], default=None,
-                   help="default: seq2seq for BART and Pegasus, classification otherwise")
-    p.add_argument("--num-labels", type=int, default=2)
+    p.add_argument("--head", choices=sorted(KINDS), default=None,
+                   help="the task kind whose head the model gets; default: the family's main head (summarization "
+                        "for BART and Pegasus, classification otherwise)")
+    p.add_argument("--num-labels", type=int, default=2, help="classification: the number of classes")
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the checkpoint (off by default)")
     knob_names = _knob_flags(p)
     args = p.parse_args(argv)

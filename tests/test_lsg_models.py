@@ -194,6 +194,29 @@ def test_convert_cli_writes_a_loadable_lsg_directory(make_cfg, tmp_path):
     assert main([str(tmp_path / "lsg"), "--out", str(tmp_path / "again")]) == 2  # already LSG: a clear refusal
 
 
+def test_convert_cli_gives_the_head_of_the_kind_asked_for_and_refuses_one_the_family_lacks(make_cfg, tmp_path):
+    from lsgbench.convert import main
+
+    base = tiny(make_cfg, "roberta", "synth_qa")
+    base.model.save_pretrained(tmp_path / "roberta")
+    base.tokenizer.save_pretrained(tmp_path / "roberta")
+    assert main([str(tmp_path / "roberta"), "--out", str(tmp_path / "lsg"), "--max-length", "1024", "--head",
+                 "question_answering", "--block-size", "32"]) == 0
+    cfg = make_cfg("model=lsg_roberta", "task=synth_qa", f"model.pretrained={tmp_path / 'lsg'}", "model.max_length=1024",
+                   "model.attention.block_size=32")
+    loaded = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+    assert type(loaded.model).__name__ == "RobertaForQuestionAnswering"
+    torch.testing.assert_close(loaded.model.state_dict()["qa_outputs.weight"], base.model.state_dict()["qa_outputs.weight"])
+    out = loaded.model(input_ids=torch.randint(5, 200, (1, 900)))
+    assert out.start_logits.shape == (1, 900)
+
+    pegasus = tiny(make_cfg, "pegasus", "synth_extract")
+    pegasus.model.save_pretrained(tmp_path / "pegasus")
+    pegasus.tokenizer.save_pretrained(tmp_path / "pegasus")
+    assert main([str(tmp_path / "pegasus"), "--out", str(tmp_path / "x"), "--head", "question_answering"]) == 2
+    assert not (tmp_path / "x").exists()
+
+
 def test_spade_ssm_branch_gives_local_attention_global_reach(make_cfg):
     """Local attention alone (window 32, 2 layers) cannot carry the far end to the first token; SPADE's
     bidirectional S4D branch in layer 0 can."""

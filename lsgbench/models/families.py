@@ -41,7 +41,8 @@ def _t5_sizes(layers, hidden, heads, ffn):
 @dataclass(frozen=True)
 class Family:
     config_class: type
-    heads: dict[str, type]            # task kind -> the model class with that kind's head (a kind absent: none)
+    heads: dict[str, type]            # task kind -> the model class with that kind's head (a kind absent: none);
+                                      # the first is the family's main head, what the benchmark and the converter default to
     sizes: Callable                   # (layers, hidden, heads, ffn) -> config kwargs
     position_field: str | None = "max_position_embeddings"  # None: no position table, any input length
     position_offset: int = 0          # RoBERTa-style embeddings reserve padding_idx + 1 positions
@@ -75,8 +76,8 @@ FAMILIES = {
                                          "multiple_choice": masked_choices(tf.RobertaForMultipleChoice)},
                       _encoder_sizes,
                       position_offset=2),
-    "bart": Family(tf.BartConfig, {"classification": tf.BartForSequenceClassification,
-                                   "summarization": tf.BartForConditionalGeneration,
+    "bart": Family(tf.BartConfig, {"summarization": tf.BartForConditionalGeneration,
+                                   "classification": tf.BartForSequenceClassification,
                                    "question_answering": tf.BartForQuestionAnswering},
                    _seq2seq_sizes, pretrained_positions=1024),
     "pegasus": Family(tf.PegasusConfig, {"summarization": tf.PegasusForConditionalGeneration}, _seq2seq_sizes,
@@ -103,14 +104,14 @@ FAMILIES = {
     # LongT5 (Guo et al. 2022): relative position buckets, no absolute position table; local or transient-global
     # encoder attention (model files longt5_local, longt5_tglobal). transformers has no classification head for it
     # nor for PEGASUS-X: lsgbench's (models/heads.py) classifies from the encoder's first token.
-    "longt5": Family(tf.LongT5Config, {"classification": LongT5EncoderForSequenceClassification,
-                                       "summarization": tf.LongT5ForConditionalGeneration},
+    "longt5": Family(tf.LongT5Config, {"summarization": tf.LongT5ForConditionalGeneration,
+                                       "classification": LongT5EncoderForSequenceClassification},
                      _t5_sizes, position_field=None,
                      attention_types=("longt5",), attn_implementation="eager", decoder_starts_with_pad=True),
     # PEGASUS-X (Phang et al. 2022): staggered block-local attention with global tokens; its sinusoidal positions
     # are computed for any length (max_position_embeddings is stored, never enforced).
-    "pegasus_x": Family(tf.PegasusXConfig, {"classification": PegasusXEncoderForSequenceClassification,
-                                            "summarization": tf.PegasusXForConditionalGeneration},
+    "pegasus_x": Family(tf.PegasusXConfig, {"summarization": tf.PegasusXForConditionalGeneration,
+                                            "classification": PegasusXEncoderForSequenceClassification},
                         _seq2seq_sizes, position_field=None, attention_types=("pegasus_x",),
                         attn_implementation="eager", decoder_starts_with_pad=True),
 }
