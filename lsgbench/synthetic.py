@@ -2,8 +2,8 @@
 
 Both generators write filler prose from a fixed pseudo-word vocabulary and hide the answer in
 words planted far from the start of the document, so attention whose receptive field does not
-reach them fails. Rows follow the unified local schema ({"id", "text", "label"} or
-{"id", "article", "abstract"}).
+reach them fails. Rows follow the unified local schema of their kind (classification, summarization,
+extractive question answering).
 """
 
 from __future__ import annotations
@@ -105,15 +105,29 @@ def extract_rows(split: str, n: int, *, doc_sentences: int, num_selected: int, n
     return rows
 
 
-NAMES = ("falcon", "otter", "lynx", "heron", "bison", "viper", "marten", "osprey")  # whose codes a document tells
-CODE_WORDS = (("red", "green", "blue", "amber", "violet", "silver", "golden", "black"),  # a code: one of each
-              ("lantern", "anchor", "mirror", "compass", "ladder", "kettle", "drum", "bell"))
+# Whose codes a document holds: a name's code is one of its first four words and one of its last four, so a
+# code's words say whose it is. Which planted code answers depends on the question's name alone, a lookup one
+# attention hop away (from the code to the question), and a code's first and last words are told apart by the
+# words themselves, not their order.
+CODES = {
+    "falcon": ("red", "green", "blue", "amber", "violet", "silver", "golden", "black"),
+    "otter": ("lantern", "anchor", "mirror", "compass", "ladder", "kettle", "drum", "bell"),
+    "lynx": ("apple", "pear", "plum", "cherry", "lemon", "melon", "grape", "peach"),
+    "heron": ("iron", "copper", "tin", "zinc", "nickel", "chrome", "bronze", "brass"),
+    "bison": ("oak", "elm", "ash", "pine", "birch", "maple", "cedar", "willow"),
+    "viper": ("one", "two", "three", "four", "five", "six", "seven", "eight"),
+    "marten": ("rain", "snow", "hail", "frost", "mist", "storm", "wind", "sun"),
+    "osprey": ("flute", "harp", "violin", "cello", "oboe", "horn", "piano", "organ"),
+}
+NAMES = tuple(CODES)
 
 
 def span_rows(split: str, n: int, *, doc_words: int, num_facts: int, key_start: float, seed: int) -> list[dict]:
-    """Extractive QA: `num_facts` sentences "the code of <name> is <colour> <object> ." are planted in
-    [key_start, 1] of the text, each for another name; the question asks one name's code, and the answer is its
-    two words. The other facts are distractors: only the question says which fact answers it."""
+    """Extractive QA: `num_facts` sentences "the code is <word> <word> ." are planted in [key_start, 1] of the
+    text, each a code of another name (made of that name's words, `CODES`); the question asks one name's code,
+    and the answer is its two words. The other codes are distractors: only the question says which answers it.
+    The facts do not name their owner: a name in the fact too would let a code match its own name nearby
+    instead of the question's, and a tiny model then learns neither (measured: tasks/synth_qa/README.md)."""
     if not 1 <= num_facts <= len(NAMES):
         raise ConfigError(f"task.synthetic.num_facts={num_facts} must be in [1, {len(NAMES)}]")
     if not 0.0 <= key_start < 1.0:
@@ -127,12 +141,12 @@ def span_rows(split: str, n: int, *, doc_words: int, num_facts: int, key_start: 
     for i in range(n):
         words = [rng.choice(FILLER_WORDS) for _ in range(doc_words)]
         names = rng.sample(NAMES, num_facts)
-        facts = {name: f"{rng.choice(CODE_WORDS[0])} {rng.choice(CODE_WORDS[1])}" for name in names}
+        facts = {name: f"{rng.choice(CODES[name][:4])} {rng.choice(CODES[name][4:])}" for name in names}
         for pos, name in sorted(zip(rng.sample(range(lo, doc_words), num_facts), names), reverse=True):
-            words[pos:pos] = f". the code of {name} is {facts[name]} .".split()  # after the later ones first
+            words[pos:pos] = f". the code is {facts[name]} .".split()  # after the later ones first
         context = " ".join(words)
         asked = names[i % num_facts]
-        start = context.index(f"the code of {asked} is ") + len(f"the code of {asked} is ")
+        start = context.index(f" is {facts[asked]} .") + len(" is ")
         rows.append({"id": f"synth_span-{split}-{i}", "question": f"what is the code of {asked} ?", "context": context,
                      "answers": {"text": [facts[asked]], "answer_start": [start]}})
     return rows

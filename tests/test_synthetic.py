@@ -62,16 +62,17 @@ def test_extract_generator_rejects_impossible_knobs():
 
 
 def test_span_rows_plant_one_fact_per_name_and_ask_one_of_them():
-    from lsgbench.synthetic import CODE_WORDS, NAMES, span_rows
+    from lsgbench.synthetic import CODES, NAMES, span_rows
 
     rows = span_rows("train", 40, doc_words=200, num_facts=4, key_start=0.5, seed=3)
     assert rows == span_rows("train", 40, doc_words=200, num_facts=4, key_start=0.5, seed=3)  # deterministic
     for row in rows:
         context, (answer,), (start,) = row["context"], row["answers"]["text"], row["answers"]["answer_start"]
-        assert context[start:start + len(answer)] == answer and answer.split()[0] in CODE_WORDS[0]
-        facts = [n for n in NAMES if f"the code of {n} is " in context]
         asked = row["question"].split()[-2]
+        first, last = answer.split()
+        assert context[start:start + len(answer)] == answer and first in CODES[asked][:4] and last in CODES[asked][4:]
+        facts = [n for n in NAMES if any(f" is {a} {b} ." in context for a in CODES[n][:4] for b in CODES[n][4:])]
         assert len(facts) == 4 and asked in facts
-        before = context[:context.index(f"the code of {asked} is ")].split()
-        assert len(before) >= 100  # planted after key_start x doc_words = 100 filler words
+        before = context[:start].split()
+        assert len(before) >= 100 + 3  # planted after key_start x doc_words = 100 filler words (and ". the code is")
     assert len({row["question"] for row in rows}) > 4  # the asked name varies
