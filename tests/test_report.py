@@ -294,6 +294,15 @@ def test_quality_speed_numbers_points_marks_budgets_and_steps_the_front(monkeypa
     assert [_plain(v) for v in (500, 2000, 50000, 3e6)] == ["500", "2k", "50k", "3M"]
 
 
+def test_quality_speed_keeps_a_flat_zero_score_on_an_axis_from_zero(monkeypatch, tmp_path):
+    from lsgbench.plots import quality_speed
+
+    runs = [_budget(record(f"z{b}", 1, 0.0, block=b, speed=1000.0 * b), 24, 62) for b in (16, 32)]
+    _, grouped = rows(runs, ["model", "attention", "max_length"])
+    ax = _drawn(monkeypatch, quality_speed, grouped, "accuracy", True, tmp_path / "z.png", "hotpotqa").axes[0]
+    assert ax.get_ylim() == (0.0, 1.0)  # not -0.06 to 0.06 around the two zeros
+
+
 def test_lsg_grid_lines_that_coincide_stay_visible(monkeypatch, tmp_path):
     from lsgbench.plots import lsg_grid
 
