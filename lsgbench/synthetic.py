@@ -1,6 +1,6 @@
 """Built-in synthetic long-range tasks: deterministic by seed, no network.
 
-Both generators write filler prose from a fixed pseudo-word vocabulary and hide the answer in
+The generators write filler prose from a fixed pseudo-word vocabulary and hide the answer in
 words planted far from the start of the document, so attention whose receptive field does not
 reach them fails. Rows follow the unified local schema of their kind (classification, summarization,
 extractive question answering).

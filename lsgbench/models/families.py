@@ -42,7 +42,7 @@ def _t5_sizes(layers, hidden, heads, ffn):
 class Family:
     config_class: type
     heads: dict[str, type]            # task kind -> the model class with that kind's head (a kind absent: none);
-                                      # the first is the family's main head, what the benchmark and the converter default to
+                                      # the first is the family's main head (the benchmark's, the converter's default)
     sizes: Callable                   # (layers, hidden, heads, ffn) -> config kwargs
     position_field: str | None = "max_position_embeddings"  # None: no position table, any input length
     position_offset: int = 0          # RoBERTa-style embeddings reserve padding_idx + 1 positions
