@@ -270,8 +270,7 @@ def run_bench(cfg) -> list[dict]:
     device = torch.device("cuda" if bench.device == "auto" and torch.cuda.is_available() else
                           "cpu" if bench.device == "auto" else bench.device)
     bf16 = bench.dtype == "bf16"
-    if bench.mode != "attention":
-        _family_and_kind(cfg)
+    head = _family_and_kind(cfg)[1].name if bench.mode != "attention" else None  # the task kind whose head is timed
     torch.manual_seed(cfg.seed)
     rows = []
     print(HEADER, flush=True)
@@ -279,7 +278,7 @@ def run_bench(cfg) -> list[dict]:
         batch = bench.generate_batch if bench.mode == "generate" else max(1, bench.tokens_per_batch // length)
         base = {"model": cfg.model.name, "attention": attention_label(OmegaConf.to_container(cfg.model.attention)),
                 "size": bench.size, "seq_len": length, "batch": batch, "tokens": batch * length, "dtype": bench.dtype,
-                "bench_mode": bench.mode}
+                "bench_mode": bench.mode, "head": head}
         try:
             steps = _steps(cfg, length, batch, device)
         except Exception as err:  # noqa: BLE001 - an unsupported point is a row, not the end of the sweep

@@ -322,7 +322,7 @@ def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
         if r["status"] == "ok":
             what = r["bench_mode"] if r["bench_mode"] in ("attention", "generate") else "model"
             kind = (what, r["size"], r["dtype"], r["device"])
-            line = f"{r['model']} {r.get('attention', '')} {r['phase']}"
+            line = " ".join(x for x in (r["model"], r.get("attention"), r.get("head"), r["phase"]) if x)
             figures.setdefault(kind, {}).setdefault(line, []).append(r)
     written = []
     for (what, size, dtype, device), series in figures.items():

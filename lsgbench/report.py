@@ -188,10 +188,10 @@ def bench_rows(documents) -> list[dict]:
 
 
 def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]]:
-    """One line per (device, model, attention, length, phase): step time, tokens/s, peak memory, the
+    """One line per (device, model, attention, head, length, phase): step time, tokens/s, peak memory, the
     counted FLOPs and bytes saved for backward per token (— where not counted), status; and notes on
     rows measured on a shared machine."""
-    header = ["device", "model", "attention", "size", "dtype", "mode", "seq_len", "batch", "phase", "step ms",
+    header = ["device", "model", "attention", "size", "dtype", "mode", "head", "seq_len", "batch", "phase", "step ms",
               "tok/s", "peak MB", "MFLOP/tok", "saved KB/tok", "status"]
 
     def figure(row, key, scale, digits):
@@ -200,7 +200,7 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
     cells = []
     for r in rows:
         cells.append([r["device"], r["model"], r.get("attention", "?"), r["size"], r["dtype"], r["bench_mode"],
-                      str(r["seq_len"]), str(r["batch"]), r["phase"], figure(r, "step_s", 1e-3, 1),
+                      r.get("head") or "—", str(r["seq_len"]), str(r["batch"]), r["phase"], figure(r, "step_s", 1e-3, 1),
                       figure(r, "tokens_per_s", 1, 0), figure(r, "peak_mem_mb", 1, 0),
                       figure(r, "flops_per_token", 1e6, 2), figure(r, "saved_bytes_per_token", 1024, 1), r["status"]])
     notes = [f"{r['model']} {r.get('attention', '')} {r['seq_len']} {r['phase']}: {busy}" for r in rows

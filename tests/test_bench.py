@@ -33,13 +33,14 @@ def test_attention_only_mode_times_the_kernel(tmp_path):
     rows = bench.run_bench(bench_cfg(tmp_path, "model=local_roberta", "bench.mode=attention", "bench.seq_lens=[128]",
                                      "model.attention.window=32"))
     assert [r["phase"] for r in rows] == ["infer", "train"] and all(r["status"] == "ok" for r in rows)
+    assert all(r["head"] is None for r in rows)  # the kernel alone: no model, no head
 
 
 def test_encoder_decoders_are_timed_with_their_generation_head(tmp_path):
     for model in ("lsg_bart", "longt5_tglobal", "pegasus_x"):
         rows = bench.run_bench(bench_cfg(tmp_path, f"model={model}", "bench.seq_lens=[128]", "bench.new_tokens=4",
                                          "bench.mode=train", "bench.count=false"))
-        assert [(r["phase"], r["status"]) for r in rows] == [("train", "ok")], (model, rows)
+        assert [(r["phase"], r["status"], r["head"]) for r in rows] == [("train", "ok", "summarization")], (model, rows)
         assert "flops_per_token" not in rows[0]
 
 
@@ -157,7 +158,7 @@ def test_the_head_of_any_task_kind_is_timed(tmp_path, kind, per_example):
     rows = bench.run_bench(bench_cfg(tmp_path, "model=lsg_roberta", f"bench.task_kind={kind}", "bench.seq_lens=[64]",
                                      "model.attention.block_size=16", "model.attention.sparse_block_size=8",
                                      "bench.count=false"))
-    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert [(r["status"], r["head"]) for r in rows] == [("ok", kind), ("ok", kind)]  # each row names its head
     for r in rows:  # tokens/s counts every option of a multiple-choice example
         assert r["tokens_per_s"] == pytest.approx(r["batch"] * per_example * 64 / r["step_s"])
     with pytest.raises(ConfigError, match=r"bench.task_kind='multiple_choice': model 'bart' has heads for "

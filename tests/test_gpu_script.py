@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["environment", "kernel_check", "attention_full", "attention_lsg", "attention_local", "model_full", "model_lsg",
          "attention_flex", "attention_local_flex", "generate", "model_512", "model_lsg_512", "model_lsg_flex",
-         "model_local", "pipeline", "final_report", "final_targets"]
+         "model_local", "model_qa", "model_qa_lsg", "pipeline", "final_report", "final_targets"]
 
 
 @pytest.mark.slow
@@ -28,6 +28,8 @@ def test_the_gpu_script_dry_run_writes_every_result(tmp_path):
     assert {("attention", "lsg_roberta", "infer"), ("attention", "local_roberta", "infer"), ("train", "bigbird", "train"),
             ("generate", "lsg_bart", "beam4"), ("generate", "led", "greedy"), ("generate", "pegasus_x", "greedy"),
             ("generate", "longt5_tglobal", "greedy")} <= {(m if m != "both" else p, n, p) for m, n, p in ok} | ok
+    qa = {r["model"] for r in rows if r.get("head") == "question_answering" and r["status"] == "ok"}
+    assert qa == {"roberta", "longformer", "bigbird", "lsg_roberta"}  # a QA training step of each
     flex_train = [r for r in rows if "flex" in r["attention"] and r["phase"] == "train"]
     assert flex_train and all("backward on CPU" in r["error"] for r in flex_train)  # said, not hidden
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]

@@ -363,13 +363,14 @@ def test_status_filter_kind_tables_unreadable_records_and_numeric_csv(tmp_path, 
 def test_runs_and_benchmark_rows_together_give_a_table_each(tmp_path, capsys):
     run = record("a", 1, 88.0, task="imdb", model="roberta", length=512)
     (tmp_path / "run.json").write_text(json.dumps(run))
-    row = {"model": "roberta", "attention": "full", "size": "tiny", "dtype": "fp32", "bench_mode": "train", "seq_len": 512,
+    row = {"model": "roberta", "attention": "full", "size": "tiny", "dtype": "fp32", "bench_mode": "train",
+           "head": "question_answering", "seq_len": 512,
            "batch": 2, "tokens": 1024, "phase": "train", "status": "ok", "step_s": 0.5, "tokens_per_s": 2048.0,
            "peak_mem_mb": 10.0}
     (tmp_path / "bench.json").write_text(json.dumps({"schema": 1, "kind": "bench", "device": "cpu", "rows": [row]}))
     assert main([str(tmp_path), "--format", "md", "--out", str(tmp_path / "out")]) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("table_*.md")) == ["table_bench.md", "table_classification.md"]
-    assert "| cpu | roberta | full | tiny | fp32 | train | 512 | 2 | train | 500.0 | 2048 | 10 |" in \
+    assert "| cpu | roberta | full | tiny | fp32 | train | question_answering | 512 | 2 | train | 500.0 | 2048 | 10 |" in \
         (tmp_path / "out" / "table_bench.md").read_text()
 
 
