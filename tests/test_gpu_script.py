@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["environment", "kernel_check", "attention_full", "attention_lsg", "attention_local", "model_full", "model_lsg",
          "attention_flex", "attention_local_flex", "generate", "model_512", "model_lsg_512", "model_lsg_flex",
-         "model_local", "model_qa", "model_qa_lsg", "pipeline", "final_report", "final_targets"]
+         "model_local", "pipeline", "model_qa", "model_qa_lsg", "final_report", "final_targets"]
 
 
 @pytest.mark.slow

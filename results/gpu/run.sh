@@ -23,10 +23,11 @@
 #                                and local with backend=flex; generation at 4k and 16k source tokens, 64
 #                                new tokens, greedy and beam 4 (BART, LSG-BART, LED, BigBird-Pegasus,
 #                                LongT5, PEGASUS-X); RoBERTa and LSG at 512; LSG inference with flex;
-#                                local RoBERTa; a training step with the question-answering head (RoBERTa,
-#                                Longformer with global attention on the question, BigBird, LSG)
+#                                local RoBERTa
 #   4. runs/                     a short pipeline run on the device (tiny LSG-RoBERTa on synth_keys, bf16)
-#   5. logs/pytest_gpu.txt       the gpu-marked tests
+#   5. logs/pytest_gpu.txt       the gpu-marked tests; then bench/model_qa*: a training step with the
+#                                question-answering head (RoBERTa, Longformer with global attention on the
+#                                question, BigBird, LSG) at 1k/4k/16k
 #   6. report/                   the report's tables and plots over all benchmark rows and the run
 #   7. targets.md, summary.md    the GPU targets computed from the rows; each step's status and time
 set -uo pipefail
@@ -120,9 +121,6 @@ bench model_lsg_512 bench.mode=both model=lsg_roberta "${lsg[@]}" model.attentio
 bench model_lsg_flex bench.mode=infer model=lsg_roberta "${lsg[@]}" model.attention.sparsity_type=pooling \
     model.attention.backend=flex bench.seq_lens=$flex_lens
 bench model_local bench.mode=both model=local_roberta "${local_knobs[@]}" model.attention.mode=sliding,disjoint
-bench model_qa bench.mode=train bench.task_kind=question_answering model=roberta,longformer,bigbird
-bench model_qa_lsg bench.mode=train bench.task_kind=question_answering model=lsg_roberta "${lsg[@]}" \
-    model.attention.sparsity_type=pooling model.attention.backend=blocks
 step pipeline $limit $python -m lsgbench experiment=quickstart trainer=default trainer.device=$device \
     model=lsg_roberta model.max_length=1024 model.attention.block_size=64 model.attention.sparse_block_size=64 \
     task.synthetic.doc_words=800 "${pipeline[@]}" paths.store_dir=$out/runs paths.cache_dir=$out/cache \
@@ -130,6 +128,9 @@ step pipeline $limit $python -m lsgbench experiment=quickstart trainer=default t
 if [[ $device == cuda ]]; then
     step pytest_gpu $limit $python -m pytest -m gpu -q -p no:cacheprovider tests
 fi
+bench model_qa bench.mode=train bench.task_kind=question_answering model=roberta,longformer,bigbird
+bench model_qa_lsg bench.mode=train bench.task_kind=question_answering model=lsg_roberta "${lsg[@]}" \
+    model.attention.sparsity_type=pooling model.attention.backend=blocks
 step final_report 300 $python -m lsgbench.report "$out/bench" "$out/runs" --format md,csv --out "$out/report"
 step final_targets 60 $python results/gpu/targets.py "$out/bench" "$out/targets.md"
 cat "$summary" "$out/targets.md" 2>/dev/null
