@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Receptive-field study for extractive QA on the built-in synth_qa task (CPU, tiny random-init models, equal
-# budgets). Each document has 200 filler words (~300 tokens) with 4 codes planted in its second half, 150+
-# tokens after the question; which code answers depends on the question's name alone (chance: 25 exact match).
+# budgets). Each document has 200 filler words (~240 tokens) with 4 codes planted in its second half, about
+# 110-235 tokens after the question; which code answers depends on the question's name alone (chance: 25 exact match).
 # Same data, optimiser and epochs for every model: 8,192 questions x 8 epochs, batch 16, learning rate 1e-3
 # (a model reading 128-token windows trains on every window, as Hugging Face's run_qa does: 3 per question).
 # Windows of 32 tokens (LSG blocks of 32, BigBird blocks of 16) against the ~300-token documents: the ratio of
