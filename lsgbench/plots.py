@@ -174,7 +174,7 @@ def quality_speed(grouped: list[dict], metric: str, higher: bool, path: Path, ta
     ax.margins(y=0.15)  # room for stacked labels
     low, high = min(y for _, y in points), max(y for _, y in points)
     if low >= 0 and (low == high or ax.get_ylim()[0] < 0):  # scores and losses: an axis below zero shows nothing
-        ax.set_ylim(0, max(1.0, 2 * high) if low == high else None)
+        ax.set_ylim(0, max(1.0, 1.15 * high) if low == high else None)
     _number(ax, points)
     _plain_log_ticks(ax.xaxis)
     ax.set(xlabel="training tokens/s", ylabel=metric, title=f"{task}: {metric} vs training speed")

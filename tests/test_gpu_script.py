@@ -36,3 +36,17 @@ def test_the_gpu_script_dry_run_writes_every_result(tmp_path):
     assert record["status"] == "ok" and record["model"] == "lsg_roberta"
     assert (tmp_path / "report" / "table_bench.md").exists() and list((tmp_path / "report").glob("bench_*.png"))
     assert "| LSG-BART greedy generation tok/s at 16k / LED's |" in (tmp_path / "targets.md").read_text()
+
+
+def test_targets_compare_classifier_rows_never_a_qa_step():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("targets", ROOT / "results/gpu/targets.py")
+    targets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(targets)
+    row = {"model": "longformer", "phase": "train", "seq_len": 16384, "status": "ok", "bench_mode": "train",
+           "attention": "longformer w=512"}
+    qa, classifier, old = {**row, "head": "question_answering"}, {**row, "head": "classification"}, dict(row)
+    assert targets.find([qa, classifier], "longformer", "train", 16384) is classifier
+    assert targets.find([qa, old], "longformer", "train", 16384) is old  # made before rows named their head
+    assert targets.find([qa], "longformer", "train", 16384) is None  # reads "not measured"

@@ -301,6 +301,10 @@ def test_quality_speed_keeps_a_flat_zero_score_on_an_axis_from_zero(monkeypatch,
     _, grouped = rows(runs, ["model", "attention", "max_length"])
     ax = _drawn(monkeypatch, quality_speed, grouped, "accuracy", True, tmp_path / "z.png", "hotpotqa").axes[0]
     assert ax.get_ylim() == (0.0, 1.0)  # not -0.06 to 0.06 around the two zeros
+    runs = [_budget(record(f"h{b}", 1, 100.0, block=b, speed=1000.0 * b), 24, 62) for b in (16, 32)]
+    _, grouped = rows(runs, ["model", "attention", "max_length"])
+    ax = _drawn(monkeypatch, quality_speed, grouped, "accuracy", True, tmp_path / "h.png", "hotpotqa").axes[0]
+    assert ax.get_ylim() == pytest.approx((0.0, 115.0))  # from zero, room above the points
 
 
 def test_lsg_grid_lines_that_coincide_stay_visible(monkeypatch, tmp_path):

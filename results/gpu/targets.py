@@ -14,14 +14,17 @@ from lsgbench.record import json_documents
 from lsgbench.report import bench_rows
 
 LSG = "lsg b=128 s=128 f=4 {} g=1"
+TARGET_HEADS = (None, "classification", "summarization")  # the targets compare these heads; None: a row made before
+                                                           # rows named their head (it timed one of these)
 
 
 def find(rows, model, phase, seq_len, attention_prefix=""):
     """The ok whole-model row (not attention-only) of this model, phase and length whose attention label
-    starts with the prefix."""
+    starts with the prefix, timed with a classifier or generation head (never a QA step's row)."""
     for r in rows:
         if (r["model"], r["phase"], r["seq_len"], r["status"]) == (model, phase, seq_len, "ok") \
-                and r["bench_mode"] != "attention" and r.get("attention", "").startswith(attention_prefix):
+                and r["bench_mode"] != "attention" and r.get("head") in TARGET_HEADS \
+                and r.get("attention", "").startswith(attention_prefix):
             return r
     return None
 
