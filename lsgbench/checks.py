@@ -14,8 +14,11 @@ from omegaconf import OmegaConf
 
 from .attention import variant
 from .config import file_keys, shipped_dir
-from .errors import ConfigError, integer, number, raise_all, unknown_keys
+from .errors import ConfigError, choice, integer, number, raise_all, unknown_keys
 from .kinds import task_kind
+from .models import TRAINABLE
+from .models.artifacts import RUN_PREFIX
+from .models.conversion import POSITION_INITS
 from .synthetic import check_knobs
 
 # ---------------------------------------------------------------- a run's config
@@ -68,9 +71,22 @@ def check_run_config(cfg) -> None:
                                  "the unified columns, each naming its column in the source")
     if task.get("synthetic"):
         problems += check_knobs(task)
+    if cfg.pretrain is not None:
+        problems += unknown_keys(cfg.pretrain, "pretrain", ("task", "overrides"))
+        if not isinstance(cfg.pretrain.get("task"), str) or not OmegaConf.is_list(cfg.pretrain.get("overrides")):
+            problems.append(f"pretrain={OmegaConf.to_container(cfg.pretrain)} must be {{task: <a task name>, "
+                            f"overrides: [<override>, ...]}}")
     problems += _trainer_args(cfg.trainer.args)
     problems += integer("seed", cfg.seed, 0)
     problems += integer("model.max_length", model.max_length, 1, optional=True)
+    problems += integer("model.eval_max_length", model.eval_max_length, 1, optional=True)
+    problems += choice("model.position_init", model.position_init, POSITION_INITS)
+    problems += choice("trainer.trainable", cfg.trainer.trainable, TRAINABLE)
+    if cfg.save_model not in (None, True, False):
+        problems.append(f"save_model={cfg.save_model!r} must be true, false or null (the task kind decides)")
+    if str(model.pretrained).startswith(RUN_PREFIX) and model.init != "pretrained":
+        problems.append(f"model.pretrained={model.pretrained} loads a run's model, but model.init={model.init}; "
+                        f"set model.init=pretrained")
     problems += integer("model.max_positions", model.max_positions, 1)
     problems += integer("model.tokenizer_vocab_size", model.tokenizer_vocab_size, 300)  # byte-level BPE: 256 + specials
     problems += integer("task.max_source_length", task.max_source_length, 1)

@@ -97,7 +97,15 @@ def _hydra_main(cfg) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     sweep = Path(hydra_cfg.sweep.dir).name if multirun else None
-    record = pipeline.run(cfg, hydra_cfg.runtime.output_dir, list(hydra_cfg.overrides.task), sweep)
+    overrides = list(hydra_cfg.overrides.task)
+    if cfg.pretrain:  # pretrain (or reuse the pretraining), then fine-tune what it saved
+        from . import protocol
+
+        pretraining, record = protocol.run(cfg, hydra_cfg.runtime.output_dir, overrides, sweep)
+        if pipeline.rank() == 0:
+            print("pretraining " + summary(pretraining), flush=True)
+    else:
+        record = pipeline.run(cfg, hydra_cfg.runtime.output_dir, overrides, sweep)
     if pipeline.rank() != 0:
         return None
     print(summary(record), flush=True)

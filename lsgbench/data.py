@@ -139,7 +139,7 @@ def _overlap(task, kind, train: list[dict], evals: list[dict], train_split: str,
                           f"carves one from it), or {fix}")
     eval_id, train_id = shared[0]
     raise ConfigError(f"{len(shared)} of {len(evals)} evaluation examples ({eval_split}) have the "
-                      f"{' and '.join(repr(c) for c in kind.columns(task)[:-1])} of a training example ({train_split}), e.g. eval id {eval_id!r} = train id {train_id!r}. "
+                      f"{' and '.join(repr(c) for c in kind.input_columns(task))} of a training example ({train_split}), e.g. eval id {eval_id!r} = train id {train_id!r}. "
                       f"Remove them from one split, or {fix}")
 
 
@@ -199,7 +199,8 @@ def _hub_reader(task):
             f"(3) use a built-in synthetic task (task=synth_keys or task=synth_extract)."
         ) from None
     to_source = dict(task.splits)
-    available = [s for s, src in to_source.items() if src in (builder.info.splits or {})] or list(to_source)
+    # a split may be a slice of the source's (train[:500]: datasets' syntax)
+    available = [s for s, src in to_source.items() if src.split("[")[0] in (builder.info.splits or {})] or list(to_source)
 
     def read(split):
         ds = datasets.load_dataset(hub.path, hub.name, revision=hub.revision, split=to_source[split])
@@ -237,24 +238,25 @@ def _validated(task, rows: list[dict], where: str) -> list[dict]:
     if not rows:
         raise ConfigError(f"{where} has no examples")
     kind = task_kind(task)
-    *inputs, target = kind.columns(task)  # the document (and the short text read before it, ...), the target
+    inputs, target = kind.input_columns(task), kind.target_column  # the document (and what comes with it), the target
     texts = kind.text_columns(task)  # those that must hold text
     out, seen = [], set()
     empty: dict[str, list[str]] = {}  # text column -> ids of rows where it is empty
     for i, row in enumerate(rows):
-        for col in (*inputs, target):
+        for col in kind.columns(task):
             if col not in row:
                 raise ConfigError(f"{where}: example {row.get('id', i)!r} has no {col!r} column; the "
                                   f"{kind.name} schema is {_schema(task)}, got {sorted(row)}")
         rid = str(row.get("id", i))
-        if rid in seen:
+        if rid in seen and kind.unique_ids:
             raise ConfigError(f"{where}: the id {rid!r} appears more than once; ids must be unique within a split")
         seen.add(rid)
         if blank := [c for c in texts if not isinstance(row[c], str) or not row[c].strip()]:
             for col in blank:
                 empty.setdefault(col, []).append(rid)
             continue
-        out.append({"id": rid, **{c: row[c] for c in inputs}, target: kind.target(row[target], task, where, rid, row)})
+        out.append({"id": rid, **{c: row[c] for c in inputs},
+                    **({target: kind.target(row[target], task, where, rid, row)} if target else {})})
     for col, ids in empty.items():
         raise ConfigError(f"{where}: {len(ids)} example(s) have an empty {col!r} (or one that is not a string), "
                           f"e.g. ids {ids[:5]}; remove or fill them")

@@ -65,3 +65,8 @@ def number(name: str, value, above: float | None = None, below: float | None = N
     bounds = [f"> {above}" if above is not None else "", f">= {at_least}" if at_least is not None else "",
               f"< {below}" if below is not None else ""]
     return [f"{name}={value!r} must be a number {' and '.join(b for b in bounds if b)}".rstrip()]
+
+
+def choice(name: str, value, allowed) -> list[str]:
+    """[] when `value` is one of `allowed`; else a message naming `name` and the choices."""
+    return [] if value in allowed else [f"{name}={value!r} is unknown; choose one of {list(allowed)}"]

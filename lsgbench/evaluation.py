@@ -22,7 +22,7 @@ def evaluate(built, eval_ds, rows: list[dict], task, batch_size: int, device: to
     their features."""
     kind = task_kind(task)
     model = built.model.to(device).eval()
-    collator = Collator(built, kind)
+    collator = Collator(built, task)
     order = sorted(range(len(eval_ds)), key=lambda i: -len(eval_ds[i]["input_ids"]))
     outputs: dict[int, object] = {}
     source_tokens = generated_tokens = 0
@@ -37,7 +37,7 @@ def evaluate(built, eval_ds, rows: list[dict], task, batch_size: int, device: to
             generated_tokens += generated
             outputs.update(zip(idx, predicted))
     predictions = kind.predictions([outputs[i] for i in range(len(eval_ds))], eval_ds, rows, task)
-    metrics = kind.metrics(predictions, [r[kind.target_column] for r in rows], generated_tokens, task)
+    metrics = kind.metrics(predictions, kind.targets(rows), generated_tokens, task)
     metrics = {k: v for k, v in metrics.items() if k in task.metrics}
     efficiency = {
         "eval_tokens_per_s": source_tokens / phase.seconds,

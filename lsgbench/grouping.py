@@ -40,9 +40,15 @@ class Row(TypedDict):
     commits: list[str]        # the lsgbench commits its runs were made by (env.git_commit; None: unknown)
 
 
+def run_label(record: RunRecord) -> str:
+    """A run's attention label, and what it trained when not every parameter (trainer.trainable)."""
+    trainable = (record["provenance"].get("trainable") or {}).get("choice", "all")
+    return attention_label(record["attention"]) + ("" if trainable == "all" else f", trains {trainable}")
+
+
 def _label(record: RunRecord, by: list[str]) -> tuple:
-    values = {"task": record["task"], "model": record["model"], "attention": attention_label(record["attention"]),
-              "max_length": record["max_length"]}
+    values = {"task": record["task"], "model": record["model"], "attention": run_label(record),
+              "max_length": record["max_length"], "eval_max_length": record.get("eval_max_length") or record["max_length"]}
     return tuple(values[b] for b in by)
 
 
@@ -62,7 +68,7 @@ def _seed(record: RunRecord):
     return (record.get("config") or {}).get("seed", record["provenance"].get("seed"))
 
 
-def _stats(values: list) -> Stat | None:
+def stats(values: list) -> Stat | None:
     """The stats of the numbers among `values` (a run may lack a figure); None without any."""
     numbers = [v for v in values if isinstance(v, (int, float))]
     if not numbers:
@@ -101,13 +107,13 @@ def _row(group: list[RunRecord], columns: dict, metrics: list[str]) -> Row:
     ok = [r for r in runs if r["status"] == "ok"]
     first = runs[0]
     figures = dict.fromkeys(f for r in ok for f, v in r["efficiency"].items() if isinstance(v, (int, float)))
-    return Row(columns=columns, differs=columns.get(DIFFERS), task=first["task"], model=first["model"], attention=attention_label(first["attention"]),
+    return Row(columns=columns, differs=columns.get(DIFFERS), task=first["task"], model=first["model"], attention=run_label(first),
                attention_type=first["attention"].get("type"), knobs=labelled_knobs(first["attention"]),
                max_length=first["max_length"], sweep=first.get("sweep"),
                model_init=first["provenance"].get("model_init"), n_train=first["provenance"].get("n_train"),
                device=next((r["efficiency"].get("device") for r in ok), None), setup=_setup(first),
-               metrics={m: _stats([r["metrics"].get(m) for r in ok]) for m in metrics},
-               efficiency={f: _stats([r["efficiency"].get(f) for r in ok]) for f in figures},
+               metrics={m: stats([r["metrics"].get(m) for r in ok]) for m in metrics},
+               efficiency={f: stats([r["efficiency"].get(f) for r in ok]) for f in figures},
                n_eval=next((r["provenance"].get("n_eval") for r in ok), None),
                seeds=len(ok), runs=f"{len(ok)}/{len(runs)}",
                status="ok" if len(ok) == len(runs) else ", ".join(sorted({r["status"] for r in runs} - {"ok"})),

@@ -6,7 +6,11 @@ the results store `cfg.paths.store_dir/<run_id>.json`, and returns it. A run ref
 for a mistake in its config or data is `invalid`: the report lists it under its table, never as a row.
 Ctrl-C writes an `interrupted` record with the figures so far and then stops.
 
-A configuration the store already holds an ok record of (same config and data fingerprint), made on
+A run trains `trainer.trainable` parameters (all; none: it evaluates the model as loaded), keeps its model
+when `save_model` says so (the record's `artifact`; `model.pretrained=run:<run_id>` loads it later) and
+evaluates at `model.eval_max_length` (the model converted to that length after training) when it is set.
+
+A configuration the store already holds an ok record of (same config, data and checkpoint fingerprints), made on
 the same device and number of processes after its attention kernel last changed, is not run again (`force=true` reruns it; changes to lsgbench's code are not detected):
 the stored record is copied to `output_dir` and returned with `"reused": true`. Under torchrun
 (DDP) every rank trains; rank 0 alone evaluates and writes the record, also of a failed run.
@@ -35,7 +39,8 @@ from .errors import ConfigError, raise_all
 from .evaluation import evaluate
 from .kinds import task_kind
 from .measure import device_name
-from .models import build_model, checkpoint_config
+from .models import at_length, build_model, checkpoint_config, freeze
+from .models import artifacts
 from .tracking import NoTracker, make_tracker
 from .train import NonFiniteLoss, resolve_device, train, training_arguments, use_bf16
 
@@ -64,6 +69,12 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         check_run_config(cfg)  # every key and number, before anything is read or built
         rec.check_writable(cfg.paths.store_dir, "paths.store_dir")
         here = device_name(resolve_device(cfg.trainer))
+        # run:<id> names the model a run saved; the weights' fingerprint keys reuse (a checkpoint trained again
+        # in place is another run).
+        origin = {}
+        if cfg.model.init == "pretrained":
+            cfg.model.pretrained, origin = artifacts.resolve(cfg.model.pretrained, cfg.paths.store_dir)
+        record["provenance"].update(origin)
         data = preflight(cfg)  # before the reuse check: the examples are part of what a run computes
         record["provenance"].update(dataset=data.source, splits=data.splits, n_train=len(data.train),
                                     n_eval=len(data.eval), eval_overlap=data.eval_overlap,
@@ -72,11 +83,13 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         if data.notes:
             record["provenance"]["data_notes"] = data.notes
         # One process at a time per configuration and data (under torchrun the ranks are one job).
-        claim = rec.Claim(cfg.paths.store_dir, f"{rec.config_hash(record['config'])}-{data.fingerprint}") \
+        weights = origin.get("pretrained_fingerprint")
+        claim = rec.Claim(cfg.paths.store_dir, "-".join(filter(None, (rec.config_hash(record["config"]),
+                                                                        data.fingerprint, weights)))) \
             if world_size() == 1 else contextlib.nullcontext()
         with claim:
             done = None if cfg.force else rec.find_done(cfg.paths.store_dir, record["config"], data.fingerprint,
-                                                        here, world_size())
+                                                        here, world_size(), weights)
             if done:
                 log.info("skipped: the store %s holds ok run %s of this configuration (force=true reruns it)",
                          cfg.paths.store_dir, done["run_id"])
@@ -160,17 +173,25 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     record["provenance"].update(model_init=built.init, tokenizer=built.tokenizer_source,
                                 n_params=sum(p.numel() for p in built.model.parameters()))
 
+    record["eval_max_length"] = eval_length = built.eval_max_length
+    record["provenance"]["trainable"] = trainable = freeze(built, cfg.trainer.trainable)
+
     train_ds = tokenize(data.train, built.tokenizer, task, built.max_length, cache_dir)
-    eval_ds = tokenize(data.eval, built.tokenizer, task, built.max_length, cache_dir)
-    record["provenance"]["truncation"] = {split: kind.truncation(ds, built.max_length, task)
-                                          for split, ds in (("train", train_ds), ("eval", eval_ds))}
+    eval_ds = tokenize(data.eval, built.tokenizer, task, eval_length, cache_dir)
+    record["provenance"]["truncation"] = {split: kind.truncation(ds, length, task) for split, ds, length
+                                          in (("train", train_ds, built.max_length), ("eval", eval_ds, eval_length))}
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
     efficiency["device"] = device_name(device)
-    record["stage"] = "train"
-    efficiency.update(train(built, train_ds, cfg, args, device, output_dir / "train_log.jsonl"))
+    if trainable["parameters"]:
+        record["stage"] = "train"
+        efficiency.update(train(built, train_ds, cfg, args, device, output_dir / "train_log.jsonl"))
     if rank() != 0:
         return False
+    if kind.saves_model if cfg.save_model is None else cfg.save_model:
+        record["artifact"] = artifacts.save(built.model, built.tokenizer, output_dir / "model")
+    if eval_length != built.max_length:  # converted again, from the trained model, to the evaluation's length
+        built = at_length(built, eval_length)
     record["stage"] = "evaluate"
     metrics, eval_eff, predictions = evaluate(built, eval_ds, data.eval, task,
                                               cfg.trainer.args.per_device_eval_batch_size, device,
@@ -179,6 +200,6 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     record["metrics"] = metrics
     record["provenance"].update(kind.provenance(task))
     kind.write_predictions(output_dir / "predictions.json", [r["id"] for r in data.eval], predictions,
-                           [r[kind.target_column] for r in data.eval], task)
+                           kind.targets(data.eval), task)
     record["stage"] = "done"
     return True

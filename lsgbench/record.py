@@ -31,7 +31,8 @@ class RunRecord(TypedDict):
     task_kind: str
     model: str
     attention: dict           # the attention knobs the model ran with
-    max_length: int | None
+    max_length: int | None    # the input length it trained at
+    eval_max_length: NotRequired[int | None]  # the input length it was evaluated at (older records lack it: max_length)
     metrics: dict[str, float]
     efficiency: dict          # speed and memory figures, and the device
     provenance: dict          # dataset, model_init, n_train, n_eval, seed, ...
@@ -40,6 +41,7 @@ class RunRecord(TypedDict):
     sweep: NotRequired[str | None]  # the multirun the run belongs to; older records lack it
     env: dict                 # library versions, GPU, git commit
     error: str | None
+    artifact: NotRequired[dict | None]  # the model it kept (save_model): {path, fingerprint}; older records lack it
 
 
 REQUIRED_KEYS = tuple(k for k in RunRecord.__annotations__ if k in RunRecord.__required_keys__)
@@ -50,9 +52,9 @@ def new_run_record(task: str, task_kind: str, model: str, seed: int, overrides: 
     """A run's record before it runs: failed until the run says otherwise."""
     return RunRecord(schema=SCHEMA, run_id=new_run_id(task, model), status="failed", stage="setup", task=task,
                      task_kind=task_kind,
-                     model=model, attention={}, max_length=None, metrics={}, efficiency={},
+                     model=model, attention={}, max_length=None, eval_max_length=None, metrics={}, efficiency={},
                      provenance={"dataset": None, "model_init": None, "n_train": None, "n_eval": None, "seed": seed},
-                     config=None, overrides=list(overrides or []), sweep=sweep, env={}, error=None)
+                     config=None, overrides=list(overrides or []), sweep=sweep, env={}, error=None, artifact=None)
 
 
 def caveats(record: RunRecord) -> list[str]:
@@ -278,9 +280,9 @@ def check_writable(directory: str | Path, what: str) -> None:
 
 
 def find_done(store_dir: str | Path, config: dict, data_fingerprint: str, device: str,
-              world_size: int) -> RunRecord | None:
-    """The newest ok record in the store with the same config and data fingerprints, made on the same
-    device with as many processes and after its attention kernel last changed, if any."""
+              world_size: int, pretrained_fingerprint: str | None = None) -> RunRecord | None:
+    """The newest ok record in the store with the same config, data and pretrained weights' fingerprints, made on
+    the same device with as many processes and after its attention kernel last changed, if any."""
     from .attention import kernel_caveat
 
     if not Path(store_dir).is_dir():
@@ -289,6 +291,7 @@ def find_done(store_dir: str | Path, config: dict, data_fingerprint: str, device
     done = [r for r in read_records([store_dir])
             if r.get("status") == "ok" and config_hash(r.get("config") or {}) == wanted and not kernel_caveat(r)
             and r["provenance"].get("data_fingerprint") == data_fingerprint
+            and r["provenance"].get("pretrained_fingerprint") == pretrained_fingerprint
             and r.get("efficiency", {}).get("device") == device
             and r.get("efficiency", {}).get("world_size", 1) == world_size]
     return max(done, key=lambda r: r["run_id"], default=None)

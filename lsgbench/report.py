@@ -28,14 +28,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .config import shipped_dir
-from .grouping import DIFFERS, Row, rows
+from .grouping import DIFFERS, Row, rows, run_label, stats
 from .kinds import metric
 from .measure import busy_note
 from .plots import plot_bench, plot_records
 from .record import RunRecord, bench_results, config_hash, json_documents, run_records
 from .published import identity, published
 
-BY_CHOICES = ("task", "model", "attention", "max_length")
+BY_CHOICES = ("task", "model", "attention", "max_length", "eval_max_length")
 FORMATS = ("md", "csv", "tex")
 # The efficiency figures the table shows: (figure, column, digits).
 EFFICIENCY = [("train_tokens_per_s", "train tok/s", 0), ("eval_tokens_per_s", "eval tok/s", 0),
@@ -212,6 +212,34 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
     return header, cells, notes
 
 
+def pretraining_table(records: list[RunRecord]) -> tuple[list[str], list[list[str]], list[str]] | None:
+    """Pretrain -> fine-tune: one row per pretraining run that ok fine-tuning runs name (provenance.pretrained_run),
+    its pretraining figures beside each fine-tuned task's first metric (mean ± std over seeds); None without
+    such runs."""
+    by_id = {r["run_id"]: r for r in records}
+    tuned = [r for r in records if r["status"] == "ok" and r["provenance"].get("pretrained_run") in by_id]
+    if not tuned:
+        return None
+    firsts = {r["task"]: next(iter(r["metrics"]), None) for r in tuned}
+    pre_metrics = ["mlm_loss", "bits_per_token"]
+    header = ["model", "attention", "max_length", "pretrained on", "steps", *map(_header, pre_metrics),
+              *[f"{task}: {_header(m)}" for task, m in sorted(firsts.items())]]
+    cells = []
+    for pre_id in dict.fromkeys(r["provenance"]["pretrained_run"] for r in sorted(tuned, key=lambda r: r["run_id"])):
+        pre = by_id[pre_id]
+        row = [pre["model"], run_label(pre), str(pre["max_length"]), pre["task"],
+               str(pre["efficiency"].get("train_steps", "—")),
+               *[_cell((pre["metrics"][m], 0.0)) if m in pre["metrics"] else "—" for m in pre_metrics]]
+        for task, m in sorted(firsts.items()):
+            values = [r["metrics"][m] for r in tuned if r["task"] == task and r["provenance"]["pretrained_run"] == pre_id
+                      and m in r["metrics"]]
+            row.append(_cell(stats(values), seeds=len(values)) if values else "—")
+        cells.append(row)
+    notes = ["each row: one masked-LM pretraining run (its figures on its corpus' evaluation split, lower is "
+             "better) and the runs that fine-tuned the model it saved"]
+    return header, cells, notes
+
+
 def default_store() -> str:
     """The store the runs write to (`store_dir` of the paths config), so LSGBENCH_STORE counts here too."""
     return OmegaConf.load(shipped_dir("conf") / "paths" / "default.yaml").store_dir
@@ -265,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         header, cells, notes = table(kind_metrics, grouped, by) if mine else ([], [], [])
         notes += refused_notes([r for r in invalid if r["task_kind"] == kind])
         tables[kind] = (header, cells, notes, kind_metrics, grouped)
+    if paired := pretraining_table(records):
+        tables["pretrain_finetune"] = (*paired, None, None)
     if benchmarks:
         tables["bench"] = (*bench_table(benchmarks), None, None)
     out = Path(args.out) if args.out else None

@@ -44,16 +44,24 @@ def use_bf16(trainer_cfg, device: torch.device) -> bool:
 
 
 class Collator:
-    """A built model's batches of a task kind's features (`TaskKind.collate`): padded to the model's length
-    where its family needs it (BigBird), with a global attention mask where it takes one (Longformer, LED)."""
+    """A built model's batches of a task's features (`TaskKind.collate`): padded to the model's length
+    where its family needs it (BigBird), with a global attention mask where it takes one (Longformer, LED).
+    `seed`: training's, for the random draws of a kind that corrupts its inputs (masked LM); each dataloader
+    worker draws from its own generator. None: evaluation."""
 
-    def __init__(self, built, kind):
-        self.kind, self.tokenizer = kind, built.tokenizer
+    def __init__(self, built, task, seed: int | None = None):
+        self.task, self.kind, self.tokenizer = task, task_kind(task), built.tokenizer
         self.pad_to = built.max_length if built.family.fixed_padding else None
         self.global_attention = built.family.global_attention
+        self.seed, self.rngs = seed, {}
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        return self.kind.collate(features, self.tokenizer, self.pad_to, self.global_attention)
+        rng = None
+        if self.seed is not None:
+            worker = getattr(torch.utils.data.get_worker_info(), "id", -1)
+            rng = self.rngs.get(worker) or self.rngs.setdefault(
+                worker, torch.Generator().manual_seed(self.seed * 1000 + worker + 1))
+        return self.kind.collate(features, self.tokenizer, self.pad_to, self.global_attention, self.task, rng)
 
 
 class MeasuredTrainer(Trainer):
@@ -121,7 +129,7 @@ def training_arguments(cfg, output_dir: str, device: torch.device) -> TrainingAr
 def train(built, train_ds, cfg, args: TrainingArguments, device: torch.device, log_path: Path) -> dict:
     """Fine-tune `built.model` on `train_ds` with `args` (`training_arguments`), the Trainer's logs going to
     `log_path`; returns the efficiency figures of training."""
-    collator = Collator(built, task_kind(cfg.task))
+    collator = Collator(built, cfg.task, seed=cfg.seed)
     clock = StepClock(device)
     trainer = MeasuredTrainer(model=built.model, args=args, train_dataset=train_ds, data_collator=collator,
                               processing_class=built.tokenizer, callbacks=[clock, TrainLog(log_path)])

@@ -22,14 +22,14 @@ QUICK = ["model.init=random", "model.size=tiny", "task.synthetic.doc_words=80", 
                                           "tasks) has allow_eval_overlap, carve_fraction, columns,"),
     ("+task.anything=1", "task.anything is not a key lsgbench reads"),
     ("+task.max_train_sample=5", "did you mean task.max_train_samples?"),
-    ("+model.anything=1", "model.anything is not a key lsgbench reads: model has attention, family, init,"),
+    ("+model.anything=1", "model.anything is not a key lsgbench reads: model has attention, eval_max_length, family, init,"),
     ("+model.max_lenght=1024", "did you mean model.max_length?"),
     ("+paths.anything=1", "paths.anything is not a key lsgbench reads: paths has cache_dir, runs_dir, store_dir, "
                           "sweeps_dir"),
     ("+trainer.anything=1", "trainer.anything is not a key lsgbench reads: trainer has args, bf16, device, name"),
     ("+logger.project=x", "logger.project is not a key lsgbench reads: logger has name"),
     ("+anything=1", "anything is not a key lsgbench reads: the top level has debug, force, logger, model, paths, "
-                    "seed, task, trainer"),
+                    "pretrain, save_model, seed, task, trainer"),
     ("+trainer.args.learning_rat=1e-4", "trainer.args.learning_rat is not a key lsgbench reads: trainer.args "
                                         "(transformers.TrainingArguments) has"),
     ("+trainer.args.seed=3", "trainer.args.seed is set by lsgbench from seed; set that instead"),
@@ -127,7 +127,7 @@ def test_a_bad_max_length_is_an_invalid_run_on_record_not_a_traceback(make_cfg, 
 def test_a_length_the_tokenizer_fills_with_special_tokens_is_refused_before_the_model_is_built(make_cfg, tmp_path):
     r = run(make_cfg("experiment=quickstart", *QUICK, "model.max_length=2"), tmp_path / "out", [])
     assert r["status"] == "invalid"
-    assert "an input length of 2 tokens (model.max_length, else task.max_source_length) leaves no room for text: " \
+    assert "an input length of 2 tokens (model.max_length, else task.max_source_length, or model.eval_max_length) leaves no room for text: " \
            "the tokenizer adds 2 special tokens" in r["error"]
 
 

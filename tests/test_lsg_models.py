@@ -301,6 +301,6 @@ def test_a_checkpoints_own_knobs_are_named_only_where_they_matter(make_cfg, tmp_
                        "model.max_length=1024", f"model.attention.block_size={block}")
         with caplog.at_level("WARNING"):
             build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
-        messages = [r.getMessage() for r in caplog.records if "carries its own attention knobs" in r.getMessage()]
+        messages = [r.getMessage() for r in caplog.records if "runs its own attention knobs" in r.getMessage()]
         assert bool(messages) == warned
         assert not messages or ("block_size" in messages[0] and "pass_global" not in messages[0])

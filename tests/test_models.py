@@ -1,5 +1,6 @@
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from lsgbench.kinds import KINDS
 from lsgbench.models import build_model
@@ -53,14 +54,14 @@ def test_bigbird_does_not_stay_in_its_full_attention_fallback(make_cfg):
 
 def test_collator_pads_labels_and_marks_the_first_token_global(make_cfg):
     built = build(make_cfg, "model=led", "task=synth_extract", "model.init=random", "model.size=tiny")
-    collate = Collator(built, KINDS["summarization"])  # LED takes a global attention mask
+    collate = Collator(built, OmegaConf.create({"kind": "summarization"}))  # LED takes a global attention mask
     batch = collate([{"input_ids": [0, 7, 8, 2], "attention_mask": [1] * 4, "labels": [0, 9, 2]},
                      {"input_ids": [0, 7, 2], "attention_mask": [1] * 3, "labels": [0, 2]}])
     assert batch["input_ids"].tolist() == [[0, 7, 8, 2], [0, 7, 2, built.tokenizer.pad_token_id]]
     assert batch["labels"].tolist() == [[0, 9, 2], [0, 2, -100]]
     assert batch["global_attention_mask"].tolist() == [[1, 0, 0, 0], [1, 0, 0, 0]]
     fixed = KINDS["classification"].collate([{"input_ids": [0, 5, 2], "attention_mask": [1, 1, 1], "labels": 1}],
-                                            built.tokenizer, pad_to=6, global_attention=False)
+                                            built.tokenizer, pad_to=6, global_attention=False, task=None)
     assert fixed["input_ids"].shape == (1, 6) and "global_attention_mask" not in fixed
 
 

@@ -53,7 +53,7 @@ def test_options_come_first_and_placeholders_fill_a_batch(tokenizer):
     assert [len(options) for options in features["input_ids"]] == [2, 4] and features["labels"] == [0, 1]
     first = tokenizer("what colour was the door ? green")["input_ids"]  # <s> question option </s>
     assert features["input_ids"][1][1][:len(first)] == first and features["first_length"][1][1] == len(first)
-    batch = MC.collate([{k: v[i] for k, v in features.items()} for i in range(2)], tokenizer, None, True)
+    batch = MC.collate([{k: v[i] for k, v in features.items()} for i in range(2)], tokenizer, None, True, None)
     assert batch["input_ids"].shape == (2, 4, 32) and batch["option_mask"].tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
     assert batch["attention_mask"][0, 2].sum() == 1  # a placeholder: the first token alone
     assert batch["global_attention_mask"][1, 1].tolist() == [1] * len(first) + [0] * (32 - len(first))
@@ -65,11 +65,11 @@ def test_placeholder_options_are_never_chosen_and_cost_no_loss(make_cfg, tmp_pat
                         [mc_row(0, 5)["context"]], tmp_path)
     rows = [mc_row(0, 2), mc_row(1, 5)]
     features = MC.encode(rows, built.tokenizer, task, 48)
-    batch = MC.collate([{k: v[i] for k, v in features.items()} for i in range(2)], built.tokenizer, None, False)
+    batch = MC.collate([{k: v[i] for k, v in features.items()} for i in range(2)], built.tokenizer, None, False, None)
     model = built.model.eval()
     with torch.no_grad():
         out = model(**batch)
-        alone = model(**MC.collate([{k: v[0] for k, v in features.items()}], built.tokenizer, None, False))
+        alone = model(**MC.collate([{k: v[0] for k, v in features.items()}], built.tokenizer, None, False, None))
     assert (out.logits[0, 2:] == torch.finfo(out.logits.dtype).min).all() and out.logits.argmax(-1)[0] < 2
     torch.testing.assert_close(out.logits[0, :2], alone.logits[0])  # padding the batch changes no score
     # the loss: the mean of -log p(gold) over the real options of each row (labels 0 of 2 and 1 of 5)

@@ -109,7 +109,7 @@ def test_the_best_span_over_all_windows_is_the_prediction(tokenizer):
 def test_longformer_attends_globally_to_the_question(tokenizer):
     features = QA.encode([qa_row(0)], tokenizer, TASK, 48)
     rows = [{k: v[f] for k, v in features.items()} for f in range(2)]
-    batch = QA.collate(rows, tokenizer, pad_to=None, global_attention=True)
+    batch = QA.collate(rows, tokenizer, pad_to=None, global_attention=True, task=TASK)
     q = features["question_length"][0]
     assert batch["global_attention_mask"][0].tolist() == [1] * q + [0] * (48 - q)
     assert batch["start_positions"].tolist() == features["start_positions"][:2]

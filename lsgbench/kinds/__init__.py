@@ -1,4 +1,5 @@
-"""Task kinds: one module each (classification, summarization, question answering, multiple choice), registered
+"""Task kinds: one module each (classification, summarization, question answering, multiple choice, masked language
+modelling), registered
 here by name."""
 
 from __future__ import annotations
@@ -6,12 +7,13 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .base import Metric, TaskKind
 from .classification import Classification
+from .masked_lm import MaskedLM
 from .multiple_choice import MultipleChoice
 from .question_answering import QuestionAnswering
 from .summarization import Summarization
 
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Summarization(), QuestionAnswering(),
-                                                          MultipleChoice())}
+                                                          MultipleChoice(), MaskedLM())}
 
 
 def metric(name: str) -> Metric:

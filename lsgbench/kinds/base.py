@@ -37,10 +37,12 @@ class Metric:
 class TaskKind:
     name: str
     text_column: str    # the input column of the unified local schema (the document)
-    target_column: str  # the target column
+    target_column: str | None  # the target column (None: the text is its own target, as in language modelling)
     pair_key: str | None = None  # the task key naming a short text read before the document (None: none)
     METRICS: tuple[Metric, ...]  # the metrics it computes (task.metrics chooses among them)
     generates = False   # evaluation generates text (and reports generation speed)
+    saves_model = False  # a run keeps its trained model unless told otherwise (save_model: null)
+    unique_ids = True   # ids name examples (predictions.json): unique within a split
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -58,7 +60,15 @@ class TaskKind:
 
     def columns(self, task) -> tuple[str, ...]:
         """The columns of the unified local schema a task's rows hold (besides the id), the target last."""
-        return (*self.text_columns(task), self.target_column)
+        return (*self.text_columns(task), *([self.target_column] if self.target_column else []))
+
+    def input_columns(self, task) -> tuple[str, ...]:
+        """The columns a model reads (the schema's columns but the target)."""
+        return tuple(c for c in self.columns(task) if c != self.target_column)
+
+    def targets(self, rows: list[dict]) -> list:
+        """The targets of `rows`, as metrics and predictions.json take them."""
+        return [r[self.target_column] for r in rows]
 
     def inputs(self, rows: list[dict], task) -> tuple[list[str] | None, list[str]]:
         """(the short texts read first, or None; the documents): the tokenizer truncates the documents only."""
@@ -123,9 +133,11 @@ class TaskKind:
         """(targets as the model trains on them, their token lengths before truncation or None)."""
         raise NotImplementedError
 
-    def collate(self, features: list[dict], tokenizer, pad_to: int | None, global_attention: bool) -> dict:
+    def collate(self, features: list[dict], tokenizer, pad_to: int | None, global_attention: bool, task,
+                rng: torch.Generator | None = None) -> dict:
         """A batch of features as the model takes it: padded inputs (to `pad_to` when given, else the longest),
-        the targets when the features have them, and `global_attention_mask` for the families that take one."""
+        the targets when the features have them, and `global_attention_mask` for the families that take one.
+        `rng`: training's random draws for a kind that corrupts its inputs (masked LM); None in evaluation."""
         inputs = [{"input_ids": f["input_ids"], "attention_mask": f["attention_mask"]} for f in features]
         batch = dict(tokenizer.pad(inputs, padding="max_length" if pad_to else "longest", max_length=pad_to,
                                    return_tensors="pt"))

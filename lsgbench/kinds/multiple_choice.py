@@ -70,7 +70,7 @@ class MultipleChoice(TaskKind):
             start = end
         return features
 
-    def collate(self, features, tokenizer, pad_to, global_attention):
+    def collate(self, features, tokenizer, pad_to, global_attention, task, rng=None):
         """[batch, options, length] inputs; an example's missing options are placeholders (its first token
         only) that option_mask marks 0."""
         width = max(len(f["input_ids"]) for f in features)

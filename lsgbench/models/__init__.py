@@ -6,8 +6,10 @@ returns a `BuiltModel` (model, tokenizer and how to feed it) for the task's kind
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +20,13 @@ from ..kinds import KINDS, task_kind
 from ..tokenizer import train_tokenizer
 from .ccdv import stored_knobs
 from .checkpoints import load_converted
-from .conversion import convert
+from .conversion import POSITIONS, convert, extend
 from .families import FAMILIES, SIZES, Family
 from .layouts import LAYOUTS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BuiltModel", "build_model", "FAMILIES", "SIZES", "resolve_checkpoint"]
+__all__ = ["BuiltModel", "TRAINABLE", "at_length", "build_model", "freeze", "FAMILIES", "SIZES", "resolve_checkpoint"]
 
 
 @dataclass
@@ -36,6 +38,10 @@ class BuiltModel:
     init: str              # provenance: "pretrained:<checkpoint>" or "random:<size>"
     tokenizer_source: str  # provenance of the tokenizer
     attention: dict        # the attention knobs the model actually runs
+    knobs: Knobs           # the same, typed
+    family_name: str
+    eval_max_length: int   # the input length it is evaluated at (model.eval_max_length, else max_length)
+    added: tuple[str, ...] = ()  # patterns of the parameters this build's conversion added or grew
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -71,56 +77,67 @@ def _family(model_cfg, task_cfg, attention: str) -> Family:
     return family
 
 
-def _max_length(model_cfg, task_cfg, knobs: Knobs, family: Family) -> int:
-    """model.max_length, or else the task's max_source_length cut to what the model takes (converted
-    variants take any length: their position tables are extended; so do families without a position
-    table, LongT5 and PEGASUS-X)."""
+def _max_length(model_cfg, task_cfg, knobs: Knobs, family: Family) -> tuple[int, int]:
+    """(the training length: model.max_length, or else the task's max_source_length cut to what the model takes;
+    the evaluation length: model.eval_max_length, else the same). Converted variants take any length: their
+    position tables are extended; so do families without a position table, LongT5 and PEGASUS-X."""
     capacity = None if knobs.converted or family.position_field is None else model_cfg.max_positions
-    if model_cfg.max_length is None:
-        return int(min(task_cfg.max_source_length, capacity or task_cfg.max_source_length))
-    if capacity is not None and model_cfg.max_length > capacity:
-        raise ConfigError(
-            f"model {model_cfg.name!r} with {knobs.name} attention takes at most {capacity} tokens "
-            f"(model.max_positions), but model.max_length={model_cfg.max_length}; lower it"
-            + (", or convert it to a long model (e.g. attention=lsg)" if model_cfg.family in LAYOUTS else "")
-        )
-    return int(model_cfg.max_length)
+    for key in ("max_length", "eval_max_length"):
+        if capacity is not None and (model_cfg[key] or 0) > capacity:
+            raise ConfigError(
+                f"model {model_cfg.name!r} with {knobs.name} attention takes at most {capacity} tokens "
+                f"(model.max_positions), but model.{key}={model_cfg[key]}; lower it"
+                + (", or convert it to a long model (e.g. attention=lsg)" if model_cfg.family in LAYOUTS else "")
+            )
+    length = model_cfg.max_length or min(task_cfg.max_source_length, capacity or task_cfg.max_source_length)
+    return int(length), int(model_cfg.eval_max_length or length)
 
 
 def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> BuiltModel:
-    family = _family(model_cfg, task_cfg, variant(model_cfg.attention.type).name)
-    knobs = knobs_from_config(model_cfg.attention)
-    max_length = _max_length(model_cfg, task_cfg, knobs, family)
     if model_cfg.init not in ("pretrained", "random"):
         raise ConfigError(f"model.init={model_cfg.init!r} is unknown; choose pretrained or random")
+    checkpoint_cfg = checkpoint_config(model_cfg)
+    stored = stored_knobs(checkpoint_cfg) if checkpoint_cfg is not None else None
+    family = _family(model_cfg, task_cfg, stored.name if stored else variant(model_cfg.attention.type).name)
+    knobs = asked = knobs_from_config(model_cfg.attention)
+    if stored is not None:  # a saved converted checkpoint (lsgbench's or ccdv's) carries its own knobs
+        irrelevant = () if LAYOUTS[model_cfg.family].is_seq2seq else ("pass_global_tokens_to_decoder",)  # no decoder
+        saved, wanted = stored.to_dict(), asked.to_dict()
+        differ = {k: f"{saved.get(k)} (config: {wanted.get(k)})" for k in {**saved, **wanted}
+                  if saved.get(k) != wanted.get(k) and k not in irrelevant}
+        if differ:
+            log.warning("checkpoint %s is a converted %s model and runs its own attention knobs: %s",
+                        model_cfg.pretrained, stored.name, differ)
+        if model_cfg.position_init != "copy":
+            raise ConfigError(f"model.position_init={model_cfg.position_init} applies when a model is converted; "
+                              f"checkpoint {model_cfg.pretrained!r} is converted already (its positions are its own)")
+        knobs = stored
+    max_length, eval_max_length = _max_length(model_cfg, task_cfg, knobs, family)
     checkpoint = resolve_checkpoint(model_cfg.pretrained)
     tokenizer, tokenizer_source = _tokenizer(model_cfg, train_texts, cache_dir)
-    if max_length <= (specials := tokenizer.num_special_tokens_to_add()):
-        raise ConfigError(f"an input length of {max_length} tokens (model.max_length, else task.max_source_length) "
-                          f"leaves no room for text: the tokenizer adds {specials} special tokens; give more")
+    if min(max_length, eval_max_length) <= (specials := tokenizer.num_special_tokens_to_add()):
+        raise ConfigError(f"an input length of {min(max_length, eval_max_length)} tokens (model.max_length, else "
+                          f"task.max_source_length, or model.eval_max_length) leaves no room for text: the tokenizer "
+                          f"adds {specials} special tokens; give more")
     tokenizer.model_max_length = max_length
     # A converted model starts from the base architecture at its own length, then is extended.
     base_length = min(max_length, family.pretrained_positions) if knobs.converted else max_length
     if model_cfg.init == "pretrained":
-        model = _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length)
+        model = _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max(max_length, eval_max_length))
         init = f"pretrained:{model_cfg.pretrained}"
     else:
         model = _random(model_cfg, task_cfg, family, knobs, tokenizer, base_length)
         init = f"random:{model_cfg.size}"
-    attention = knobs.to_dict()
-    stored = stored_knobs(model.config) if knobs.converted else None
-    if stored is not None:  # a saved converted checkpoint (lsgbench's or ccdv's) carries its own knobs
-        saved, asked = stored.to_dict(), knobs.to_dict()
-        irrelevant = () if LAYOUTS[model_cfg.family].is_seq2seq else ("pass_global_tokens_to_decoder",)  # no decoder
-        differ = {k: f"{saved.get(k)} (config: {asked.get(k)})" for k in {**saved, **asked}
-                  if saved.get(k) != asked.get(k) and k not in irrelevant}
-        if differ:
-            log.warning("checkpoint %s carries its own attention knobs, which are used: %s", model_cfg.pretrained, differ)
+    attention, added = knobs.to_dict(), ()
+    if stored is not None:
         load_converted(checkpoint, model, model_cfg.family, stored)
+        added = (POSITIONS,) if extend(model, model_cfg.family, stored, max_length) else ()
         attention = {**stored.to_dict(), "from_checkpoint": True}
     elif knobs.converted:
         bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        convert(model, model_cfg.family, knobs, max_length, bos, tokenizer.mask_token_id)
+        positions = model.config.max_position_embeddings
+        convert(model, model_cfg.family, knobs, max_length, bos, tokenizer.mask_token_id, model_cfg.position_init)
+        added = (*knobs.ADDED_WEIGHTS, *([POSITIONS] if model.config.max_position_embeddings != positions else []))
     task_kind(task_cfg).prepare(model, tokenizer, task_cfg)
     if knobs.full_attention_at(max_length):
         log.warning("%s attention runs as full attention at %d tokens: every query's window holds the whole input",
@@ -128,7 +145,43 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
         attention["runs_full_attention"] = True
     elif family.fixed_padding:
         _keep_block_sparse(model)
-    return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source, attention)
+    return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source, attention, knobs, model_cfg.family,
+                      eval_max_length, added)
+
+
+def at_length(built: BuiltModel, length: int) -> BuiltModel:
+    """The built model at another input length: a converted one gets positions up to it by the conversion it was
+    built with (its trained rows tiled); other models take any length within their table (checked at build)."""
+    if built.knobs.converted:
+        extend(built.model, built.family_name, built.knobs, length)
+    built.tokenizer.model_max_length = length
+    return dataclasses.replace(built, max_length=length)
+
+
+# trainer.trainable: which parameters train (patterns of their names; `new`: what this build's conversion added).
+TRAINABLE = {"all": ("",), "globals": (r"global_embeddings\.",), "positions": (POSITIONS,), "new": None, "none": ()}
+
+
+def freeze(built: BuiltModel, choice: str) -> dict:
+    """Let only the `choice` parameters train (`TRAINABLE`); returns what the record says of it. A choice the
+    model has no parameters for is a ConfigError."""
+    if choice not in TRAINABLE:
+        raise ConfigError(f"trainer.trainable={choice!r} is unknown; choose one of {list(TRAINABLE)}")
+    if choice == "globals" and not getattr(built.knobs, "num_global_tokens", 0):
+        raise ConfigError(f"trainer.trainable=globals: {built.knobs.label()} attention has no global tokens")
+    patterns = built.added if choice == "new" else TRAINABLE[choice]
+    params = list(built.model.named_parameters())
+    chosen = {name for name, p in params if p.requires_grad and any(re.search(pat, name) for pat in patterns)}
+    if choice != "none" and not chosen:
+        why = {"new": "its conversion added no parameters (it was not converted, or was loaded converted at its "
+                      "length)",
+               "positions": "it has no learned position table"}.get(choice, "")
+        raise ConfigError(f"trainer.trainable={choice}: model {built.family_name} ({built.knobs.label()}) has no "
+                          f"such parameters{': ' + why if why else ''}")
+    for name, p in params:
+        p.requires_grad_(name in chosen)
+    return {"choice": choice, "parameters": sum(p.numel() for name, p in params if name in chosen),
+            "tensors": len(chosen)}
 
 
 def _tokenizer(model_cfg, train_texts, cache_dir):
@@ -163,6 +216,7 @@ def checkpoint_config(model_cfg):
 
 
 def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length):
+    """The checkpoint with the task kind's head (`max_length`: the longest input the run gives it)."""
     config = checkpoint_config(model_cfg)
     if not isinstance(config, family.config_class):
         raise ConfigError(f"model.pretrained={model_cfg.pretrained!r} is a {type(config).__name__}, but model.family="
@@ -174,10 +228,10 @@ def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length):
             raise ConfigError(f"checkpoint {model_cfg.pretrained!r} was trained with {key}={getattr(config, key)!r}, "
                               f"but model.attention.{key}={getattr(knobs, key)!r}; its weights fix it (another value "
                               f"would start new weights at random)")
-    if capacity is not None and max_length > capacity and (stored is not None or not knobs.converted):
+    if capacity is not None and max_length > capacity and not knobs.converted:  # converted ones are extended
         raise ConfigError(f"checkpoint {model_cfg.pretrained!r} takes at most {capacity} tokens, but the run asks "
-                          f"for {max_length}; lower model.max_length / task.max_source_length"
-                          + (", or convert it again with python -m lsgbench.convert --max-length" if stored else ""))
+                          f"for {max_length} (model.max_length, else task.max_source_length, or model.eval_max_length); "
+                          f"lower it, or convert the model to a long one (e.g. attention=lsg)")
     for key, value in knobs.hf_config(family.num_layers(config)).items():
         setattr(config, key, value)
     kind = task_kind(task_cfg)

@@ -51,19 +51,45 @@ def _extend_positions(layout: Layout, model, length: int) -> None:
     model.config.max_position_embeddings = length + layout.config_offset
 
 
+POSITIONS = r"(position_embeddings|embed_positions)\."  # the parameters of learned position tables
+POSITION_INITS = ("copy", "random")
+
+
+def extend(model, family: str, knobs: LongKnobs, max_length: int) -> bool:
+    """Give a converted (or about to be converted) model positions up to `max_length` by tiling the rows it has;
+    True when the table grew."""
+    layout = _layout(family)
+    owner, attr = layout.positions(model)[0]
+    rows = getattr(owner, attr).weight.shape[0] - layout.position_offset
+    # Globals prepended to the input embeddings (Pegasus) take positions too.
+    needed = max_length + (knobs.num_global_tokens if layout.embed_out is None else 0)
+    if needed <= rows:
+        return False
+    _extend_positions(layout, model, needed)
+    return True
+
+
 def convert(model, family: str, knobs: LongKnobs, max_length: int, bos_token_id: int | None,
-            mask_token_id: int | None):
-    """Turn a loaded short-context model into a long model at `max_length`."""
+            mask_token_id: int | None, position_init: str = "copy"):
+    """Turn a loaded short-context model into a long model at `max_length`. `position_init`: `copy` tiles the
+    pretrained positions; `random` draws the whole table anew (N(0, initializer_range)), the Longformer paper's
+    comparison (its Table 5)."""
     layout = _layout(family)
     if bos_token_id is None or mask_token_id is None:
         raise ConfigError("conversion initialises global tokens from the tokenizer's CLS/BOS and MASK tokens; "
                           f"this tokenizer has cls/bos id {bos_token_id} and mask id {mask_token_id}")
+    if position_init not in POSITION_INITS:
+        raise ConfigError(f"model.position_init={position_init!r} is unknown; choose one of {list(POSITION_INITS)}")
     owner, attr = layout.positions(model)[0]
     old_positions = getattr(owner, attr).weight.data.clone()[layout.position_offset:]
-    # Globals prepended to the input embeddings (Pegasus) take positions too.
-    needed = max_length + (knobs.num_global_tokens if layout.embed_out is None else 0)
-    if needed > old_positions.shape[0]:
-        _extend_positions(layout, model, needed)
+    extend(model, family, knobs, max_length)
+    if position_init == "random":
+        if layout.sinusoidal:
+            raise ConfigError(f"model.position_init=random: {family} positions are sinusoidal, computed rather than "
+                              f"learned; use copy")
+        for table_owner, table_attr in layout.positions(model):
+            table = getattr(table_owner, table_attr).weight.data
+            table[layout.position_offset:].normal_(0.0, model.config.initializer_range)
     words = layout.word_embeddings(model).weight.data
     rows = LongKnobs.MAX_GLOBAL_TOKENS
     if layout.embed_out is None:  # globals join the input embeddings, which get positions added later

@@ -1,0 +1,118 @@
+"""trainer.trainable (only the chosen parameters change), model.eval_max_length (the evaluation runs at that
+length, the model converted again from its trained weights) and model.position_init."""
+
+import json
+
+import pytest
+import torch
+
+from lsgbench.errors import ConfigError
+from lsgbench.models import at_length, build_model, freeze
+from lsgbench.pipeline import run
+
+from helpers import TEXTS
+
+TINY = ["model.init=random", "model.size=tiny", "trainer.args.per_device_train_batch_size=4",
+        "trainer.args.per_device_eval_batch_size=4"]
+VARIANTS = {"lsg": ["model.attention.block_size=32", "model.attention.sparse_block_size=32"],
+            "local": ["model.attention.window=64", "model.attention.num_global_tokens=1"],
+            "dilated": ["model.attention.window=64", "model.attention.dilation=[1,2]", "model.attention.num_global_tokens=1"],
+            "spade": ["model.attention.window=64", "model.attention.num_global_tokens=1"]}
+
+
+def build(make_cfg, *overrides):
+    cfg = make_cfg("task=synth_keys", "model=roberta", *TINY, *overrides)
+    return build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+
+
+def changed_after_training(built, steps=2):
+    before = {k: v.clone() for k, v in built.model.state_dict().items()}
+    model = built.model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids = torch.randint(5, len(built.tokenizer), (2, 700))
+    for _ in range(steps):
+        model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 1])).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+
+
+@pytest.mark.parametrize("attention", sorted(VARIANTS))
+@pytest.mark.parametrize("choice, expected", [
+    ("globals", r"global_embeddings"),
+    ("positions", r"position_embeddings"),
+    ("new", r"global_embeddings|position_embeddings|\.spade\."),  # what conversion to 1,024 tokens added or grew
+])
+def test_only_the_chosen_parameters_train(make_cfg, attention, choice, expected):
+    import re
+
+    built = build(make_cfg, f"attention={attention}", "model.max_length=1024", *VARIANTS[attention])
+    report = freeze(built, choice)
+    changed = changed_after_training(built)
+    assert changed and all(re.search(expected, k) for k in changed), sorted(changed)
+    assert report["parameters"] == sum(p.numel() for p in built.model.parameters() if p.requires_grad) > 0
+    if choice == "new" and attention == "spade":
+        assert any(".spade." in k for k in changed)
+
+
+def test_a_choice_the_model_lacks_is_refused(make_cfg):
+    with pytest.raises(ConfigError, match="trainer.trainable=globals: local sliding w=64 g=0 attention has no global tokens"):
+        freeze(build(make_cfg, "attention=local", "model.attention.window=64"), "globals")
+    with pytest.raises(ConfigError, match="its conversion added no parameters"):
+        freeze(build(make_cfg), "new")  # full attention: nothing converted
+    assert freeze(build(make_cfg), "none")["parameters"] == 0
+
+
+def test_a_longer_evaluation_extends_the_trained_positions_by_tiling_them(make_cfg):
+    built = build(make_cfg, "attention=lsg", "model.max_length=1024", *VARIANTS["lsg"])
+    table = built.model.roberta.embeddings.position_embeddings
+    with torch.no_grad():
+        table.weight[2:].normal_()  # stands for trained rows
+    trained = table.weight[2:].clone()
+    longer = at_length(built, 4096)
+    grown = longer.model.roberta.embeddings.position_embeddings.weight
+    assert longer.max_length == 4096 and grown.shape[0] >= 4096 + 2
+    assert all(torch.equal(grown[2 + i * 1024: 2 + (i + 1) * 1024], trained[:1024]) for i in range(4))
+    ids = torch.randint(5, 100, (1, 4096))
+    assert longer.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 2)
+
+
+def test_position_init_random_draws_the_table_anew(make_cfg):
+    copy = build(make_cfg, "attention=lsg", "model.max_length=1024", *VARIANTS["lsg"])
+    fresh = build(make_cfg, "attention=lsg", "model.max_length=1024", "model.position_init=random", *VARIANTS["lsg"])
+    tiled, drawn = (b.model.roberta.embeddings.position_embeddings.weight[2:] for b in (copy, fresh))
+    assert torch.equal(tiled[:512], tiled[512:1024])  # copied: the 512 pretrained rows twice
+    assert not torch.equal(drawn[:512], drawn[512:1024]) and drawn.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_an_evaluation_at_another_length_really_runs_there(make_cfg, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    words = [" ".join(f"w{(i * 31 + j) % 97}" for j in range(900)) for i in range(4)]
+    for split, texts in (("train", words[:3]), ("test", words[3:])):
+        (corpus / f"{split}.jsonl").write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n"
+                                                       for i, t in enumerate(texts)))
+    common = [*TINY, "task=masked_lm", f"task.data_dir={corpus}", "model=roberta", "attention=lsg", *VARIANTS["lsg"],
+              "model.max_length=256", "trainer.args.max_steps=2", "model.tokenizer_vocab_size=400"]
+    records = {}
+    for length in (128, 256, 1024):
+        out = tmp_path / str(length)
+        records[length] = run(make_cfg(*common, f"model.eval_max_length={length}"), out, [])
+        assert records[length]["status"] == "ok", records[length]["error"]
+        assert records[length]["eval_max_length"] == length and records[length]["max_length"] == 256
+        pieces = json.loads((out / "predictions.json").read_text())["pieces"]
+        records[length]["scored"] = sum(p["scored_tokens"] for p in pieces)
+    tokens = records[256]["provenance"]["truncation"]["eval"]["tokens"]
+    for length, r in records.items():  # the eval split cut into pieces of that length: ceil(stream / (length - 2))
+        stream = tokens - 2 * records[256]["provenance"]["truncation"]["eval"]["pieces"]
+        assert r["provenance"]["truncation"]["eval"]["pieces"] == -(-stream // (length - 2))
+    assert records[128]["scored"] == records[256]["scored"] == records[1024]["scored"]  # the same masked tokens
+    # the trained model is the same in the three runs: only the evaluation differs
+    assert len({r["efficiency"]["train_loss"] for r in records.values()}) == 1
+    assert records[1024]["artifact"]["fingerprint"] == records[256]["artifact"]["fingerprint"]
+
+
+def test_a_model_that_cannot_take_the_evaluation_length_is_refused_before_training(make_cfg, tmp_path):
+    r = run(make_cfg("task=synth_keys", "model=roberta", *TINY, "model.eval_max_length=1024"), tmp_path / "out", [])
+    assert r["status"] == "invalid"
+    assert "takes at most 512 tokens (model.max_positions), but model.eval_max_length=1024" in r["error"]
