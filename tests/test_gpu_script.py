@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["environment", "kernel_check", "attention_full", "attention_lsg", "attention_local", "model_full", "model_lsg",
          "attention_flex", "attention_local_flex", "generate", "model_512", "model_lsg_512", "model_lsg_flex",
-         "model_local", "pipeline", "model_qa", "model_qa_lsg", "final_report", "final_targets"]
+         "model_local", "pipeline", "model_qa", "model_qa_lsg", "model_mlm", "model_mlm_lsg", "final_report",
+         "final_targets"]
 
 
 @pytest.mark.slow
@@ -30,6 +31,8 @@ def test_the_gpu_script_dry_run_writes_every_result(tmp_path):
             ("generate", "longt5_tglobal", "greedy")} <= {(m if m != "both" else p, n, p) for m, n, p in ok} | ok
     qa = {r["model"] for r in rows if r.get("head") == "question_answering" and r["status"] == "ok"}
     assert qa == {"roberta", "longformer", "bigbird", "lsg_roberta"}  # a QA training step of each
+    mlm = {r["model"] for r in rows if r.get("head") == "masked_lm" and r["status"] == "ok"}
+    assert mlm == {"roberta", "longformer", "bigbird", "local_roberta", "lsg_roberta"}  # a pretraining step of each
     flex_train = [r for r in rows if "flex" in r["attention"] and r["phase"] == "train"]
     assert flex_train and all("backward on CPU" in r["error"] for r in flex_train)  # said, not hidden
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU efficiency benchmark (2 cores): 16,384 tokens per batch at 1k, 4k and 16k tokens, fp32.
 # Attention alone at base shape (12 heads x 64 dims), then tiny whole models (2 layers, 64 hidden): encoders
-# with a classifier, encoder-decoders with their generation head (64 target tokens), then generation at 4k and
+# with a classifier and with the masked-LM head (the pretraining objective), encoder-decoders with their
+# generation head (64 target tokens), then generation at 4k and
 # 16k source tokens (batch 1, exactly 64 new tokens, greedy and beam 4). Every row also counts FLOPs and bytes
 # saved for backward per token (bench.count).
 # Regenerate: bash results/bench/run_cpu.sh   (the tables are rebuilt from the JSON rows)
@@ -21,6 +22,13 @@ python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny mode
     model.attention.sparsity_type=pooling
 python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny model=local_roberta \
     model.attention.mode=disjoint model.attention.block_size=128
+# the pretraining objective: a masked-LM training step (15% of the tokens predicted) of the encoders
+python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny bench.task_kind=masked_lm \
+    model=roberta,longformer,bigbird
+python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny bench.task_kind=masked_lm \
+    model=lsg_roberta "${lsg[@]}" model.attention.sparsity_type=pooling
+python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny bench.task_kind=masked_lm \
+    model=local_roberta model.attention.mode=disjoint model.attention.block_size=128
 python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny model=bart,led,bigbird_pegasus,longt5_tglobal,pegasus_x,local_bart
 python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny model=lsg_bart "${lsg[@]}" \
     model.attention.sparsity_type=pooling

@@ -27,7 +27,8 @@
 #   4. runs/                     a short pipeline run on the device (tiny LSG-RoBERTa on synth_keys, bf16)
 #   5. logs/pytest_gpu.txt       the gpu-marked tests; then bench/model_qa*: a training step with the
 #                                question-answering head (RoBERTa, Longformer with global attention on the
-#                                question, BigBird, LSG) at 1k/4k/16k
+#                                question, BigBird, LSG) at 1k/4k/16k; bench/model_mlm*: a masked-LM training
+#                                step (the pretraining objective) of RoBERTa, Longformer, BigBird, local and LSG
 #   6. report/                   the report's tables and plots over all benchmark rows and the run
 #   7. targets.md, summary.md    the GPU targets computed from the rows; each step's status and time
 set -uo pipefail
@@ -130,6 +131,9 @@ if [[ $device == cuda ]]; then
 fi
 bench model_qa bench.mode=train bench.task_kind=question_answering model=roberta,longformer,bigbird
 bench model_qa_lsg bench.mode=train bench.task_kind=question_answering model=lsg_roberta "${lsg[@]}" \
+    model.attention.sparsity_type=pooling model.attention.backend=blocks
+bench model_mlm bench.mode=train bench.task_kind=masked_lm model=roberta,longformer,bigbird,local_roberta
+bench model_mlm_lsg bench.mode=train bench.task_kind=masked_lm model=lsg_roberta "${lsg[@]}" \
     model.attention.sparsity_type=pooling model.attention.backend=blocks
 step final_report 300 $python -m lsgbench.report "$out/bench" "$out/runs" --format md,csv --out "$out/report"
 step final_targets 60 $python results/gpu/targets.py "$out/bench" "$out/targets.md"
