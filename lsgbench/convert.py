@@ -28,7 +28,7 @@ from .models.layouts import LAYOUTS
 from .record import apply_umask
 
 def convert(pretrained: str, out: str, max_length: int, attention: str = "lsg", knobs: dict | None = None,
-            head: str | None = None, num_labels: int = 2, trust_remote_code: bool = False) -> str:
+            head: str | None = None, num_labels: int | None = None, trust_remote_code: bool = False) -> str:
     """Convert `pretrained` with `attention` (knobs: changes to its defaults) and save it to `out`."""
     from omegaconf import OmegaConf
     from transformers import AutoConfig, AutoTokenizer
@@ -47,6 +47,9 @@ def convert(pretrained: str, out: str, max_length: int, attention: str = "lsg", 
     head = head or next(iter(heads))
     if head not in heads:
         raise ConfigError(f"--head {head!r}: a {family!r} model has heads for {list(heads)}")
+    if num_labels is not None and head != "classification":
+        raise ConfigError(f"--num-labels sets a classifier's classes; the {head} head has none")
+    num_labels = 2 if num_labels is None else num_labels
     task = OmegaConf.create({"label_names": [str(i) for i in range(num_labels)]})  # all a head's config reads
     load_args = KINDS[head].pretrained_config(config, task, pretrained)
     model = heads[head].from_pretrained(path, config=config, trust_remote_code=trust_remote_code, **load_args)
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head", choices=sorted(KINDS), default=None,
                    help="the task kind whose head the model gets; default: the family's main head (summarization "
                         "for BART and Pegasus, classification otherwise)")
-    p.add_argument("--num-labels", type=int, default=2, help="classification: the number of classes")
+    p.add_argument("--num-labels", type=int, default=None, help="classification: the number of classes (default 2)")
     p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the checkpoint (off by default)")
     knob_names = _knob_flags(p)
     args = p.parse_args(argv)

@@ -209,6 +209,8 @@ def test_convert_cli_gives_the_head_of_the_kind_asked_for_and_refuses_one_the_fa
     torch.testing.assert_close(loaded.model.state_dict()["qa_outputs.weight"], base.model.state_dict()["qa_outputs.weight"])
     out = loaded.model(input_ids=torch.randint(5, 200, (1, 900)))
     assert out.start_logits.shape == (1, 900)
+    assert main([str(tmp_path / "roberta"), "--out", str(tmp_path / "y"), "--head", "question_answering",
+                 "--num-labels", "3"]) == 2  # a QA head has no classes: said, not ignored
 
     pegasus = tiny(make_cfg, "pegasus", "synth_extract")
     pegasus.model.save_pretrained(tmp_path / "pegasus")

@@ -63,8 +63,9 @@ def test_a_choice_the_model_lacks_is_refused(make_cfg):
     assert freeze(build(make_cfg), "none")["parameters"] == 0
 
 
-def test_a_longer_evaluation_extends_the_trained_positions_by_tiling_them(make_cfg):
-    built = build(make_cfg, "attention=lsg", "model.max_length=1024", *VARIANTS["lsg"])
+@pytest.mark.parametrize("attention", sorted(VARIANTS))
+def test_a_longer_evaluation_extends_the_trained_positions_by_tiling_them(make_cfg, attention):
+    built = build(make_cfg, f"attention={attention}", "model.max_length=1024", *VARIANTS[attention])
     table = built.model.roberta.embeddings.position_embeddings
     with torch.no_grad():
         table.weight[2:].normal_()  # stands for trained rows
@@ -75,6 +76,17 @@ def test_a_longer_evaluation_extends_the_trained_positions_by_tiling_them(make_c
     assert all(torch.equal(grown[2 + i * 1024: 2 + (i + 1) * 1024], trained[:1024]) for i in range(4))
     ids = torch.randint(5, 100, (1, 4096))
     assert longer.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.shape == (1, 2)
+
+
+def test_an_encoder_decoder_converted_model_takes_a_longer_evaluation_too(make_cfg):
+    cfg = make_cfg("task=synth_extract", "model=lsg_bart", *TINY, "model.max_length=1024",
+                   "model.attention.block_size=32", "model.attention.sparse_block_size=32")
+    built = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+    longer = at_length(built, 2048)
+    assert longer.model.model.encoder.embed_positions.weight.shape[0] >= 2048 + 2
+    ids = torch.randint(5, 100, (1, 2048))
+    out = longer.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3, num_beams=1)
+    assert out.shape[0] == 1
 
 
 def test_position_init_random_draws_the_table_anew(make_cfg):
