@@ -99,6 +99,7 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     ("length_scaling_summarization", "model", "bart,led,bigbird_pegasus,lsg_bart,local_bart,longt5_tglobal,pegasus_x"),
     ("qa_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,led"),
     ("choice_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta"),
+    ("extrapolation", "model.eval_max_length", "1024,2048,4096,8192,16384"),
 ])
 def test_saved_grids_name_their_points(sweep, knob, values):
     assert hydra_cfg(f"sweep={sweep}").hydra.sweeper.params[knob] == values

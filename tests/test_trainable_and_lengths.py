@@ -2,6 +2,8 @@
 length, the model converted again from its trained weights) and model.position_init."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -9,6 +11,7 @@ import torch
 from lsgbench.errors import ConfigError
 from lsgbench.models import at_length, build_model, freeze
 from lsgbench.pipeline import run
+from lsgbench.record import read_records
 
 from helpers import TEXTS
 
@@ -128,3 +131,24 @@ def test_a_model_that_cannot_take_the_evaluation_length_is_refused_before_traini
     r = run(make_cfg("task=synth_keys", "model=roberta", *TINY, "model.eval_max_length=1024"), tmp_path / "out", [])
     assert r["status"] == "invalid"
     assert "takes at most 512 tokens (model.max_positions), but model.eval_max_length=1024" in r["error"]
+
+
+@pytest.mark.slow
+def test_the_extrapolation_grid_evaluates_one_checkpoint_at_every_length_without_training(make_cfg, tmp_path):
+    keys = ["task=synth_keys", "task.synthetic.doc_words=900", "task.synthetic.n_train=8", "task.synthetic.n_test=8"]
+    trained = run(make_cfg(*keys, "model=lsg_roberta", *TINY, *VARIANTS["lsg"], "model.max_length=256",
+                           "trainer.args.max_steps=2", "save_model=true"), tmp_path / "train", [])
+    assert trained["status"] == "ok", trained["error"]
+    store = tmp_path / "store"
+    done = subprocess.run([sys.executable, "-m", "lsgbench", "-m", "sweep=extrapolation", *keys, "model=lsg_roberta",
+                           *VARIANTS["lsg"], "model.max_length=256", "model.eval_max_length=256,512,1024",
+                           f"model.pretrained=run:{trained['run_id']}", f"paths.store_dir={store}",
+                           f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluated = [r for r in read_records([store]) if r["provenance"].get("pretrained_run") == trained["run_id"]]
+    assert sorted(r["eval_max_length"] for r in evaluated) == [256, 512, 1024]
+    for r in evaluated:
+        assert r["status"] == "ok" and "train_steps" not in r["efficiency"]
+        assert r["provenance"]["truncation"]["eval"]["inputs_cut"] == 8  # ~1,100-token documents: cut at every length
+        assert r["provenance"]["truncation"]["eval"]["inputs_dropped_share"] < 1 - r["eval_max_length"] / 1400
