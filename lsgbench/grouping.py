@@ -24,7 +24,7 @@ class Row(TypedDict):
     knobs: dict               # the attention knobs its label shows
     max_length: int | None
     sweep: str | None
-    model_init: str | None
+    model_init: str | None    # pretrained:<checkpoint>, random:<size>, or run:<run_id> (a model another run saved)
     n_train: int | None       # training examples (provenance.n_train); with efficiency train_steps, the budget
     n_eval: int | None        # evaluation examples: what every metric is a mean over
     device: str | None        # what it trained on (efficiency.device)
@@ -76,6 +76,13 @@ def stats(values: list) -> Stat | None:
     return statistics.fmean(numbers), (statistics.stdev(numbers) if len(numbers) > 1 else 0.0)
 
 
+def _init(record: RunRecord) -> str | None:
+    """Where a run's weights came from: `run:<run_id>` for a model another run saved (whatever its own init was),
+    else provenance.model_init (`pretrained:<checkpoint>`, `random:<size>`)."""
+    prov = record["provenance"]
+    return f"run:{prov['pretrained_run']}" if prov.get("pretrained_run") else prov.get("model_init")
+
+
 def _setup(record: RunRecord) -> str:
     config = record.get("config") or {}
     model = {k: v for k, v in (config.get("model") or {}).items() if k != "attention"}
@@ -110,7 +117,7 @@ def _row(group: list[RunRecord], columns: dict, metrics: list[str]) -> Row:
     return Row(columns=columns, differs=columns.get(DIFFERS), task=first["task"], model=first["model"], attention=run_label(first),
                attention_type=first["attention"].get("type"), knobs=labelled_knobs(first["attention"]),
                max_length=first["max_length"], sweep=first.get("sweep"),
-               model_init=first["provenance"].get("model_init"), n_train=first["provenance"].get("n_train"),
+               model_init=_init(first), n_train=first["provenance"].get("n_train"),
                device=next((r["efficiency"].get("device") for r in ok), None), setup=_setup(first),
                metrics={m: stats([r["metrics"].get(m) for r in ok]) for m in metrics},
                efficiency={f: stats([r["efficiency"].get(f) for r in ok]) for f in figures},

@@ -58,7 +58,7 @@ def _cell(value, digits=2, seeds=1) -> str:
 
 def _published(row: Row, metrics: list[str]) -> tuple[dict[str, str], str]:
     """The row's published scores by metric, and their sources as one cell; only beside runs that
-    fine-tune a pretrained checkpoint (a random-init model reproduces no paper)."""
+    fine-tune a pretrained checkpoint (a random-init model, or one another run trained, reproduces no paper)."""
     if not str(row["model_init"] or "").startswith("pretrained"):
         return {}, ""
     refs = published(row["task"])

@@ -125,15 +125,20 @@ def test_benchmark_results_render_as_a_table_and_plots(tmp_path, capsys):
 def test_published_scores_sit_beside_the_runs_with_their_source(tmp_path, capsys):
     runs = [record("a", 1, 88.0, task="imdb", model="roberta", length=512, init="pretrained:FacebookAI/roberta-base"),
             record("b", 1, 91.0, task="imdb", model="lsg_roberta", length=4096, init="pretrained:FacebookAI/roberta-base"),
-            record("c", 1, 61.0, task="imdb", model="roberta", length=512, factor=2)]  # random init: no reference
-    runs[0]["attention"] = runs[0]["config"]["model"]["attention"] = {"type": "full", "implementation": "sdpa"}
+            record("c", 1, 61.0, task="imdb", model="roberta", length=512, factor=2),  # random init: no reference
+            record("d", 1, 59.0, task="imdb", model="roberta", length=512, factor=3,
+                   init="pretrained:outputs/x/pretrain/model")]  # a model another run pretrained: no reference
+    runs[3]["provenance"]["pretrained_run"] = "x"
+    runs[3]["config"]["model"]["pretrained"] = "run:x"
+    for r in (runs[0], runs[3]):
+        r["attention"] = r["config"]["model"]["attention"] = {"type": "full", "implementation": "sdpa"}
     for r in runs:
         (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
     assert main([str(tmp_path), "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.strip())))
     assert rows[0]["published accuracy"] == "95.3" and "Beltagy et al. 2020" in rows[0]["published source"]
     assert rows[1]["published accuracy"] == "" and rows[1]["published source"] == ""
-    assert rows[2]["published accuracy"] == ""
+    assert rows[2]["published accuracy"] == "" and rows[3]["published accuracy"] == ""
 
 
 def test_every_task_card_reference_names_a_model_and_a_metric_of_its_task():
