@@ -83,7 +83,7 @@ def table(metrics: list[str], grouped: list[Row], by: list[str]) -> tuple[list[s
     cells = []
     for row, (found, source) in zip(grouped, scores):
         cells.append([str(row["columns"].get(b, "")) for b in by] +
-                     [_cell(row["metrics"][m], 2, row["seeds"]) for m in metrics] +
+                     [_cell(row["metrics"][m], metric(m).digits, row["seeds"]) for m in metrics] +
                      ["—" if row["n_eval"] is None else str(row["n_eval"])] +
                      [found.get(m, "—") for m in cited] + ([source or "—"] if cited else []) +
                      [_cell(row["efficiency"].get(f), d, row["seeds"]) for f, _, d in EFFICIENCY] +
@@ -214,10 +214,11 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
 
 def pretraining_table(records: list[RunRecord]) -> tuple[list[str], list[list[str]], list[str]] | None:
     """Pretrain -> fine-tune: one row per pretraining run that ok fine-tuning runs name (provenance.pretrained_run),
-    its pretraining figures beside each fine-tuned task's first metric (mean ± std over seeds); None without
-    such runs."""
+    its pretraining figures beside each fine-tuned task's first metric (mean ± std over its runs of that task);
+    None without such runs. Runs that continue the masked-LM pretraining are not fine-tuning: not paired."""
     by_id = {r["run_id"]: r for r in records}
-    tuned = [r for r in records if r["status"] == "ok" and r["provenance"].get("pretrained_run") in by_id]
+    tuned = [r for r in records if r["status"] == "ok" and r["provenance"].get("pretrained_run") in by_id
+             and r["task_kind"] != "masked_lm"]
     if not tuned:
         return None
     firsts = {r["task"]: next(iter(r["metrics"]), None) for r in tuned}
@@ -229,14 +230,14 @@ def pretraining_table(records: list[RunRecord]) -> tuple[list[str], list[list[st
         pre = by_id[pre_id]
         row = [pre["model"], run_label(pre), str(pre["max_length"]), pre["task"],
                str(pre["efficiency"].get("train_steps", "—")),
-               *[_cell((pre["metrics"][m], 0.0)) if m in pre["metrics"] else "—" for m in pre_metrics]]
+               *[_cell((pre["metrics"][m], 0.0), metric(m).digits) if m in pre["metrics"] else "—" for m in pre_metrics]]
         for task, m in sorted(firsts.items()):
             values = [r["metrics"][m] for r in tuned if r["task"] == task and r["provenance"]["pretrained_run"] == pre_id
                       and m in r["metrics"]]
-            row.append(_cell(stats(values), seeds=len(values)) if values else "—")
+            row.append(_cell(stats(values), metric(m).digits, len(values)) if values else "—")
         cells.append(row)
     notes = ["each row: one masked-LM pretraining run (its figures on its corpus' evaluation split, lower is "
-             "better) and the runs that fine-tuned the model it saved"]
+             "better) and the runs that fine-tuned the model it saved (mean ± std over several)"]
     return header, cells, notes
 
 

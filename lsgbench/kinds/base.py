@@ -28,10 +28,12 @@ def check_room(tokenizer, firsts: list[str], rows: list[dict], column: str, max_
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric a kind computes: whether higher is better (None: neither, e.g. a length), and its unit."""
+    """A metric a kind computes: whether higher is better (None: neither, e.g. a length), its unit, and the
+    decimals tables show."""
     name: str
     higher_is_better: bool | None = True
     unit: str = "0-100"
+    digits: int = 2
 
 
 class TaskKind:

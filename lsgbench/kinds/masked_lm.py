@@ -37,10 +37,10 @@ MASK, RANDOM = 0.8, 0.1  # of the chosen tokens: share masked, share replaced by
 class MaskedLM(TaskKind):
     name = "masked_lm"
     text_column, target_column = "text", None
-    METRICS = (Metric("mlm_loss", higher_is_better=False, unit="nats"),
-               Metric("perplexity", higher_is_better=False, unit="exp(nats)"),
-               Metric("bits_per_token", higher_is_better=False, unit="bits"),
-               Metric("bits_per_character", higher_is_better=False, unit="bits"))
+    METRICS = (Metric("mlm_loss", higher_is_better=False, unit="nats", digits=3),
+               Metric("perplexity", higher_is_better=False, unit="exp(nats)", digits=1),
+               Metric("bits_per_token", higher_is_better=False, unit="bits", digits=3),
+               Metric("bits_per_character", higher_is_better=False, unit="bits", digits=3))
     TARGETS = ()  # collate makes the targets: dynamic masking in training, the fixed corruption in evaluation
     saves_model = True  # a pretraining run is kept for the runs that fine-tune it (save_model)
     unique_ids = False  # documents are joined into one stream; no prediction names one (WikiText's titles repeat)
