@@ -215,10 +215,11 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
 def pretraining_table(records: list[RunRecord]) -> tuple[list[str], list[list[str]], list[str]] | None:
     """Pretrain -> fine-tune: one row per pretraining run that ok fine-tuning runs name (provenance.pretrained_run),
     its pretraining figures beside each fine-tuned task's first metric (mean ± std over its runs of that task);
-    None without such runs. Runs that continue the masked-LM pretraining are not fine-tuning: not paired."""
+    None without such runs. Only masked-LM runs count as pretraining, and runs that continue it are not
+    fine-tuning."""
     by_id = {r["run_id"]: r for r in records}
-    tuned = [r for r in records if r["status"] == "ok" and r["provenance"].get("pretrained_run") in by_id
-             and r["task_kind"] != "masked_lm"]
+    tuned = [r for r in records if r["status"] == "ok" and r["task_kind"] != "masked_lm"
+             and by_id.get(r["provenance"].get("pretrained_run"), {}).get("task_kind") == "masked_lm"]
     if not tuned:
         return None
     firsts = {r["task"]: next(iter(r["metrics"]), None) for r in tuned}
