@@ -82,6 +82,7 @@ class BenchRow(TypedDict):
     dtype: str
     bench_mode: str
     phase: str                # infer | train | greedy | beam<k> (generate)
+    head: NotRequired[str]    # the task kind whose head was timed (older rows lack it: the family's main head)
     status: str               # ok | oom | error
     step_s: NotRequired[float]
     tokens_per_s: NotRequired[float]  # generate: new tokens per second
