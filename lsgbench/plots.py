@@ -168,7 +168,8 @@ def quality_speed(grouped: list[dict], metric: str, higher: bool, path: Path, ta
     fig, (ax, side) = plt.subplots(1, 2, figsize=(12, height), width_ratios=(3, 2))
     for b, budget in enumerate(budgets):
         mine = [p for p, r in zip(points, grouped) if _budget(r) == budget]
-        ax.scatter(*zip(*mine), marker=MARKERS[b % len(MARKERS)], color=f"C{b}", zorder=2, label=budget)
+        # clip_on=False: a score of exactly zero sits on the axis, its marker whole
+        ax.scatter(*zip(*mine), marker=MARKERS[b % len(MARKERS)], color=f"C{b}", zorder=2, label=budget, clip_on=False)
     _front_line(ax, points, higher)
     ax.set_xscale("log")
     ax.margins(y=0.15)  # room for stacked labels
@@ -200,7 +201,7 @@ def _front_line(ax, points: list[tuple[float, float]], higher: bool) -> None:
     xs = [min(x for x, _ in points), *(x for x, _ in front), front[-1][0]]
     ys = [front[0][1], *(y for _, y in front), worst]
     ax.step(xs, ys, where="pre", linestyle="--", color="tab:red", zorder=1, label="Pareto front")
-    ax.scatter(*zip(*front), s=110, facecolors="none", edgecolors="tab:red", zorder=3)
+    ax.scatter(*zip(*front), s=110, facecolors="none", edgecolors="tab:red", zorder=3, clip_on=False)
 
 
 def _number(ax, points: list[tuple[float, float]]) -> None:
