@@ -123,7 +123,8 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     # A converted model starts from the base architecture at its own length, then is extended.
     base_length = min(max_length, family.pretrained_positions) if knobs.converted else max_length
     if model_cfg.init == "pretrained":
-        model = _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max(max_length, eval_max_length))
+        model = _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, checkpoint_cfg,
+                            max(max_length, eval_max_length))
         init = f"pretrained:{model_cfg.pretrained}"
     else:
         model = _random(model_cfg, task_cfg, family, knobs, tokenizer, base_length)
@@ -215,9 +216,9 @@ def checkpoint_config(model_cfg):
                           f"directory") from None
 
 
-def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, max_length):
-    """The checkpoint with the task kind's head (`max_length`: the longest input the run gives it)."""
-    config = checkpoint_config(model_cfg)
+def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, config, max_length):
+    """The checkpoint with the task kind's head (`config`: its config, which this adapts; `max_length`: the longest
+    input the run gives it)."""
     if not isinstance(config, family.config_class):
         raise ConfigError(f"model.pretrained={model_cfg.pretrained!r} is a {type(config).__name__}, but model.family="
                           f"{model_cfg.family!r} expects {family.config_class.__name__}")
