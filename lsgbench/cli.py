@@ -18,7 +18,7 @@ log = logging.getLogger("lsgbench")
 
 
 def summary(record: dict) -> str:
-    from .attention import attention_label
+    from .grouping import run_label
     from .record import caveats
 
     reused = " (skipped: reused from the store; force=true reruns it)" if record.get("reused") else ""
@@ -29,8 +29,11 @@ def summary(record: dict) -> str:
     if prov["dataset"] is None:  # it stopped before its data loaded: nothing more to say
         return "\n".join(lines)
     splits = prov.get("splits") or {}
-    lines.append(f"  task={record['task']} model={record['model']} attention={attention_label(record['attention'])!r} "
-                 f"max_length={record['max_length']} data={prov['dataset']} init={prov['model_init']} "
+    evaluated = record.get("eval_max_length")
+    lines.append(f"  task={record['task']} model={record['model']} attention={run_label(record)!r} "
+                 f"max_length={record['max_length']}"
+                 + (f" eval_max_length={evaluated}" if evaluated not in (None, record["max_length"]) else "")
+                 + f" data={prov['dataset']} init={prov['model_init']} "
                  f"n_train={prov['n_train']} n_eval={prov['n_eval']}"
                  + (f" (eval: {splits['eval']})" if "eval" in splits else ""))
     cut = truncation_line(prov.get("truncation") or {})

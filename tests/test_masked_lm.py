@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from lsgbench.kinds import KINDS
 from lsgbench.kinds.masked_lm import corrupt, mlm_metrics
 from lsgbench.models import build_model
+from lsgbench.cli import summary
 from lsgbench.pipeline import run
 from lsgbench.tokenizer import train_tokenizer
 from lsgbench.train import Collator
@@ -144,6 +145,7 @@ def test_a_pretraining_run_keeps_its_model_and_a_classifier_loads_it(make_cfg, t
     assert r["attention"]["type"] == "lsg" and r["attention"]["from_checkpoint"]  # its own knobs, not attention=full
     assert r["config"]["model"]["pretrained"] == f"run:{pre['run_id']}"
     assert "train_steps" not in r["efficiency"] and r["provenance"]["trainable"]["parameters"] == 0
+    assert ", trains none' max_length=256" in summary(r)
     # the same weights: build the classifier the run built and compare its encoder with the saved one
     cfg.model.pretrained = artifact["path"]
     built = build_model(cfg.model, cfg.task, [], cfg.paths.cache_dir)

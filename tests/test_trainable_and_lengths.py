@@ -10,6 +10,7 @@ import torch
 
 from lsgbench.errors import ConfigError
 from lsgbench.models import at_length, build_model, freeze
+from lsgbench.cli import summary
 from lsgbench.pipeline import run
 from lsgbench.record import read_records
 
@@ -122,6 +123,8 @@ def test_an_evaluation_at_another_length_really_runs_there(make_cfg, tmp_path):
         stream = tokens - 2 * records[256]["provenance"]["truncation"]["eval"]["pieces"]
         assert r["provenance"]["truncation"]["eval"]["pieces"] == -(-stream // (length - 2))
     assert records[128]["scored"] == records[256]["scored"] == records[1024]["scored"]  # the same masked tokens
+    assert " max_length=256 eval_max_length=1024 data=" in summary(records[1024])
+    assert " max_length=256 data=" in summary(records[256])  # evaluated where it trained: not repeated
     # the trained model is the same in the three runs: only the evaluation differs
     assert len({r["efficiency"]["train_loss"] for r in records.values()}) == 1
     assert records[1024]["artifact"]["fingerprint"] == records[256]["artifact"]["fingerprint"]
