@@ -2,6 +2,10 @@
 
 Shapes: B batch, H heads, N tokens, D head dim; g global tokens lead the sequence; `keep` [B, N]
 is True for real tokens and False for padding.
+
+Causal (decoders): every kernel takes `causal`; its pattern is then the bidirectional one restricted to keys
+at or before the query (key position <= query position). The g global tokens become attention sinks: they see
+the globals before them, and every query sees them.
 """
 
 from __future__ import annotations
@@ -45,11 +49,16 @@ def split_and_pad(query, key, value, keep, g, block_size):
     return keep, qx, kx, vx, keep_x
 
 
-def global_query_attention(query, key, value, keep, g, scaling, dropout):
-    """The g global queries attend to every non-padding key: [B, H, g, D]."""
-    out = F.scaled_dot_product_attention(query[:, :, :g], key, value, attn_mask=keep[:, None, None, :],
-                                         dropout_p=dropout, scale=scaling)
-    return out.masked_fill(~keep.any(-1).view(-1, 1, 1, 1), 0.0)
+def global_query_attention(query, key, value, keep, g, scaling, dropout, causal=False):
+    """The g global queries attend to every non-padding key (causal: to the globals up to themselves): [B, H, g, D]."""
+    if causal:
+        key, value, keep = key[:, :, :g], value[:, :, :g], keep[:, :g]
+    allowed = keep[:, None, None, :]
+    if causal:
+        allowed = allowed & torch.ones(g, g, dtype=torch.bool, device=keep.device).tril()
+    out = F.scaled_dot_product_attention(query[:, :, :g], key, value, attn_mask=allowed, dropout_p=dropout,
+                                         scale=scaling)
+    return out.masked_fill(~allowed.any(-1, keepdim=True), 0.0)
 
 
 def neighbour_blocks(x, b: int, fill):
@@ -68,10 +77,13 @@ def masked_attention(query, keys, values, allowed, scaling):
     return out * allowed.any(-1, keepdim=True)
 
 
-def pattern_attention(query, key, value, keep, pattern, scaling):
-    """The dense oracle for a fixed pattern [N, N] (query i may see key j) under the padding mask."""
+def pattern_attention(query, key, value, keep, pattern, scaling, causal=False):
+    """The dense oracle for a fixed pattern [(H,) N, N] (query i may see key j) under the padding mask; causal:
+    restricted to keys j <= i."""
     B, H, N, _ = query.shape
-    allowed = (pattern[None, None] & keep_mask(query, keep)[:, None, None, :]).expand(B, H, N, N)
+    if causal:
+        pattern = pattern & torch.ones(N, N, dtype=torch.bool, device=query.device).tril()
+    allowed = (pattern.view(-1, N, N)[None] & keep_mask(query, keep)[:, None, None, :]).expand(B, H, N, N)
     return masked_attention(query, key, value, allowed, scaling)
 
 
@@ -138,12 +150,14 @@ def fit(x: torch.Tensor, start: int, stop: int, lo: int, hi: int, fill=0.0) -> t
     return F.pad(x, [0, 0] * (x.dim() - 3) + [a - start, stop - e], value=fill)
 
 
-def global_query_pieces(batch: int, length: int, keep, g: int, scaling, dropout) -> list[Piece]:
-    """The piece of the g global queries over the inputs [query, key, value]: every key (none if g = 0)."""
+def global_query_pieces(batch: int, length: int, keep, g: int, scaling, dropout, causal=False) -> list[Piece]:
+    """The piece of the g global queries over the inputs [query, key, value]: every key, or causal the globals
+    (none if g = 0)."""
     if not g:
         return []
-    return [Piece((0, batch), (0, g), ((0, 0, g), (1, 0, length), (2, 0, length)),
-                  lambda q, k, v: global_query_attention(q, k, v, keep, g, scaling, dropout))]
+    keys = g if causal else length
+    return [Piece((0, batch), (0, g), ((0, 0, g), (1, 0, keys), (2, 0, keys)),
+                  lambda q, k, v: global_query_attention(q, k, v, keep[:, :keys], g, scaling, dropout, causal))]
 
 
 def attend_pieces(inputs: list[torch.Tensor], pieces: list[Piece], length: int,

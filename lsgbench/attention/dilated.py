@@ -6,7 +6,7 @@ Shapes: B batch, H heads, N tokens, D head dim; g global tokens lead the sequenc
   at most; fewer near the ends). Dilation 1 is local attention's sliding window.
 - `dilation` holds one positive integer per head, or a single one shared by every head.
 Global tokens attend to every key and every query attends to them. Padding never gets weight, and
-a query with no visible key outputs zeros.
+a query with no visible key outputs zeros. Causal (decoders, blocks.py): t = -w, ..., 0 only.
 
 The kernel splits the non-global positions of the heads sharing a dilation d into their d residue
 classes mod d (positions r, r + d, r + 2d, ...). On each class the dilated window is a plain sliding
@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import ConfigError
-from .blocks import global_query_attention, keep_mask, masked_attention, pad_to_blocks
+from .blocks import global_query_attention, keep_mask, pad_to_blocks, pattern_attention
 from .knobs import LongKnobs
 from .local import local_attention
 
@@ -51,11 +51,13 @@ class DilatedKnobs(LongKnobs):
     def _kernel_args(self) -> dict:
         return dict(window=self.window, dilation=self.dilation, num_global_tokens=self.num_global_tokens)
 
-    def attend(self, query, key, value, keep, scaling, dropout):
-        return dilated_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout)
+    def attend(self, query, key, value, keep, scaling, dropout, causal=False):
+        return dilated_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout,
+                                 causal=causal)
 
-    def reference(self, query, key, value, keep, scaling):
-        return dilated_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling)
+    def reference(self, query, key, value, keep, scaling, causal=False):
+        return dilated_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling,
+                                           causal=causal)
 
 
 def head_dilations(dilation, num_heads: int) -> tuple[int, ...]:
@@ -69,7 +71,7 @@ def head_dilations(dilation, num_heads: int) -> tuple[int, ...]:
 
 
 def dilated_attention(query, key, value, keep=None, *, window, dilation, num_global_tokens, scaling=None,
-                      dropout=0.0):
+                      dropout=0.0, causal=False):
     """Dilated attention over [B, H, N, D]; keep [B, N] with 1 = token, 0 = padding (None: no padding)."""
     B, H, N, D = query.shape
     per_head = head_dilations(dilation, H)
@@ -77,7 +79,7 @@ def dilated_attention(query, key, value, keep=None, *, window, dilation, num_glo
     M = N - g
     scaling = D ** -0.5 if scaling is None else scaling
     keep = keep_mask(query, keep)                                                   # [B, N]
-    outputs = [global_query_attention(query, key, value, keep, g, scaling, dropout)] if g else []  # [B, H, g, D]
+    outputs = [global_query_attention(query, key, value, keep, g, scaling, dropout, causal)] if g else []  # [B, H, g, D]
     if M == 0:
         return torch.cat(outputs, dim=2)
 
@@ -89,7 +91,7 @@ def dilated_attention(query, key, value, keep=None, *, window, dilation, num_glo
     for d, heads in groups.items():
         pick = slice(None) if len(heads) == H else torch.tensor(heads, device=query.device)
         parts.append(_residue_classes_attention(query[:, pick], key[:, pick], value[:, pick], keep, g, d,
-                                                window // 2, scaling, dropout))         # [B, h, M, D]
+                                                window // 2, scaling, dropout, causal))  # [B, h, M, D]
         order += heads
     out = torch.cat(parts, dim=1)                                                   # [B, H, M, D], heads in `order`
     if order != list(range(H)):
@@ -97,7 +99,7 @@ def dilated_attention(query, key, value, keep=None, *, window, dilation, num_glo
     return torch.cat(outputs + [out], dim=2)                                        # [B, H, N, D]
 
 
-def _residue_classes_attention(query, key, value, keep, g, d, w, scaling, dropout):
+def _residue_classes_attention(query, key, value, keep, g, d, w, scaling, dropout, causal):
     """The non-global outputs [B, h, M, D] of h heads of dilation d (half-width w)."""
     B, h, N, D = query.shape
     M = N - g
@@ -118,12 +120,12 @@ def _residue_classes_attention(query, key, value, keep, g, d, w, scaling, dropou
     w = max(1, min(w, L - 1))
     out = local_attention(with_globals(query), with_globals(key), with_globals(value), keep_rows, mode="sliding",
                           window=2 * w, block_size=0, num_global_tokens=g, scaling=scaling,
-                          dropout=dropout)[:, :, g:]                                # [B * d, h, L, D]
+                          dropout=dropout, causal=causal)[:, :, g:]                 # [B * d, h, L, D]
     return out.unflatten(0, (B, d)).movedim(1, 3).flatten(2, 3)[:, :, :M]         # [B, h, M, D]
 
 
 def dilated_attention_reference(query, key, value, keep=None, *, window, dilation, num_global_tokens,
-                                scaling=None):
+                                scaling=None, causal=False):
     """The same pattern as a dense per-head mask over all keys."""
     B, H, N, D = query.shape
     g = min(num_global_tokens, N)
@@ -133,5 +135,4 @@ def dilated_attention_reference(query, key, value, keep=None, *, window, dilatio
     gap = pos[:, None] - pos[None, :]                                               # [N, N]: query i - key j
     near = (gap % d == 0) & (gap.abs() <= (window // 2) * d)                        # [H, N, N]
     pattern = is_global[:, None] | is_global[None, :] | near                        # [H, N, N]
-    allowed = pattern[None] & keep_mask(query, keep)[:, None, None, :]              # [B, H, N, N]
-    return masked_attention(query, key, value, allowed, D ** -0.5 if scaling is None else scaling)
+    return pattern_attention(query, key, value, keep, pattern, D ** -0.5 if scaling is None else scaling, causal)

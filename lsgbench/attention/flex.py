@@ -9,6 +9,8 @@ The non-global queries run as one flex_attention call over the keys [global (g) 
   call only turns whole tiles that hold a padded key into partial ones (a few small ops on [B, tiles, tiles]).
 So the BlockMask is only an optimisation: eager flex (which ignores it and masks with mask_mod alone) and
 compiled flex give the same outputs. The g global queries see every key, as in the block kernels (blocks.py).
+Causal (decoders): the mask_mod adds key <= query (for sparse keys: the left window only). The layouts leave
+a query block's own block partial (LSG, disjoint): correct, if a few tiles below the diagonal run mask_mod.
 
 Memory: O(N) for the attention (compiled flex), plus O(B (N / TILE)^2) small ints for the block tables.
 No dropout. Backward needs CUDA: on CPU flex refuses inputs that require grad (eager or compiled); it has a
@@ -54,14 +56,14 @@ def compiled_flex(cuda: bool):
 
 
 def lsg_attention_flex(query, key, value, keep=None, *, block_size, sparse_block_size, sparsity_factor,
-                       sparsity_type, num_global_tokens, scaling=None):
+                       sparsity_type, num_global_tokens, scaling=None, causal=False):
     """lsg.lsg_attention (without dropout) as one flex_attention call; keep [B, N], 1 = token."""
     N, D = query.shape[2:]
     g, b, f, s = min(num_global_tokens, N), block_size, sparsity_factor, sparse_block_size
     scaling = D ** -0.5 if scaling is None else scaling
     keep = keep_mask(query, keep)
     if g == N:
-        return global_query_attention(query, key, value, keep, g, scaling, 0.0)
+        return global_query_attention(query, key, value, keep, g, scaling, 0.0, causal)
     keys, values, keep_kv = key, value, keep[:, None]                              # keep_kv [B, 1 or H, N + M]
     r = M = 0
     if uses_sparse_keys(s, sparsity_type):
@@ -76,33 +78,42 @@ def lsg_attention_flex(query, key, value, keep=None, *, block_size, sparse_block
 
     def mask_mod(batch, head, q, kv):  # q: non-global query q, in block q // b; kv: into [global | tokens | sparse]
         i, j = q // b, kv - N
-        seen = (kv < g) | ((kv < N) & (((kv - g) // b - i).abs() <= 1))         # globals, blocks i-1..i+1
+        near = ((kv - g) // b - i).abs() <= 1
+        if causal:
+            near = near & (kv <= g + q)
+        seen = (kv < g) | ((kv < N) & near)                                         # globals, blocks i-1..i+1
         left, right = (i - 1) * r - s, (i + 2) * r                                 # sparse windows (none if M = 0)
-        seen = seen | ((j >= 0) & (((j >= left) & (j < left + s)) | ((j >= right) & (j < right + s))))
+        windows = (j >= left) & (j < left + s)
+        if not causal:
+            windows = windows | ((j >= right) & (j < right + s))
+        seen = seen | ((j >= 0) & windows)
         return seen & keep_kv[batch, head if per_head else 0, kv]
 
-    out = _flex(query[:, :, g:], keys, values, _block_mask(_lsg_tiles(N - g, g, b, r, s, M, TILE, query.device),
-                                                           keep_kv, mask_mod), scaling)
-    return _with_global_queries(out, query, key, value, keep, g, scaling)
+    tiles = _lsg_tiles(N - g, g, b, r, s, M, TILE, query.device, causal)
+    out = _flex(query[:, :, g:], keys, values, _block_mask(tiles, keep_kv, mask_mod), scaling)
+    return _with_global_queries(out, query, key, value, keep, g, scaling, causal)
 
 
-def local_attention_flex(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens, scaling=None):
+def local_attention_flex(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens, scaling=None,
+                         causal=False):
     """local.local_attention (without dropout) as one flex_attention call; keep [B, N], 1 = token."""
     N, D = query.shape[2:]
     g, w, b = min(num_global_tokens, N), window // 2, block_size
     scaling = D ** -0.5 if scaling is None else scaling
     keep = keep_mask(query, keep)
     if g == N:
-        return global_query_attention(query, key, value, keep, g, scaling, 0.0)
+        return global_query_attention(query, key, value, keep, g, scaling, 0.0, causal)
     sliding = mode == "sliding"
 
     def mask_mod(batch, head, q, kv):  # q: non-global query q, at position g + q
         near = (g + q - kv).abs() <= w if sliding else (kv - g) // b == q // b
+        if causal:
+            near = near & (kv <= g + q)
         return ((kv < g) | near) & keep[batch, kv]
 
-    tiles = (_sliding_tiles if sliding else _disjoint_tiles)(N - g, g, w if sliding else b, TILE, query.device)
+    tiles = (_sliding_tiles if sliding else _disjoint_tiles)(N - g, g, w if sliding else b, TILE, query.device, causal)
     out = _flex(query[:, :, g:], key, value, _block_mask(tiles, keep[:, None], mask_mod), scaling)
-    return _with_global_queries(out, query, key, value, keep, g, scaling)
+    return _with_global_queries(out, query, key, value, keep, g, scaling, causal)
 
 
 def _flex(query, keys, values, block_mask, scaling):
@@ -115,11 +126,11 @@ def _flex(query, keys, values, block_mask, scaling):
     return flex(query, keys, values, block_mask=block_mask, scale=scaling)
 
 
-def _with_global_queries(out, query, key, value, keep, g, scaling):
-    """The outputs of the non-global queries preceded by those of the g global ones (every key)."""
+def _with_global_queries(out, query, key, value, keep, g, scaling, causal):
+    """The outputs of the non-global queries preceded by those of the g global ones (every key; causal: the globals)."""
     if not g:
         return out
-    return torch.cat([global_query_attention(query, key, value, keep, g, scaling, 0.0), out], dim=2)
+    return torch.cat([global_query_attention(query, key, value, keep, g, scaling, 0.0, causal), out], dim=2)
 
 
 # ------------------------------------------------------------------ block layouts
@@ -151,35 +162,44 @@ def _by_query_tile(seen, whole, group, n, tile):
 
 
 @functools.lru_cache(maxsize=64)
-def _lsg_tiles(n, g, b, r, s, M, tile, device):
-    """LSG: block i of queries sees the globals, tokens of blocks i-1..i+1 and two windows of sparse keys."""
+def _lsg_tiles(n, g, b, r, s, M, tile, device, causal):
+    """LSG: block i of queries sees the globals, tokens of blocks i-1..i+1 and two windows of sparse keys (causal:
+    blocks i-1 and i, of which only i-1 is seen by all its queries, and the left window)."""
     N, i = g + n, torch.arange(-(-n // b), device=device)
     sparse = lambda x: N + x.clamp(0, M)  # noqa: E731
-    lo = [torch.zeros_like(i), g + ((i - 1) * b).clamp(0, n), sparse((i - 1) * r - s), sparse((i + 2) * r)]
-    hi = [torch.full_like(i, g), g + ((i + 2) * b).clamp(0, n), sparse((i - 1) * r), sparse((i + 2) * r + s)]
+    last_block = i + (1 if causal else 2)
+    lo = [torch.zeros_like(i), g + ((i - 1) * b).clamp(0, n), sparse((i - 1) * r - s)]
+    hi = [torch.full_like(i, g), g + (last_block * b).clamp(0, n), sparse((i - 1) * r)]
+    if not causal:
+        lo, hi = lo + [sparse((i + 2) * r)], hi + [sparse((i + 2) * r + s)]
     covered = _cover(lo, hi, N + M, tile)
-    return (*_by_query_tile(covered > 0, covered == tile, b, n, tile), (n, N + M))
+    whole = covered
+    if causal:  # every query of block i sees block i-1 whole, but its own block only up to itself
+        whole = _cover([lo[0], lo[1], lo[2]], [hi[0], g + (i * b).clamp(0, n), hi[2]], N + M, tile)
+    return (*_by_query_tile(covered > 0, whole == tile, b, n, tile), (n, N + M))
 
 
 @functools.lru_cache(maxsize=64)
-def _disjoint_tiles(n, g, b, tile, device):
-    """Local disjoint: block i of queries sees the globals and its own block."""
+def _disjoint_tiles(n, g, b, tile, device, causal):
+    """Local disjoint: block i of queries sees the globals and its own block (causal: up to itself; whole: the globals)."""
     i = torch.arange(-(-n // b), device=device)
-    covered = _cover([torch.zeros_like(i), g + i * b], [torch.full_like(i, g), g + ((i + 1) * b).clamp(max=n)],
-                     g + n, tile)
-    return (*_by_query_tile(covered > 0, covered == tile, b, n, tile), (n, g + n))
+    lo, hi = [torch.zeros_like(i), g + i * b], [torch.full_like(i, g), g + ((i + 1) * b).clamp(max=n)]
+    covered = _cover(lo, hi, g + n, tile)
+    whole = _cover(lo[:1], hi[:1], g + n, tile) if causal else covered
+    return (*_by_query_tile(covered > 0, whole == tile, b, n, tile), (n, g + n))
 
 
 @functools.lru_cache(maxsize=64)
-def _sliding_tiles(n, g, w, tile, device):
-    """Local sliding: query q sees the globals and tokens q-w..q+w; over a tile of queries q0..q1 the windows
-    (consecutive ones overlap) join to q0-w..q1+w, and q1-w..q0+w is in all of them."""
+def _sliding_tiles(n, g, w, tile, device, causal):
+    """Local sliding: query q sees the globals and tokens q-w..q+w (causal: q-w..q); over a tile of queries q0..q1
+    the windows (consecutive ones overlap) join to q0-w..q1+w, and q1-w..q0+w is in all of them."""
     q0 = torch.arange(0, n, tile, device=device)
     q1 = (q0 + tile).clamp(max=n) - 1
+    ahead = 0 if causal else w
     zero, glob = torch.zeros_like(q0), torch.full_like(q0, g)
     tokens = lambda a, e: (g + a.clamp(0, n), g + e.clamp(0, n))  # noqa: E731  keys of tokens [a, e)
-    any_lo, any_hi = tokens(q0 - w, q1 + w + 1)                     # holds every query's window
-    all_lo, all_hi = tokens(q1 - w, q0 + w + 1)                     # inside every query's window
+    any_lo, any_hi = tokens(q0 - w, q1 + ahead + 1)                 # holds every query's window
+    all_lo, all_hi = tokens(q1 - w, q0 + ahead + 1)                 # inside every query's window
     seen = _cover([zero, any_lo], [glob, any_hi], g + n, tile) > 0
     whole = _cover([zero, all_lo], [glob, all_hi], g + n, tile) == tile
     return seen, whole & (q1 + 1 - q0 == tile)[:, None], (n, g + n)

@@ -32,9 +32,13 @@ class FullKnobs(Knobs):
     def hf_implementation(self) -> str:
         return self.implementation
 
-    def attend(self, query, key, value, keep, scaling, dropout):
+    def attend(self, query, key, value, keep, scaling, dropout, causal=False):
         """What the implementation computes, on [B, H, N, D] (the attention-only benchmark)."""
+        N = query.shape[2]
         mask = None if keep is None else keep_mask(query, keep)[:, None, None, :]
+        if causal:
+            past = torch.ones(N, N, dtype=torch.bool, device=query.device).tril()
+            mask = past if mask is None else mask & past
         if self.implementation == "sdpa":
             return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
         scores = query @ key.transpose(-1, -2) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
@@ -42,7 +46,8 @@ class FullKnobs(Knobs):
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         return F.dropout(scores.softmax(-1), dropout) @ value
 
-    def reference(self, query, key, value, keep, scaling):
+    def reference(self, query, key, value, keep, scaling, causal=False):
         N = query.shape[2]
         pattern = torch.ones(N, N, dtype=torch.bool, device=query.device)
-        return pattern_attention(query, key, value, keep, pattern, query.shape[-1] ** -0.5 if scaling is None else scaling)
+        return pattern_attention(query, key, value, keep, pattern, query.shape[-1] ** -0.5 if scaling is None else scaling,
+                                 causal)

@@ -164,11 +164,12 @@ class LongKnobs(Knobs):
         if not 0 <= self.num_global_tokens <= self.MAX_GLOBAL_TOKENS:
             raise self.bad("num_global_tokens", f"must be in [0, {self.MAX_GLOBAL_TOKENS}]")
 
-    def attend(self, query, key, value, keep, scaling: float, dropout: float):
-        """The kernel: [B, H, N, D] (g globals first) and keep [B, N] bool or None -> [B, H, N, D]."""
+    def attend(self, query, key, value, keep, scaling: float, dropout: float, causal: bool = False):
+        """The kernel: [B, H, N, D] (g globals first) and keep [B, N] bool or None -> [B, H, N, D]; causal: restricted
+        to keys at or before the query (decoders)."""
         raise NotImplementedError
 
-    def reference(self, query, key, value, keep, scaling: float):
+    def reference(self, query, key, value, keep, scaling: float, causal: bool = False):
         """The dense-mask oracle of `attend` (small N only)."""
         raise NotImplementedError
 

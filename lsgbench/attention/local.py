@@ -6,6 +6,8 @@ Shapes: B batch, H heads, N tokens, D head dim; g global tokens lead the sequenc
   band mask, so memory is O(N * (g + 3w)).
 - mode="disjoint": non-global positions form blocks of b = block_size; a query sees its own block.
 Global tokens attend to every key and every query attends to them. Padding never gets weight.
+Causal (decoders): the same restricted to keys at or before the query (blocks.py): sliding sees the
+w tokens before it and itself (blocks i-1 and i), disjoint its block up to itself.
 `local_attention_reference` builds the same pattern as a dense mask (the oracle).
 """
 
@@ -58,18 +60,20 @@ class LocalKnobs(LongKnobs):
         return dict(mode=self.mode, window=self.window, block_size=self.block_size,
                     num_global_tokens=self.num_global_tokens)
 
-    def attend(self, query, key, value, keep, scaling, dropout):
+    def attend(self, query, key, value, keep, scaling, dropout, causal=False):
         if runs_flex(self, query, dropout):
             from .flex import local_attention_flex
-            return local_attention_flex(query, key, value, keep, **self._kernel_args(), scaling=scaling)
-        return local_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout)
+            return local_attention_flex(query, key, value, keep, **self._kernel_args(), scaling=scaling, causal=causal)
+        return local_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout,
+                               causal=causal)
 
-    def reference(self, query, key, value, keep, scaling):
-        return local_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling)
+    def reference(self, query, key, value, keep, scaling, causal=False):
+        return local_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling,
+                                         causal=causal)
 
 
 def local_attention(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens, scaling=None,
-                    dropout=0.0):
+                    dropout=0.0, causal=False):
     """Local attention over [B, H, N, D]; keep [B, N] with 1 = token, 0 = padding (None: no padding).
     Runs as pieces of a few blocks (blocks.attend_pieces): the gathered keys of one piece exist at a
     time, and backward regathers them instead of keeping them."""
@@ -80,30 +84,32 @@ def local_attention(query, key, value, keep=None, *, mode, window, block_size, n
     keep = keep_mask(query, keep)
     n = N - g
     nb = -(-n // b)
-    inputs, pieces = [query, key, value], global_query_pieces(B, N, keep, g, scaling, dropout)
+    inputs, pieces = [query, key, value], global_query_pieces(B, N, keep, g, scaling, dropout, causal)
     if n == 0:
         return attend_pieces(inputs, pieces, N)
 
     keep_x = pad_to_blocks(keep[:, g:], b, dim=1, value=False)              # [B, Np]
-    if mode == "sliding":  # blocks i-1, i, i+1 under the band |i - j| <= w
-        reach = b                                                           # keys beyond each side of a block
-        offset = torch.arange(3 * b, device=query.device)[None, :] - b - torch.arange(b, device=query.device)[:, None]
-        band = offset.abs() <= b                                            # [b, 3b]: key j - query i
-        block_keep = neighbour_blocks(keep_x, b, False)                     # [B, nb, 3b]
+    if mode == "sliding":  # blocks i-1, i, i+1 (causal: i-1, i) under the band -w <= j - i <= w (causal: <= 0)
+        left, right = b, 0 if causal else b                                 # keys beyond each side of a block
+        width = left + b + right
+        offset = torch.arange(width, device=query.device)[None, :] - left - torch.arange(b, device=query.device)[:, None]
+        band = (offset >= -b) & (offset <= right)                           # [b, width]: key j - query i
+        block_keep = neighbour_blocks(keep_x, b, False)[..., :width]        # [B, nb, width]
     else:
-        reach = 0
+        left = right = 0
         band = torch.ones(b, b, dtype=torch.bool, device=query.device)
+        band = band.tril() if causal else band
         block_keep = keep_x.unflatten(1, (nb, b))                           # [B, nb, b]
     K = g + band.shape[1]
 
     def piece(r0, r1, i0, i1):
         nbc, Bc = i1 - i0, r1 - r0
         lo, hi = g + i0 * b, g + i1 * b                                    # this piece's queries
-        around = (lo - reach, hi + reach)                                   # their keys
+        around = (lo - left, hi + right)                                    # their keys
 
         def attend(q, k_glob, v_glob, k_loc, v_loc):
             q = fit(q, lo, hi, g, N).reshape(Bc, H, nbc, b, D)
-            keys = fit(k_loc, *around, g, N).unfold(2, band.shape[1], b).movedim(-1, 3)   # [Bc, H, nbc, 3b or b, D]
+            keys = fit(k_loc, *around, g, N).unfold(2, band.shape[1], b).movedim(-1, 3)   # [Bc, H, nbc, width, D]
             values = fit(v_loc, *around, g, N).unfold(2, band.shape[1], b).movedim(-1, 3)
             mask = block_keep[r0:r1, i0:i1, None, :] & band                                # [Bc, nbc, b, K]
             if g:
@@ -127,7 +133,7 @@ def local_attention(query, key, value, keep=None, *, mode, window, block_size, n
 
 
 def local_attention_reference(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens,
-                              scaling=None):
+                              scaling=None, causal=False):
     """The same pattern as a dense mask over all keys."""
     N, D = query.shape[2:]
     g = min(num_global_tokens, N)
@@ -139,4 +145,4 @@ def local_attention_reference(query, key, value, keep=None, *, mode, window, blo
         block = (pos - g).div(block_size, rounding_mode="floor")
         near = block[:, None] == block[None, :]
     pattern = is_global[:, None] | is_global[None, :] | near
-    return pattern_attention(query, key, value, keep, pattern, D ** -0.5 if scaling is None else scaling)
+    return pattern_attention(query, key, value, keep, pattern, D ** -0.5 if scaling is None else scaling, causal)

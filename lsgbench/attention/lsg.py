@@ -7,6 +7,8 @@ stand for each block. A query in block i sees
     g global keys | local keys of blocks i-1, i, i+1 (3b) | sparse [(i-1)r - s, (i-1)r) and
     [(i+2)r, (i+2)r + s) (2s, s = sparse_block_size)
 so memory is O(N * (g + 3b + 2s)), linear in N. Global queries see every key.
+Causal (decoders, blocks.py): block i sees blocks i-1 and i up to the query, the left sparse window only
+(sparse keys made from blocks that end before block i-1 starts) and the globals, which see each other causally.
 `lsg_attention_reference` builds the same pattern as a dense mask (the oracle).
 """
 
@@ -66,21 +68,22 @@ class LsgKnobs(LongKnobs):
                     sparsity_factor=self.sparsity_factor, sparsity_type=self.sparsity_type,
                     num_global_tokens=self.num_global_tokens)
 
-    def attend(self, query, key, value, keep, scaling, dropout):
+    def attend(self, query, key, value, keep, scaling, dropout, causal=False):
         if runs_flex(self, query, dropout):
             from .flex import lsg_attention_flex
-            return lsg_attention_flex(query, key, value, keep, **self._kernel_args(), scaling=scaling)
-        return lsg_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout)
+            return lsg_attention_flex(query, key, value, keep, **self._kernel_args(), scaling=scaling, causal=causal)
+        return lsg_attention(query, key, value, keep, **self._kernel_args(), scaling=scaling, dropout=dropout,
+                             causal=causal)
 
-    def reference(self, query, key, value, keep, scaling):
-        return lsg_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling)
+    def reference(self, query, key, value, keep, scaling, causal=False):
+        return lsg_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling, causal=causal)
 
 
 
 # ------------------------------------------------------------------ the fast path
 
 def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size, sparsity_factor, sparsity_type,
-                  num_global_tokens, scaling=None, dropout=0.0):
+                  num_global_tokens, scaling=None, dropout=0.0, causal=False):
     """LSG attention over [B, H, N, D]; keep [B, N] with 1 = token, 0 = padding (None: no padding).
     `dropout` drops attention probabilities (training only; the reference has none).
     Runs as pieces of a few blocks (blocks.attend_pieces): the gathered keys of one piece exist at a
@@ -92,12 +95,13 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
     n = N - g
     nb = -(-n // b)
     Np = nb * b
-    inputs, pieces = [query, key, value], global_query_pieces(B, N, keep, g, scaling, dropout)
+    inputs, pieces = [query, key, value], global_query_pieces(B, N, keep, g, scaling, dropout, causal)
     if n == 0:
         return attend_pieces(inputs, pieces, N)
 
+    width = 2 * b if causal else 3 * b                                          # local keys: blocks i-1, i (, i+1)
     keep_x = pad_to_blocks(keep[:, g:], b, dim=1, value=False)                   # [B, Np]
-    local_keep = neighbour_blocks(keep_x, b, False)                             # [B, nb, 3b]
+    local_keep = neighbour_blocks(keep_x, b, False)[..., :width]                # [B, nb, width]
     sparse = uses_sparse_keys(s, sparsity_type)
     derived = None
     if sparse:  # made piece by piece inside attend_pieces, so backward adds their gradients into K and V in place
@@ -122,23 +126,28 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
         # Pad the sparse sequence by r + s on both sides; then block i's left window starts at i*r
         # and its right window at (i + 3) * r + s. A piece of blocks i0..i1 reads padded positions
         # [i0 r, (i1 + 2) r + 2s), i.e. [i0 r - r - s, (i1 + 1) r + s) of the sparse sequence.
-        def windows(x, nbc):  # the padded span of a piece [B, h, (nbc + 2) r + 2s, *] -> [B, h, nbc, 2s, *]
+        def windows(x, nbc):  # the padded span of a piece [B, h, (nbc + 2) r + 2s, *] -> [B, h, nbc, 2s (s), *]
             left = x.unfold(2, s, r)[:, :, :nbc]
+            if causal:
+                return left.movedim(-1, 3)
             right = x[:, :, 3 * r + s:].unfold(2, s, r)[:, :, :nbc]
             return torch.cat([left, right], dim=-1).movedim(-1, 3)
 
-    K = g + 3 * b + (2 * s if sparse else 0)
+    K = g + width + ((1 if causal else 2) * s if sparse else 0)
+    # causal: query q of a block sees the local keys up to itself (key k of blocks i-1, i is at q's block start - b + k)
+    before = torch.arange(width, device=query.device)[None, :] <= torch.arange(b, device=query.device)[:, None] + b
+    causal_band = F.pad(before, [g, K - g - width], value=True)                # [b, K]
 
     def piece(r0, r1, i0, i1):
         nbc, Bc = i1 - i0, r1 - r0
         lo, hi = g + i0 * b, g + i1 * b                   # this piece's queries
-        around = (lo - b, hi + b)                          # their local keys
+        around = (lo - b, hi + (0 if causal else b))       # their local keys
         span = (i0 * r - r - s, (i1 + 1) * r + s) if sparse else None
 
         def attend(q, k_glob, v_glob, k_loc, v_loc, k_sp=None, v_sp=None, keep_sp=None):
             q = fit(q, lo, hi, g, N)
-            keys = [fit(k_loc, *around, g, N).unfold(2, 3 * b, b).movedim(-1, 3)]   # [Bc, H, nbc, 3b, D]
-            values = [fit(v_loc, *around, g, N).unfold(2, 3 * b, b).movedim(-1, 3)]
+            keys = [fit(k_loc, *around, g, N).unfold(2, width, b).movedim(-1, 3)]  # [Bc, H, nbc, width, D]
+            values = [fit(v_loc, *around, g, N).unfold(2, width, b).movedim(-1, 3)]
             masks = [local_keep[r0:r1, None, i0:i1]]                                  # [Bc, 1, nbc, 3b]
             if g:  # global keys, shared by every block
                 keys.insert(0, k_glob[:, :, None].expand(Bc, H, nbc, g, D))
@@ -150,11 +159,12 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
                 masks.append(windows(fit(keep_sp, *span, 0, M, fill=False), nbc))
             keys, values = torch.cat(keys, dim=3), torch.cat(values, dim=3)        # [Bc, H, nbc, K, D]
             mask = torch.cat([m.expand(Bc, H, nbc, -1) for m in masks], dim=3)     # [Bc, H, nbc, K]
+            mask = (mask[:, :, :, None] & causal_band) if causal else mask[:, :, :, None]  # [Bc, H, nbc, b or 1, K]
+            mask = mask.reshape(Bc, H * nbc, -1, K)
             out = F.scaled_dot_product_attention(q.reshape(Bc, H * nbc, b, D), keys.reshape(Bc, H * nbc, K, D),
-                                                 values.reshape(Bc, H * nbc, K, D),
-                                                 attn_mask=mask.reshape(Bc, H * nbc, 1, K), dropout_p=dropout,
-                                                 scale=scaling)
-            out = out.masked_fill(~mask.any(-1).reshape(Bc, H * nbc, 1, 1), 0.0)
+                                                 values.reshape(Bc, H * nbc, K, D), attn_mask=mask,
+                                                 dropout_p=dropout, scale=scaling)
+            out = out.masked_fill(~mask.any(-1, keepdim=True), 0.0)
             return out.reshape(Bc, H, nbc * b, D)[:, :, : min(hi, N) - lo]
 
         local = clip(*around, g, N)
@@ -170,7 +180,7 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
 # ------------------------------------------------------------------ the oracle
 
 def lsg_attention_reference(query, key, value, keep=None, *, block_size, sparse_block_size, sparsity_factor,
-                            sparsity_type, num_global_tokens, scaling=None):
+                            sparsity_type, num_global_tokens, scaling=None, causal=False):
     """The same pattern as a dense mask over all keys (shares only the sparse reductions, which have
     tests of their own)."""
     B, H, N, D = query.shape
@@ -190,6 +200,8 @@ def lsg_attention_reference(query, key, value, keep=None, *, block_size, sparse_
     # Original keys: global queries see all; others see globals and blocks i-1..i+1.
     near = (block[:, None] - block[None, :]).abs() <= 1
     pattern = is_global[:, None] | is_global[None, :] | near           # [queries, keys]
+    if causal:
+        pattern &= pos[None, :] <= pos[:, None]
     allowed = (pattern[None, None] & keep_all[:, None, None, :]).expand(B, H, -1, -1)
 
     if uses_sparse_keys(s, sparsity_type):
@@ -198,8 +210,9 @@ def lsg_attention_reference(query, key, value, keep=None, *, block_size, sparse_
         r, M = b // f, ks.shape[2]
         j = torch.arange(M, device=dev)
         left_lo, right_lo = (block - 1) * r - s, (block + 2) * r
-        in_window = ((j[None] >= left_lo[:, None]) & (j[None] < left_lo[:, None] + s)) | \
-                    ((j[None] >= right_lo[:, None]) & (j[None] < right_lo[:, None] + s))
+        in_window = (j[None] >= left_lo[:, None]) & (j[None] < left_lo[:, None] + s)
+        if not causal:  # the right window holds keys of later blocks
+            in_window |= (j[None] >= right_lo[:, None]) & (j[None] < right_lo[:, None] + s)
         in_window &= ~is_global[:, None]                                # [Q, M]
         sparse_allowed = in_window[None, None] & keep_s[:, :, None, :]  # [B, h, Q, M]
         keys, values = torch.cat([keys, ks], dim=2), torch.cat([values, vs], dim=2)
