@@ -35,12 +35,13 @@ def test_help_lists_the_config_groups(tmp_path):
                               "arxiv_classification", "big_patent", "synth_qa", "hotpotqa", "quality",
                               "govreport", "hyperpartisan", "imdb", "mediasum", "multi_news", "pubmed",
                               "synth_extract", "synth_keys", "triviaqa", "wikihop", "contract_nli", "qmsum",
-                              "qasper", "narrativeqa", "masked_lm", "wikitext103", "pg19"}
+                              "qasper", "narrativeqa", "masked_lm", "wikitext103", "pg19", "causal_lm",
+                              "wikitext103_clm", "pg19_clm"}
     assert groups["trainer"] == {"default", "cpu", "gpu"} and "bench" not in groups  # the benchmark's, not a run's
     at_least = {  # groups that others extend: each lists at least these
         "model": "bart bert bigbird bigbird_pegasus hf led local_bart local_minilm local_roberta longformer lsg_bart "
                  "lsg_bert lsg_minilm lsg_pegasus lsg_roberta minilm pegasus roberta spade_bart spade_roberta",
-        "attention": "bigbird full local longformer lsg spade",
+        "attention": "bigbird full local longformer lsg spade mistral gemma",
         "logger": "none wandb", "experiment": "quickstart", "launcher": "local ray slurm",
         "sweep": "attention_matrix length_scaling lsg_grid",
     }

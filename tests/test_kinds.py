@@ -44,7 +44,7 @@ def test_summarization_metrics_are_rouge_and_generated_length():
 
 
 def test_an_unknown_kind_names_the_known_ones():
-    with pytest.raises(ConfigError, match=r"task.kind='qa' is unknown; choose one of \['classification', 'masked_lm', "
+    with pytest.raises(ConfigError, match=r"task.kind='qa' is unknown; choose one of \['causal_lm', 'classification', 'masked_lm', "
                                           r"'multiple_choice', 'question_answering', 'summarization'\]"):
         task_kind(OmegaConf.create({"kind": "qa"}))
 

@@ -45,7 +45,7 @@ class DilatedKnobs(LongKnobs):
         if any(d < 1 for d in self.dilation):
             raise self.bad("dilation", "must hold positive integers (1 = no gaps)")
 
-    def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int) -> None:
+    def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int, causal: bool = False) -> None:
         head_dilations(self.dilation, num_heads)  # one value, or one per head of this model
 
     def _kernel_args(self) -> dict:

@@ -173,9 +173,15 @@ class LongKnobs(Knobs):
         """The dense-mask oracle of `attend` (small N only)."""
         raise NotImplementedError
 
-    def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int) -> None:
-        """Check the knobs against the model and attach modules the variant adds to encoder layers
-        (SPADE's S4D branch); nothing by default."""
+    def for_decoder(self) -> "LongKnobs":
+        """The knobs a decoder-only model runs: its globals are its own first tokens (models/layouts.py), so there is
+        no global embedding to pool with, no duplicated first token to mask and no decoder to pass them to."""
+        return dataclasses.replace(self, pool_with_global=False, mask_first_token=False,
+                                   pass_global_tokens_to_decoder=False)
+
+    def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int, causal: bool = False) -> None:
+        """Check the knobs against the model and attach modules the variant adds to its attention layers
+        (SPADE's S4D branch; causal in a decoder); nothing by default."""
 
 
 # How lsgbench's own LSG and local kernels run (the `backend` knob): `blocks`, the memory-lean block

@@ -1,8 +1,9 @@
-"""The peers' own attention, run by their Hugging Face implementations (eager only in transformers 5):
+"""The peers' own attention, run by their Hugging Face implementations (the encoders' eager only in transformers 5):
 Longformer / LED sliding windows with global attention on the first token (Beltagy et al. 2020),
 BigBird / BigBird-Pegasus block-sparse attention (Zaheer et al. 2020), LongT5 local and
 transient-global attention (Guo et al. 2022) and PEGASUS-X staggered block-local attention with
-global tokens (Phang et al. 2022). lsgbench sets their config fields; the kernels are transformers'.
+global tokens (Phang et al. 2022); for decoders, Mistral's sliding window and Gemma-2/3's interleaved
+sliding and global layers. lsgbench sets their config fields; the kernels are transformers'.
 
 `CHECKPOINT_FIXED`: knobs a pretrained checkpoint fixes (they change its weights); asking for another
 value is an error rather than silently new random weights. `full_attention_at(n)`: True when, at n
@@ -107,3 +108,48 @@ class PegasusXKnobs(Knobs):
     def full_attention_at(self, length: int) -> bool:
         # the input is padded to a block multiple; a staggered layer pads half a block on each side first
         return length <= (self.block_size // 2 if self.stagger_local_blocks else self.block_size)
+
+
+# ------------------------------------------------------------------ decoder-only peers (causal)
+
+@dataclasses.dataclass(frozen=True)
+class MistralKnobs(Knobs):
+    """Mistral's sliding window (Jiang et al. 2023), transformers' implementation: in every layer a query sees the
+    `sliding_window` tokens that end at itself. lsgbench's causal `local` sliding window w sees w // 2 tokens
+    before the query and itself: Mistral's W equals local's window = 2 (W - 1)."""
+    name: ClassVar[str] = "mistral"
+    LABELLED: ClassVar = ("sliding_window",)
+    SHORT: ClassVar = {"sliding_window": "W"}
+    sliding_window: int
+
+    def check(self) -> None:
+        self.check_at_least(sliding_window=1)
+
+    def hf_config(self, num_layers: int) -> dict:
+        return {"sliding_window": self.sliding_window}
+
+    def full_attention_at(self, length: int) -> bool:
+        return length <= self.sliding_window
+
+
+@dataclasses.dataclass(frozen=True)
+class GemmaKnobs(Knobs):
+    """Gemma-2 / Gemma-3's interleaved layers (Gemma Team 2024, 2025), transformers' implementation: every
+    `global_every`-th layer attends to all earlier tokens, the others to a Mistral-style `sliding_window`
+    (Gemma-2: 1 global in 2 layers, window 4,096; Gemma-3: 1 in 6, window 1,024 or 512)."""
+    name: ClassVar[str] = "gemma"
+    LABELLED: ClassVar = ("sliding_window", "global_every")
+    SHORT: ClassVar = {"sliding_window": "W", "global_every": "global every"}
+    sliding_window: int
+    global_every: int
+
+    def check(self) -> None:
+        self.check_at_least(sliding_window=1, global_every=1)
+
+    def hf_config(self, num_layers: int) -> dict:
+        return {"sliding_window": self.sliding_window,
+                "layer_types": ["full_attention" if (i + 1) % self.global_every == 0 else "sliding_attention"
+                                for i in range(num_layers)]}
+
+    def full_attention_at(self, length: int) -> bool:
+        return length <= self.sliding_window

@@ -1,5 +1,6 @@
 """SPADE (Zuo et al. 2022): local attention in every encoder layer, and in `spade_layers` a
-bidirectional S4D state-space branch beside it that gives the layer global reach at O(N log N).
+bidirectional S4D state-space branch beside it that gives the layer global reach at O(N log N). In a decoder
+both run causally (the S4D branch forward in time only, as in the paper's language modelling).
 
 Both branches read the layer's input; each output is layer-normalised, then they are combined
 (concat -> Linear(2d -> d), or attention + combine_weight * SSM). The attention kernel and its
@@ -46,19 +47,19 @@ class SpadeKnobs(LocalKnobs):
         except ConfigError as err:
             raise ConfigError(f"{self.name} attention: {err}") from None
 
-    def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int) -> None:
+    def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int, causal: bool = False) -> None:
         if bad := [i for i in self.spade_layers if i >= len(attention_modules)]:
             raise self.bad("spade_layers", f"names layers {bad}, but the encoder has {len(attention_modules)}")
         for i in self.spade_layers:
             device = next(attention_modules[i].parameters()).device
-            attention_modules[i].spade = SpadeBranch(hidden_size, self).to(device)
+            attention_modules[i].spade = SpadeBranch(hidden_size, self, causal).to(device)
             attention_modules[i].register_forward_hook(_spade_hook, with_kwargs=True)
 
 
 class SpadeBranch(nn.Module):
-    def __init__(self, hidden: int, knobs: SpadeKnobs):
+    def __init__(self, hidden: int, knobs: SpadeKnobs, causal: bool = False):
         super().__init__()
-        self.s4d = S4D(hidden, knobs.state_size, knobs.s4d_init, freeze=knobs.freeze_ssm)
+        self.s4d = S4D(hidden, knobs.state_size, knobs.s4d_init, freeze=knobs.freeze_ssm, causal=causal)
         self.norm_attention, self.norm_ssm = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
         self.combine, self.weight = knobs.combine, knobs.combine_weight
         self.mix = nn.Linear(2 * hidden, hidden) if self.combine == "concat" else None

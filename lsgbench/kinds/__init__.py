@@ -1,11 +1,11 @@
-"""Task kinds: one module each (classification, summarization, question answering, multiple choice, masked language
-modelling), registered
-here by name."""
+"""Task kinds: one module each (classification, summarization, question answering, multiple choice, masked and
+causal language modelling), registered here by name."""
 
 from __future__ import annotations
 
 from ..errors import ConfigError
 from .base import Metric, TaskKind
+from .causal_lm import CausalLM
 from .classification import Classification
 from .masked_lm import MaskedLM
 from .multiple_choice import MultipleChoice
@@ -13,7 +13,7 @@ from .question_answering import QuestionAnswering
 from .summarization import Summarization
 
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Summarization(), QuestionAnswering(),
-                                                          MultipleChoice(), MaskedLM())}
+                                                          MultipleChoice(), MaskedLM(), CausalLM())}
 
 
 def metric(name: str) -> Metric:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..attention import CONVERTED, Knobs, knobs_from_config, variant
-from ..config import model_names
+from ..config import model_names, shipped_dir
 from ..errors import ConfigError
 from ..kinds import KINDS, task_kind
 from ..tokenizer import train_tokenizer
@@ -65,7 +65,7 @@ def _family(model_cfg, task_cfg, attention: str) -> Family:
     if task_kind(task_cfg).head(family) is None:
         supported = sorted(name for name, kind in KINDS.items() if kind.head(family))
         raise ConfigError(f"model {model_cfg.name!r} has no {task_cfg.kind} head (it supports {supported}); "
-                          f"task {task_cfg.name!r} is {task_cfg.kind}")
+                          f"task {task_cfg.name!r} is {task_cfg.kind}{_language_modelling_twin(task_cfg, supported)}")
     runs = family.attention_types + (CONVERTED if model_cfg.family in LAYOUTS else ())
     if attention not in runs:
         raise ConfigError(f"attention={attention} is not available for model {model_cfg.name!r} (family "
@@ -77,11 +77,21 @@ def _family(model_cfg, task_cfg, attention: str) -> Family:
     return family
 
 
+def _language_modelling_twin(task_cfg, supported: list[str]) -> str:
+    """A corpus comes as masked LM (task=<name>) and causal LM (task=<name>_clm): the other one, if the model runs it."""
+    name = task_cfg.name
+    twin, kind = (name.removesuffix("_clm"), "masked_lm") if name.endswith("_clm") else (f"{name}_clm", "causal_lm")
+    if task_cfg.kind in ("masked_lm", "causal_lm") and kind in supported and (shipped_dir("conf") / "task" /
+                                                                                f"{twin}.yaml").exists():
+        return f"; the same corpus as {kind}: task={twin}"
+    return ""
+
+
 def _max_length(model_cfg, task_cfg, knobs: Knobs, family: Family) -> tuple[int, int]:
     """(the training length: model.max_length, or else the task's max_source_length cut to what the model takes;
     the evaluation length: model.eval_max_length, else the same). Converted variants take any length: their
     position tables are extended; so do families without a position table, LongT5 and PEGASUS-X."""
-    capacity = None if knobs.converted or family.position_field is None else model_cfg.max_positions
+    capacity = None if knobs.converted or family.position_field is None or family.rope else model_cfg.max_positions
     for key in ("max_length", "eval_max_length"):
         if capacity is not None and (model_cfg[key] or 0) > capacity:
             raise ConfigError(
@@ -100,6 +110,12 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     stored = stored_knobs(checkpoint_cfg) if checkpoint_cfg is not None else None
     family = _family(model_cfg, task_cfg, stored.name if stored else variant(model_cfg.attention.type).name)
     knobs = asked = knobs_from_config(model_cfg.attention)
+    if family.decoder_only and knobs.converted:
+        knobs = asked = knobs.for_decoder()
+        if knobs != knobs_from_config(model_cfg.attention):
+            log.info("decoder-only %s: the first %d tokens are the global tokens; pool_with_global, mask_first_token "
+                     "and pass_global_tokens_to_decoder do not apply (recorded false)", model_cfg.name,
+                     knobs.num_global_tokens)
     if stored is not None:  # a saved converted checkpoint (lsgbench's or ccdv's) carries its own knobs
         irrelevant = () if LAYOUTS[model_cfg.family].is_seq2seq else ("pass_global_tokens_to_decoder",)  # no decoder
         saved, wanted = stored.to_dict(), asked.to_dict()
@@ -120,6 +136,10 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
                           f"task.max_source_length, or model.eval_max_length) leaves no room for text: the tokenizer "
                           f"adds {specials} special tokens; give more")
     tokenizer.model_max_length = max_length
+    if family.decoder_only:  # right padding: the first tokens are real (the globals of a converted decoder)
+        tokenizer.padding_side = "right"
+        if tokenizer.pad_token is None:  # Llama-family tokenizers have none; padding is masked anyway
+            tokenizer.pad_token = tokenizer.eos_token
     # A converted model starts from the base architecture at its own length, then is extended.
     base_length = min(max_length, family.pretrained_positions) if knobs.converted else max_length
     if model_cfg.init == "pretrained":
@@ -138,8 +158,12 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
         bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         positions = model.config.max_position_embeddings
         convert(model, model_cfg.family, knobs, max_length, bos, tokenizer.mask_token_id, model_cfg.position_init)
-        added = (*knobs.ADDED_WEIGHTS, *([POSITIONS] if model.config.max_position_embeddings != positions else []))
+        names = [name for name, _ in model.named_parameters()]
+        added = (*(p for p in knobs.ADDED_WEIGHTS if any(re.search(p, n) for n in names)),  # a decoder has no globals
+                 *([POSITIONS] if model.config.max_position_embeddings != positions and not family.rope else []))
     task_kind(task_cfg).prepare(model, tokenizer, task_cfg)
+    if family.decoder_only:
+        attention["causal"] = True
     if knobs.full_attention_at(max_length):
         log.warning("%s attention runs as full attention at %d tokens: every query's window holds the whole input",
                     knobs.label(), max_length)

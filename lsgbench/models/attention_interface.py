@@ -12,15 +12,22 @@ from ..attention.blocks import keep_with_globals
 
 def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **_):
     """[B, H, N, D] in, [B, N, H, D] out. `module.long_attention` holds the knobs (set at install);
-    `attention_mask` is the 2D padding mask, made before the global tokens were prepended."""
+    `attention_mask` is the 2D padding mask, made before the global tokens were prepended. A module transformers
+    declares causal (a decoder's) runs the variant causally; grouped K/V heads serve their query heads."""
     knobs = module.long_attention
-    B, _, N, _ = query.shape
+    B, H, N, _ = query.shape
+    if key.shape[2] != N:
+        raise NotImplementedError(f"{knobs.name} attention runs whole sequences; here {N} queries meet {key.shape[2]} "
+                                  f"cached keys (generation with a KV cache is not supported by converted attention)")
+    if key.shape[1] != H:  # grouped-query attention: each K/V head serves H / H_kv query heads, as transformers' repeat_kv
+        key, value = (t.repeat_interleave(H // key.shape[1], dim=1) for t in (key, value))
     g = knobs.num_global_tokens
     keep = keep_with_globals(attention_mask, B, N, query.device)
     if knobs.mask_first_token and N > g:
         keep = keep.clone()
         keep[:, g] = False  # the first real token (BOS/CLS) duplicates global 0
-    out = knobs.attend(query, key, value, keep, scaling, dropout if module.training else 0.0)
+    out = knobs.attend(query, key, value, keep, scaling, dropout if module.training else 0.0,
+                       causal=getattr(module, "is_causal", False))
     return out.transpose(1, 2).contiguous(), None
 
 

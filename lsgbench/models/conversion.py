@@ -57,8 +57,11 @@ POSITION_INITS = ("copy", "random")
 
 def extend(model, family: str, knobs: LongKnobs, max_length: int) -> bool:
     """Give a converted (or about to be converted) model positions up to `max_length` by tiling the rows it has;
-    True when the table grew."""
+    True when the table grew. Rotary positions (decoders) have no table: the config's length is raised."""
     layout = _layout(family)
+    if layout.decoder_only:
+        model.config.max_position_embeddings = max(model.config.max_position_embeddings, max_length)
+        return False
     owner, attr = layout.positions(model)[0]
     rows = getattr(owner, attr).weight.shape[0] - layout.position_offset
     # Globals prepended to the input embeddings (Pegasus) take positions too.
@@ -75,6 +78,13 @@ def convert(model, family: str, knobs: LongKnobs, max_length: int, bos_token_id:
     pretrained positions; `random` draws the whole table anew (N(0, initializer_range)), the Longformer paper's
     comparison (its Table 5)."""
     layout = _layout(family)
+    if layout.decoder_only:
+        if position_init != "copy":
+            raise ConfigError(f"model.position_init={position_init}: {family} has rotary positions, no table to draw "
+                              f"anew; use copy")
+        extend(model, family, knobs, max_length)
+        install(model, family, knobs)
+        return model
     if bos_token_id is None or mask_token_id is None:
         raise ConfigError("conversion initialises global tokens from the tokenizer's CLS/BOS and MASK tokens; "
                           f"this tokenizer has cls/bos id {bos_token_id} and mask id {mask_token_id}")
@@ -107,14 +117,22 @@ def convert(model, family: str, knobs: LongKnobs, max_length: int, bos_token_id:
     return model
 
 
-def install(model, family: str, knobs: LongKnobs, global_embeddings: nn.Embedding):
-    """Attach global embeddings, the variant's attention and the global-token hooks (conversion and loading)."""
+def install(model, family: str, knobs: LongKnobs, global_embeddings: nn.Embedding | None = None):
+    """Attach global embeddings, the variant's attention and the global-token hooks (conversion and loading). A
+    decoder-only model runs the variant causally in every layer, its first tokens as the globals (no embeddings)."""
     layout = _layout(family)
     config = model.config
     config.long_attention = knobs.to_dict()
     write_ccdv_fields(config, knobs)
-    layout.global_owner(model).global_embeddings = global_embeddings
     attention_interface.register()
+    if layout.decoder_only:  # all its attention is self-attention: the model's masks come from the variant too
+        config._attn_implementation = knobs.name
+        attentions = layout.attentions(model)
+        for module in attentions:
+            module.long_attention = knobs
+        knobs.add_modules(attentions, config.hidden_size, config.num_attention_heads, causal=True)
+        return model
+    layout.global_owner(model).global_embeddings = global_embeddings
     encoder_config = copy.copy(config)
     encoder_config._attn_implementation = knobs.name
     attentions = layout.attentions(model)

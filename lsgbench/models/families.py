@@ -38,6 +38,18 @@ def _t5_sizes(layers, hidden, heads, ffn):
                 d_kv=hidden // heads, feed_forward_proj="gated-gelu")
 
 
+def _decoder_sizes(layers, hidden, heads, ffn):
+    """Decoder-only (Llama-architecture) configs: grouped-query attention with half as many K/V heads (the
+    Llama-3 and Mistral checkpoints group theirs too)."""
+    return dict(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+                num_key_value_heads=max(1, heads // 2), head_dim=hidden // heads, intermediate_size=ffn)
+
+
+def _gemma_sizes(layers, hidden, heads, ffn):
+    """Gemma scales queries by query_pre_attn_scalar ** -0.5 (its checkpoints: the head dim)."""
+    return {**_decoder_sizes(layers, hidden, heads, ffn), "query_pre_attn_scalar": hidden // heads}
+
+
 @dataclass(frozen=True)
 class Family:
     config_class: type
@@ -52,6 +64,10 @@ class Family:
     attn_implementation: str = "sdpa"
     pretrained_positions: int = 512   # positions of the base checkpoints (random init of converted models)
     decoder_starts_with_pad: bool = False  # T5 / PEGASUS-X: the decoder starts from the pad token (random init)
+    rope: bool = False                # rotary positions: no table, any length (max_position_embeddings says what it
+                                      # trained at); a longer input extrapolates
+    decoder_only: bool = False        # causal self-attention only (Llama, Mistral, Gemma): right padding; classifies
+                                      # from the last token, as transformers' *ForSequenceClassification
 
     @property
     def encoder_decoder(self) -> bool:
@@ -62,7 +78,7 @@ class Family:
 
     def capacity(self, config) -> int | None:
         """The longest input a checkpoint takes; None: no limit (no absolute position table)."""
-        if self.position_field is None:
+        if self.position_field is None or self.rope:
             return None
         return getattr(config, self.position_field) - self.position_offset
 
@@ -118,4 +134,20 @@ FAMILIES = {
                                             "classification": PegasusXEncoderForSequenceClassification},
                         _seq2seq_sizes, position_field=None, attention_types=("pegasus_x",),
                         attn_implementation="eager", decoder_starts_with_pad=True),
+    # Decoder-only, rotary positions. Llama-architecture is the backbone lsgbench's causal variants convert
+    # (models/layouts.py); Mistral and Gemma run their own windows (attention=mistral, gemma).
+    "llama": Family(tf.LlamaConfig, {"causal_lm": tf.LlamaForCausalLM,
+                                     "classification": tf.LlamaForSequenceClassification},
+                    _decoder_sizes, rope=True, decoder_only=True, pretrained_positions=8192),
+    "mistral": Family(tf.MistralConfig, {"causal_lm": tf.MistralForCausalLM,
+                                         "classification": tf.MistralForSequenceClassification},
+                      _decoder_sizes, attention_types=("mistral",), rope=True, decoder_only=True),
+    # Gemma-2 caps attention logits (attn_logit_softcapping), which transformers computes in eager only.
+    "gemma2": Family(tf.Gemma2Config, {"causal_lm": tf.Gemma2ForCausalLM,
+                                       "classification": tf.Gemma2ForSequenceClassification},
+                     _gemma_sizes, attention_types=("gemma",), rope=True, decoder_only=True,
+                     attn_implementation="eager"),
+    "gemma3": Family(tf.Gemma3TextConfig, {"causal_lm": tf.Gemma3ForCausalLM,
+                                           "classification": tf.Gemma3TextForSequenceClassification},
+                     _gemma_sizes, attention_types=("gemma",), rope=True, decoder_only=True),
 }

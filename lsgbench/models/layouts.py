@@ -1,5 +1,6 @@
 """Where long-sequence conversion plugs into each backbone family: which modules hold the position
-tables, the word embeddings, the encoder self-attention, and where global tokens are prepended."""
+tables, the word embeddings, the encoder self-attention, and where global tokens are prepended; for
+decoder-only backbones, only which modules are the self-attention."""
 
 from __future__ import annotations
 
@@ -23,6 +24,17 @@ class Layout:
     config_offset: int          # of those, counted in config.max_position_embeddings (RoBERTa: 2, BART: 0)
     is_seq2seq: bool
     sinusoidal: bool = False    # Pegasus: positions are computed, so extending is a resize
+    decoder_only: bool = False
+
+
+@dataclass(frozen=True)
+class DecoderLayout:
+    """A decoder-only backbone with rotary positions: every self-attention layer converts and runs causally. No
+    position table (the length is only raised in the config) and no learned global tokens: the first
+    num_global_tokens tokens of the input are the globals, attention sinks (Xiao et al. 2023) every query sees."""
+    attentions: Callable        # model -> its self-attention modules
+    is_seq2seq: bool = False
+    decoder_only: bool = True
 
 
 def _bert_like(prefix: str, offset: int) -> Layout:
@@ -62,10 +74,11 @@ LAYOUTS = {
     "roberta": _bert_like("roberta", 2),
     "bart": _seq2seq(lambda m: m.model.encoder.layernorm_embedding, 2, sinusoidal=False),
     "pegasus": _seq2seq(None, 0, sinusoidal=True),
+    "llama": DecoderLayout(attentions=lambda m: [layer.self_attn for layer in m.model.layers]),
 }
 
 
-def layout(family: str) -> Layout:
+def layout(family: str) -> Layout | DecoderLayout:
     if family not in LAYOUTS:
         raise ConfigError(f"long-sequence conversion supports model families {sorted(LAYOUTS)}, not {family!r}")
     return LAYOUTS[family]
