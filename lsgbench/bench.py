@@ -6,9 +6,10 @@
 
 Modes: `train` (forward + backward), `infer` (forward), `both`, `attention` (one call of lsgbench's
 own attention kernel at the model size's shape, infer and train) and `generate` (encoder-decoders:
-exactly `bench.new_tokens` new tokens per sequence for each of `bench.beams`, greedy for 1).
-Encoder-decoders are timed with their generation head (the decoder reads `new_tokens` target
-tokens), encoders with a classification head.
+exactly `bench.new_tokens` new tokens per sequence for each of `bench.beams`, greedy for 1; decoder-only
+models: greedy, a `seq_len` prompt, its prefill and the decoding of the other new tokens timed apart, with the
+KV cache's size). Encoder-decoders are timed with their generation head (the decoder reads `new_tokens` target
+tokens), encoders with a classification head, decoders with their language-modelling head.
 
 Tokens per batch are held constant across lengths (batch = tokens_per_batch // length, at least 1),
 so figures compare per token; generation runs a fixed `bench.generate_batch`. Each point: random
@@ -17,7 +18,8 @@ events on GPU, perf counters on CPU); peak memory is the allocator's peak minus 
 before the step on GPU, the peak resident set minus the resident set before the step on CPU.
 With `bench.count`, one more untimed step counts what is independent of the machine: FLOPs
 (torch.utils.flop_counter; recomputation included) and the bytes autograd saves for backward
-(parameters excluded), both per token. A point that runs out of memory or fails is a row with
+(parameters excluded), both per token; with the step's speed they give its FLOP/s, and its MFU: their ratio
+to the device's dense matmul rate, measured in the same run (`matmul_rate`; not a datasheet's peak). A point that runs out of memory or fails is a row with
 `status: oom | error`, and the sweep goes on. Rows are written as JSON with the device, dtype and
 library versions.
 """
@@ -49,8 +51,10 @@ MODES = ("train", "infer", "both", "attention", "generate")
 TOKENIZER_TEXT = ["the quick brown fox jumps over the lazy dog . " * 200]
 
 
-def _phases(bench) -> tuple[str, ...]:
+def _phases(bench, decoder: bool = False) -> tuple[str, ...]:
     if bench.mode == "generate":
+        if decoder:
+            return ("greedy",)
         return tuple("greedy" if beams == 1 else f"beam{beams}" for beams in bench.beams)
     return {"train": ("train",), "infer": ("infer",)}.get(bench.mode, ("infer", "train"))
 
@@ -80,10 +84,16 @@ def _family_and_kind(cfg):
     if family is None:
         raise ConfigError(f"model.family={model_cfg.family!r} is unknown; choose one of {sorted(FAMILIES)}")
     kind = _bench_kind(bench, family, model_cfg.name)
-    if bench.mode == "generate" and not kind.generates:
-        raise ConfigError(f"bench.mode=generate times encoder-decoders' generation; model {model_cfg.name!r} (family "
-                          f"{model_cfg.family!r}) has no decoder" + (" here" if family.encoder_decoder else ""))
+    if bench.mode == "generate" and not (kind.generates or _continues_text(family, kind)):
+        raise ConfigError(f"bench.mode=generate times generation; model {model_cfg.name!r} (family "
+                          f"{model_cfg.family!r}) has no decoder" + (" here" if family.encoder_decoder else "")
+                          + (" with the causal_lm head" if family.decoder_only else ""))
     return family, kind
+
+
+def _continues_text(family, kind) -> bool:
+    """A decoder-only model with its language-modelling head: it generates by continuing its prompt."""
+    return family.decoder_only and "causal_lm" in family.heads and kind is KINDS["causal_lm"]
 
 
 def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
@@ -119,13 +129,68 @@ def _model_steps(cfg, length: int, batch: int, device: torch.device) -> Steps:
                 raise RuntimeError(f"generated {out.shape[1] - 1} tokens, not bench.new_tokens={bench.new_tokens}")
         return step
 
-    if bench.mode == "generate":
+    if bench.mode == "generate" and _continues_text(family, kind):
+        phases = {"greedy": _Continuation(model, inputs["input_ids"], bench.new_tokens, device)}
+        tokens = dict.fromkeys(phases, batch * bench.new_tokens)
+    elif bench.mode == "generate":
         phases = {phase: generate(beams) for phase, beams in zip(_phases(bench), bench.beams)}
         tokens = dict.fromkeys(phases, batch * bench.new_tokens)  # generated tokens
     else:
         phases = {"infer": infer, "train": train}
         tokens = dict.fromkeys(phases, input_tokens)
     return Steps(forward, phases, tokens, built.attention, model.parameters())
+
+
+class _Continuation:
+    """A decoder-only model's greedy continuation of a prompt by exactly `new_tokens` tokens, as a step: the prefill
+    (the prompt through the model, the first new token: time to first token) and the decoding of the others, one
+    forward each with the KV cache, timed apart; `timings` holds (prefill s, decode s, cache bytes) per call."""
+
+    def __init__(self, model, ids, new_tokens: int, device):
+        self.model, self.ids, self.new_tokens, self.device, self.timings = model, ids, new_tokens, device, []
+
+    def __call__(self):
+        with torch.inference_mode():
+            synchronize(self.device)
+            start = time.perf_counter()
+            out = self.model.eval()(input_ids=self.ids, use_cache=True)
+            token = out.logits[:, -1:].argmax(-1)
+            synchronize(self.device)
+            prefilled = time.perf_counter()
+            for _ in range(self.new_tokens - 1):
+                out = self.model(input_ids=token, cache=out.cache, use_cache=True)
+                token = out.logits[:, -1:].argmax(-1)
+            synchronize(self.device)
+            self.timings.append((prefilled - start, time.perf_counter() - prefilled, cache_bytes(out.cache)))
+
+    def figures(self, calls: int) -> dict:
+        """The medians of the last `calls` calls (the timed ones)."""
+        prefill, decode, cached = (statistics.median(t[i] for t in self.timings[-calls:]) for i in range(3))
+        batch = self.ids.shape[0]
+        return {"time_to_first_token_s": prefill, "decode_tokens_per_s": batch * (self.new_tokens - 1) / decode
+                if self.new_tokens > 1 else None, "kv_cache_mb": cached / 2**20}
+
+
+def cache_bytes(cache) -> int:
+    """What a transformers KV cache holds: the bytes of every layer's keys and values (a sliding-window layer keeps
+    only its window)."""
+    return sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values) if isinstance(t, torch.Tensor))
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
+    """The device's dense matrix-product rate in FLOP/s, measured now: the median of n x n products (n = 8,192 on
+    CUDA, 1,024 on the CPU) in the benchmark's dtype. The ceiling MFU is read against, on any machine."""
+    n = 8192 if device.type == "cuda" else 1024
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    times = []
+    for i in range(repeats + 1):  # the first warms up
+        synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        synchronize(device)
+        if i:
+            times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
 
 
 def _attention_steps(cfg, length: int, batch: int, device: torch.device, dtype) -> Steps:
@@ -270,7 +335,10 @@ def run_bench(cfg) -> list[dict]:
     device = torch.device("cuda" if bench.device == "auto" and torch.cuda.is_available() else
                           "cpu" if bench.device == "auto" else bench.device)
     bf16 = bench.dtype == "bf16"
-    head = _family_and_kind(cfg)[1].name if bench.mode != "attention" else None  # the task kind whose head is timed
+    family, kind = _family_and_kind(cfg) if bench.mode != "attention" else (None, None)
+    head = kind and kind.name  # the task kind whose head is timed
+    phases = _phases(bench, decoder=family is not None and _continues_text(family, kind))
+    rate = matmul_rate(device, torch.bfloat16 if bf16 else torch.float32)
     torch.manual_seed(cfg.seed)
     rows = []
     print(HEADER, flush=True)
@@ -282,12 +350,12 @@ def run_bench(cfg) -> list[dict]:
         try:
             steps = _steps(cfg, length, batch, device)
         except Exception as err:  # noqa: BLE001 - an unsupported point is a row, not the end of the sweep
-            rows += [_error_row({**base, "phase": phase}, err) for phase in _phases(bench)]
+            rows += [_error_row({**base, "phase": phase}, err) for phase in phases]
             print(_line(rows[-1]), flush=True)
             continue
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 and bench.mode != "attention" \
             else contextlib.nullcontext()
-        for phase in _phases(bench):
+        for phase in phases:
             row = {**base, "phase": phase, "attention": attention_label(steps.attention)}
             flex_calls = flex.calls
             try:
@@ -295,6 +363,8 @@ def run_bench(cfg) -> list[dict]:
                     seconds, peak, busy = measure(steps.phases[phase], device, bench.warmup, bench.repeats)
                 row.update(status="ok", step_s=seconds, tokens_per_s=steps.tokens[phase] / seconds, peak_mem_mb=peak,
                            busy_elsewhere=busy)
+                if isinstance(steps.phases[phase], _Continuation):
+                    row.update(steps.phases[phase].figures(bench.repeats))
             except Exception as err:  # noqa: BLE001
                 row = _error_row(row, err)
             if bench.count and row["status"] == "ok":
@@ -306,6 +376,9 @@ def run_bench(cfg) -> list[dict]:
                             row.update(count(steps, phase))
                 except Exception as err:  # noqa: BLE001
                     row["count_error"] = f"{type(err).__name__}: {err}"[:200]
+                if row.get("flops_per_token"):
+                    flops_per_s = row["flops_per_token"] * row["tokens_per_s"]
+                    row.update(flops_per_s=flops_per_s, matmul_rate=rate, mfu=flops_per_s / rate)
             rows.append(row)
             print(_line(row), flush=True)
         del steps
@@ -314,18 +387,24 @@ def run_bench(cfg) -> list[dict]:
     return rows
 
 
-LINE = "{:<16} {:<40} {:>7} {:>5} {:<6} {:>9} {:>9} {:>8} {:>9} {:>12}"
+LINE = "{:<16} {:<40} {:>7} {:>5} {:<6} {:>9} {:>9} {:>8} {:>9} {:>12} {:>6}"
 HEADER = LINE.format("model", "attention", "seq_len", "batch", "phase", "step ms", "tokens/s", "peak MB", "MFLOP/tok",
-                     "saved KB/tok")
+                     "saved KB/tok", "MFU %")
 
 
 def _line(row: dict) -> str:
     start = (row["model"], row.get("attention", "?")[:40], row["seq_len"], row["batch"], row["phase"])
     if row["status"] != "ok":
-        return LINE.format(*start, "", "", "", "", "").rstrip() + f"  {row['status']}: {row.get('error', '')}"
-    flops, saved = row.get("flops_per_token"), row.get("saved_bytes_per_token")
-    return LINE.format(*start, f"{row['step_s'] * 1000:.1f}", f"{row['tokens_per_s']:.0f}", f"{row['peak_mem_mb']:.1f}",
-                       "" if flops is None else f"{flops / 1e6:.2f}", "" if saved is None else f"{saved / 1024:.1f}")
+        return LINE.format(*start, "", "", "", "", "", "").rstrip() + f"  {row['status']}: {row.get('error', '')}"
+    flops, saved, mfu = row.get("flops_per_token"), row.get("saved_bytes_per_token"), row.get("mfu")
+    line = LINE.format(*start, f"{row['step_s'] * 1000:.1f}", f"{row['tokens_per_s']:.0f}", f"{row['peak_mem_mb']:.1f}",
+                       "" if flops is None else f"{flops / 1e6:.2f}", "" if saved is None else f"{saved / 1024:.1f}",
+                       "" if mfu is None else f"{100 * mfu:.1f}")
+    if "time_to_first_token_s" in row:
+        decode = row["decode_tokens_per_s"]
+        line += (f"  first token {row['time_to_first_token_s'] * 1000:.1f} ms, decode "
+                 f"{'—' if decode is None else f'{decode:.0f}'} tok/s, KV cache {row['kv_cache_mb']:.2f} MB")
+    return line
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="bench")

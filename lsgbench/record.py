@@ -90,6 +90,12 @@ class BenchRow(TypedDict):
     flops_per_token: NotRequired[float]        # counted in one untimed step (bench.count)
     saved_bytes_per_token: NotRequired[float]  # train: what autograd keeps for backward, weights excluded
     counted_on: NotRequired[str]               # the kernel counted, when not the timed one (FlexAttention: blocks)
+    flops_per_s: NotRequired[float]            # flops_per_token x tokens_per_s: the work the step achieved
+    matmul_rate: NotRequired[float]            # the device's dense matmul FLOP/s in the bench's dtype, measured in this run
+    mfu: NotRequired[float]                    # flops_per_s / matmul_rate
+    time_to_first_token_s: NotRequired[float]  # decoder generation: the prompt's prefill and the first new token
+    decode_tokens_per_s: NotRequired[float | None]  # ... then the other new tokens, one forward each with the KV cache
+    kv_cache_mb: NotRequired[float]            # ... the KV cache after the last new token
     count_error: NotRequired[str]              # why the step could not be counted (its timing stands)
     busy_elsewhere: NotRequired[float | None]  # share of the CPUs other processes used while it was timed
     error: NotRequired[str]

@@ -27,6 +27,16 @@ def test_rows_hold_tokens_per_batch_constant_and_measure_both_phases(tmp_path):
         assert r["status"] == "ok" and r["step_s"] > 0 and r["peak_mem_mb"] >= 0
         assert r["tokens_per_s"] == pytest.approx(r["tokens"] / r["step_s"])
         assert r["attention"].startswith("lsg b=16 s=16")
+        # the achieved FLOP/s and their share of the dense matmul rate measured in the same run (one per run)
+        assert r["flops_per_s"] == pytest.approx(r["flops_per_token"] * r["tokens_per_s"])
+        assert r["mfu"] == pytest.approx(r["flops_per_s"] / r["matmul_rate"]) and 0 < r["mfu"] < 1.5
+    assert len({r["matmul_rate"] for r in rows}) == 1
+
+
+def test_the_matmul_rate_counts_two_n_cubed_flops_per_product(monkeypatch):
+    clock = iter(range(100))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock) * 0.5)  # every product takes 0.5 s
+    assert bench.matmul_rate(torch.device("cpu"), torch.float32, repeats=3) == pytest.approx(2 * 1024**3 / 0.5)
 
 
 def test_attention_only_mode_times_the_kernel(tmp_path):
@@ -57,8 +67,22 @@ def test_generate_mode_makes_exactly_new_tokens_for_each_beam_count(tmp_path):
     assert rows[1]["flops_per_token"] > rows[0]["flops_per_token"]
 
 
+def test_decoders_generate_with_prefill_and_decode_timed_apart_and_a_sliding_window_bounds_the_cache(tmp_path):
+    rows = {}
+    for model, window in (("llama", []), ("mistral", ["model.attention.sliding_window=32"])):
+        rows[model] = bench.run_bench(bench_cfg(tmp_path, f"model={model}", "bench.mode=generate", *window,
+                                                "bench.seq_lens=[64,256]", "bench.new_tokens=5"))
+    for r in rows["llama"] + rows["mistral"]:
+        assert r["status"] == "ok" and r["phase"] == "greedy" and r["tokens_per_s"] == pytest.approx(5 / r["step_s"])
+        assert 0 < r["time_to_first_token_s"] < r["step_s"] and r["decode_tokens_per_s"] > 0
+    # tiny: 2 layers x (keys + values) x 1 K/V head x 32 dims x fp32; full attention caches every token
+    per_token = 2 * 2 * 1 * 32 * 4 / 2**20
+    assert [r["kv_cache_mb"] for r in rows["llama"]] == pytest.approx([(64 + 4) * per_token, (256 + 4) * per_token])
+    assert [r["kv_cache_mb"] for r in rows["mistral"]] == pytest.approx([31 * per_token] * 2)  # the window's 31
+
+
 def test_generate_mode_needs_a_decoder(tmp_path):
-    with pytest.raises(ConfigError, match="bench.mode=generate times encoder-decoders' generation; model 'roberta'"):
+    with pytest.raises(ConfigError, match="bench.mode=generate times generation; model 'roberta'"):
         bench.run_bench(bench_cfg(tmp_path, "model=roberta", "bench.mode=generate", "bench.seq_lens=[64]"))
     with pytest.raises(ConfigError, match=r"bench.beams=\[0\] must list beam counts >= 1"):
         bench.run_bench(bench_cfg(tmp_path, "model=bart", "bench.mode=generate", "bench.beams=[0]"))
