@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import statistics
 import sys
 import time
@@ -148,6 +149,8 @@ class _Continuation:
 
     def __init__(self, model, ids, new_tokens: int, device):
         self.model, self.ids, self.new_tokens, self.device, self.timings = model, ids, new_tokens, device, []
+        # transformers renamed past_key_values to cache (5.2x); the GPU machine's may be older
+        self.cache_arg = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
 
     def __call__(self):
         with torch.inference_mode():
@@ -158,10 +161,10 @@ class _Continuation:
             synchronize(self.device)
             prefilled = time.perf_counter()
             for _ in range(self.new_tokens - 1):
-                out = self.model(input_ids=token, cache=out.cache, use_cache=True)
+                out = self.model(input_ids=token, use_cache=True, **{self.cache_arg: out[self.cache_arg]})
                 token = out.logits[:, -1:].argmax(-1)
             synchronize(self.device)
-            self.timings.append((prefilled - start, time.perf_counter() - prefilled, cache_bytes(out.cache)))
+            self.timings.append((prefilled - start, time.perf_counter() - prefilled, cache_bytes(out[self.cache_arg])))
 
     def figures(self, calls: int) -> dict:
         """The medians of the last `calls` calls (the timed ones)."""

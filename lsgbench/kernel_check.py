@@ -5,7 +5,8 @@ with full SDPA's own error at the same dtype and shape as the yardstick.
     python -m lsgbench.kernel_check --device cpu --quick --out DIR  # the CPU dry run: N=256, flex for one configuration
 
 Each configuration (CONFIGS: every LSG sparsity type, LSG without globals, local sliding and disjoint with and
-without a global token, all on the blocks and on the flex backend, and dilated attention) runs on one set of
+without a global token, all on the blocks and on the flex backend, and dilated attention; then the causal kernels
+of decoders: LSG with three sparsity types, local sliding and disjoint, both backends, and dilated) runs on one set of
 random inputs per dtype, [B, H, N, D] with the last 10% of the last row padded:
 - the kernel, `knobs.attend`, in the dtype, and the gradients of q, k, v from a fixed random upstream gradient;
 - the truth, `knobs.reference` on float64 copies of the same values (same device), with its gradients.
@@ -52,7 +53,14 @@ BACKEND_CONFIGS = [("lsg", {**LSG, "sparsity_type": t}) for t in SPARSITY_TYPES]
 CONFIGS = [(name, {**knobs, "backend": backend}) for backend in ("blocks", "flex") for name, knobs in BACKEND_CONFIGS]
 # Defaults (window 512, dilation 1) scaled down to N = 256..1024, with distinct per-head dilations (cycled
 # over the heads) and a global token.
-CONFIGS.append(("dilated", dict(window=64, dilation=[1, 2, 4, 8], num_global_tokens=1)))
+DILATED = dict(window=64, dilation=[1, 2, 4, 8], num_global_tokens=1)
+CONFIGS.append(("dilated", DILATED))
+# The causal kernels (decoders): the same patterns restricted to keys at or before the query.
+CAUSAL_CONFIGS = [("lsg", {**LSG, "sparsity_type": t}) for t in ("pooling", "norm", "bos_pooling")] + [
+    ("local", dict(mode="sliding", window=128, num_global_tokens=1)), ("local", dict(mode="disjoint", block_size=64))]
+CONFIGS += [(name, {**knobs, "backend": backend, "causal": True}) for backend in ("blocks", "flex")
+            for name, knobs in CAUSAL_CONFIGS]
+CONFIGS.append(("dilated", {**DILATED, "causal": True}))
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # Pass rule: error <= max(SDPA_FACTOR * SDPA's error, FLOOR[dtype]).
@@ -76,10 +84,14 @@ QUICK_SKIP = "not run: --quick runs flex for one configuration (each compiles fo
 
 
 def make_knobs(name: str, overrides: dict, heads: int):
-    overrides = dict(overrides)
+    overrides = {k: v for k, v in overrides.items() if k != "causal"}  # how the kernel is called, not a knob
     if name == "dilated" and len(overrides.get("dilation", ())) > 1:  # one dilation per head
         overrides["dilation"] = [overrides["dilation"][h % len(overrides["dilation"])] for h in range(heads)]
     return VARIANTS[name].make(**overrides)
+
+
+def config_label(name: str, overrides: dict, heads: int) -> str:
+    return make_knobs(name, overrides, heads).label() + (" causal" if overrides.get("causal") else "")
 
 
 def make_inputs(batch: int, heads: int, seq_len: int, head_dim: int, dtype, device, seed: int = 0):
@@ -142,19 +154,20 @@ def check_kernels(configs=None, *, device="cpu", seq_len=SEQ_LEN, batch=2, heads
         out_tol = max(SDPA_FACTOR * sdpa["out_err"], FLOOR[dtype])
         grad_tol = max(SDPA_FACTOR * sdpa["grad_err"], FLOOR[dtype])
         for name, overrides in configs if configs is not None else CONFIGS:
-            row = {"variant": name, "label": None, "backend": overrides.get("backend"), "dtype": dtype,
+            causal = overrides.get("causal", False)
+            row = {"variant": name, "label": None, "backend": overrides.get("backend"), "causal": causal, "dtype": dtype,
                    "seq_len": seq_len, "out_err": None, "grad_err": None, "sdpa_out_err": sdpa["out_err"],
                    "sdpa_grad_err": sdpa["grad_err"], "out_tol": out_tol, "grad_tol": grad_tol, "ok": False,
                    "status": "error", "error": None, "note": None}
             start = time.perf_counter()
             try:
                 knobs = make_knobs(name, overrides, heads)
-                row["label"] = knobs.label()
+                row["label"] = config_label(name, overrides, heads)
                 if skip and (reason := skip(name, overrides)):
                     row.update(ok=None, status="skip", note=reason)
                 else:
-                    row.update(errors(lambda *a: knobs.attend(*a, None, 0.0), lambda *a: knobs.reference(*a, None),
-                                      q, k, v, keep, up))
+                    row.update(errors(lambda *a: knobs.attend(*a, None, 0.0, causal=causal),
+                                      lambda *a: knobs.reference(*a, None, causal=causal), q, k, v, keep, up))
                     row["status"] = "ok"
                     row["ok"] = row["out_err"] <= out_tol and (row["grad_err"] is None or row["grad_err"] <= grad_tol)
             except Exception as err:  # noqa: BLE001 - a configuration that fails is a row, and the check goes on

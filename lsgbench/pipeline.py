@@ -172,6 +172,8 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     record["attention"] = built.attention
     record["provenance"].update(model_init=built.init, tokenizer=built.tokenizer_source,
                                 n_params=sum(p.numel() for p in built.model.parameters()))
+    if pooling := getattr(built.model.config, "classifier_pooling", None):  # ModernBERT: cls | mean
+        record["provenance"]["classifier_pooling"] = pooling
 
     record["eval_max_length"] = eval_length = built.eval_max_length
     record["provenance"]["trainable"] = trainable = freeze(built, cfg.trainer.trainable)

@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["environment", "kernel_check", "attention_full", "attention_lsg", "attention_local", "model_full", "model_lsg",
-         "attention_flex", "attention_local_flex", "generate", "model_512", "model_lsg_512", "model_lsg_flex",
+         "attention_flex", "attention_local_flex", "generate", "decoder", "decoder_lsg", "decoder_local",
+         "decoder_generate", "modernbert", "modernbert_lsg", "model_512", "model_lsg_512", "model_lsg_flex",
          "model_local", "pipeline", "model_qa", "model_qa_lsg", "model_mlm", "model_mlm_lsg", "final_report",
          "final_targets"]
 
@@ -33,6 +34,13 @@ def test_the_gpu_script_dry_run_writes_every_result(tmp_path):
     assert qa == {"roberta", "longformer", "bigbird", "lsg_roberta"}  # a QA training step of each
     mlm = {r["model"] for r in rows if r.get("head") == "masked_lm" and r["status"] == "ok"}
     assert mlm == {"roberta", "longformer", "bigbird", "local_roberta", "lsg_roberta"}  # a pretraining step of each
+    decoders = {(r["model"], r["attention"].split()[0], r["phase"]) for r in rows
+                if r.get("head") == "causal_lm" and r["status"] == "ok"}
+    assert {(m, a, p) for m, a in [("llama", "full"), ("llama", "lsg"), ("llama", "local"), ("mistral", "mistral"),
+                                   ("gemma2", "gemma"), ("gemma3", "gemma")] for p in ("infer", "train")} \
+        | {("llama", "full", "greedy"), ("mistral", "mistral", "greedy"), ("gemma3", "gemma", "greedy")} == decoders
+    assert {r["attention"].split()[0] for r in rows if r["model"] == "modernbert" and r["status"] == "ok"} == \
+        {"modernbert", "lsg"}
     flex_train = [r for r in rows if "flex" in r["attention"] and r["phase"] == "train"]
     assert flex_train and all("backward on CPU" in r["error"] for r in flex_train)  # said, not hidden
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]

@@ -83,9 +83,9 @@ def test_cpu_dry_run_passes_with_a_row_for_every_configuration(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "kernel_check.json").read_text())
     assert result["device"] == "cpu" and result["passed"] and result["torch"] == torch.__version__
-    labels = [kernel_check.make_knobs(name, knobs, 4).label() for name, knobs in kernel_check.CONFIGS]
-    assert len(set(labels)) == len(labels) == 25
-    quick_flex = kernel_check.make_knobs(*kernel_check.QUICK_FLEX, 4).label()
+    labels = [kernel_check.config_label(name, knobs, 4) for name, knobs in kernel_check.CONFIGS]
+    assert len(set(labels)) == len(labels) == 36 and sum(label.endswith(" causal") for label in labels) == 11
+    quick_flex = kernel_check.config_label(*kernel_check.QUICK_FLEX, 4)
     for dtype in ("fp32", "bf16"):
         rows = [r for r in result["rows"] if r["dtype"] == dtype]
         assert [r["label"] for r in rows] == labels
@@ -96,4 +96,4 @@ def test_cpu_dry_run_passes_with_a_row_for_every_configuration(tmp_path):
                 assert row["status"] == "ok" and row["ok"] is True, row
                 assert row["out_err"] <= row["out_tol"]
                 assert row["grad_err"] is not None or row["backend"] == "flex"  # flex has no backward on CPU
-    assert (tmp_path / "kernel_check.md").read_text().count("\n| ") == 1 + 50  # header and a line per row
+    assert (tmp_path / "kernel_check.md").read_text().count("\n| ") == 1 + 72  # header and a line per row

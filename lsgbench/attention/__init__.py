@@ -17,12 +17,13 @@ from .full import FullKnobs
 from .knobs import Knobs, LongKnobs
 from .local import LocalKnobs, local_attention, local_attention_reference
 from .lsg import SPARSITY_TYPES, LsgKnobs, lsg_attention, lsg_attention_reference
-from .peers import BigBirdKnobs, GemmaKnobs, LongformerKnobs, LongT5Knobs, MistralKnobs, PegasusXKnobs
+from .peers import (BigBirdKnobs, GemmaKnobs, LongformerKnobs, LongT5Knobs, MistralKnobs, ModernBertKnobs,
+                    PegasusXKnobs)
 from .spade import SpadeKnobs
 
 VARIANTS: dict[str, type[Knobs]] = {k.name: k for k in (
     FullKnobs, LsgKnobs, LocalKnobs, SpadeKnobs, LongformerKnobs, BigBirdKnobs, DilatedKnobs, LongT5Knobs,
-    PegasusXKnobs, MistralKnobs, GemmaKnobs,
+    PegasusXKnobs, MistralKnobs, GemmaKnobs, ModernBertKnobs,
 )}
 
 

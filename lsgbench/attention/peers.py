@@ -2,8 +2,8 @@
 Longformer / LED sliding windows with global attention on the first token (Beltagy et al. 2020),
 BigBird / BigBird-Pegasus block-sparse attention (Zaheer et al. 2020), LongT5 local and
 transient-global attention (Guo et al. 2022) and PEGASUS-X staggered block-local attention with
-global tokens (Phang et al. 2022); for decoders, Mistral's sliding window and Gemma-2/3's interleaved
-sliding and global layers. lsgbench sets their config fields; the kernels are transformers'.
+global tokens (Phang et al. 2022), ModernBERT's alternating sliding and global layers (Warner et al. 2024);
+for decoders, Mistral's sliding window and Gemma-2/3's interleaved sliding and global layers. lsgbench sets their config fields; the kernels are transformers'.
 
 `CHECKPOINT_FIXED`: knobs a pretrained checkpoint fixes (they change its weights); asking for another
 value is an error rather than silently new random weights. `full_attention_at(n)`: True when, at n
@@ -153,3 +153,26 @@ class GemmaKnobs(Knobs):
 
     def full_attention_at(self, length: int) -> bool:
         return length <= self.sliding_window
+
+
+@dataclasses.dataclass(frozen=True)
+class ModernBertKnobs(Knobs):
+    """ModernBERT's alternating attention (Warner et al. 2024), transformers' implementation: every
+    `global_every`-th layer, from the first, attends to the whole input; the others to a sliding `window` (a
+    query sees window // 2 tokens on each side). The checkpoints: window 128, a global layer every third."""
+    name: ClassVar[str] = "modernbert"
+    LABELLED: ClassVar = ("window", "global_every")
+    SHORT: ClassVar = {"window": "w", "global_every": "global every"}
+    window: int
+    global_every: int
+
+    def check(self) -> None:
+        self.check_at_least(window=2, global_every=1)
+
+    def hf_config(self, num_layers: int) -> dict:
+        return {"local_attention": self.window, "global_attn_every_n_layers": self.global_every,
+                "layer_types": ["full_attention" if i % self.global_every == 0 else "sliding_attention"
+                                for i in range(num_layers)]}
+
+    def full_attention_at(self, length: int) -> bool:
+        return length <= self.window // 2 + 1

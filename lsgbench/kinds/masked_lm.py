@@ -128,8 +128,7 @@ class MaskedLM(TaskKind):
         labels, chars = batch.pop("labels"), batch.pop("chars")
         hidden = model.base_model(**batch).last_hidden_state
         scored = labels != -100
-        head = model.lm_head if hasattr(model, "lm_head") else model.cls  # RoBERTa/Longformer; BERT/BigBird
-        nll = F.cross_entropy(head(hidden[scored]).float(), labels[scored], reduction="none")
+        nll = F.cross_entropy(mlm_logits(model, hidden[scored]).float(), labels[scored], reduction="none")
         per_token = torch.zeros(labels.shape, dtype=torch.float64, device=labels.device)
         per_token[scored] = nll.double()
         return list(zip(per_token.sum(1).tolist(), scored.sum(1).tolist(),
@@ -151,6 +150,15 @@ class MaskedLM(TaskKind):
         labels = torch.randint(5, vocab, (batch, length), device=device)
         chosen = torch.rand(batch, length, device=device) < 0.15
         return {"labels": labels.masked_fill(~chosen, -100)}
+
+
+def mlm_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """A masked-LM model's vocabulary logits from its last hidden states, as its forward makes them."""
+    if hasattr(model, "lm_head"):  # RoBERTa, Longformer
+        return model.lm_head(hidden)
+    if hasattr(model, "cls"):      # BERT, BigBird
+        return model.cls(hidden)
+    return model.decoder(model.head(hidden))  # ModernBERT
 
 
 def corrupt(ids: torch.Tensor, tokenizer, probability: float, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

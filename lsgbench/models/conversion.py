@@ -59,8 +59,9 @@ def extend(model, family: str, knobs: LongKnobs, max_length: int) -> bool:
     """Give a converted (or about to be converted) model positions up to `max_length` by tiling the rows it has;
     True when the table grew. Rotary positions (decoders) have no table: the config's length is raised."""
     layout = _layout(family)
-    if layout.decoder_only:
-        model.config.max_position_embeddings = max(model.config.max_position_embeddings, max_length)
+    if layout.decoder_only or layout.rope:
+        model.config.max_position_embeddings = max(model.config.max_position_embeddings,
+                                                   max_length + knobs.num_global_tokens)
         return False
     owner, attr = layout.positions(model)[0]
     rows = getattr(owner, attr).weight.shape[0] - layout.position_offset
@@ -78,10 +79,10 @@ def convert(model, family: str, knobs: LongKnobs, max_length: int, bos_token_id:
     pretrained positions; `random` draws the whole table anew (N(0, initializer_range)), the Longformer paper's
     comparison (its Table 5)."""
     layout = _layout(family)
+    if (layout.decoder_only or layout.rope) and position_init != "copy":
+        raise ConfigError(f"model.position_init={position_init}: {family} has rotary positions, no table to draw "
+                          f"anew; use copy")
     if layout.decoder_only:
-        if position_init != "copy":
-            raise ConfigError(f"model.position_init={position_init}: {family} has rotary positions, no table to draw "
-                              f"anew; use copy")
         extend(model, family, knobs, max_length)
         install(model, family, knobs)
         return model
@@ -90,8 +91,8 @@ def convert(model, family: str, knobs: LongKnobs, max_length: int, bos_token_id:
                           f"this tokenizer has cls/bos id {bos_token_id} and mask id {mask_token_id}")
     if position_init not in POSITION_INITS:
         raise ConfigError(f"model.position_init={position_init!r} is unknown; choose one of {list(POSITION_INITS)}")
-    owner, attr = layout.positions(model)[0]
-    old_positions = getattr(owner, attr).weight.data.clone()[layout.position_offset:]
+    tables = layout.positions(model)
+    old_positions = getattr(*tables[0]).weight.data.clone()[layout.position_offset:] if tables else None
     extend(model, family, knobs, max_length)
     if position_init == "random":
         if layout.sinusoidal:
@@ -102,8 +103,9 @@ def convert(model, family: str, knobs: LongKnobs, max_length: int, bos_token_id:
             table[layout.position_offset:].normal_(0.0, model.config.initializer_range)
     words = layout.word_embeddings(model).weight.data
     rows = LongKnobs.MAX_GLOBAL_TOKENS
-    if layout.embed_out is None:  # globals join the input embeddings, which get positions added later
-        scale = layout.encoder(model).embed_scale
+    if layout.embed_out is None or old_positions is None:  # globals join the input embeddings (Pegasus: positions are
+        # added later) or there is no position table (rotary): they are words
+        scale = layout.encoder(model).embed_scale if layout.embed_out is None else 1.0
         init = (words[mask_token_id] * scale).repeat(rows, 1)
         init[0] = words[bos_token_id] * scale
     else:  # global j = position j * stride (spread over the pretrained positions) + MASK; global 0 = pos 0 + CLS
@@ -174,12 +176,25 @@ def install(model, family: str, knobs: LongKnobs, global_embeddings: nn.Embeddin
     else:
         layout.embed_out(model).register_forward_hook(prepend_normalised)
     layout.encoder(model).register_forward_hook(remove_globals)
+    if layout.rope:  # rotary positions are counted from the input: the globals need theirs too
+        layout.base(model).register_forward_pre_hook(_positions_with_globals(g), with_kwargs=True)
     if layout.is_seq2seq and knobs.pass_global_tokens_to_decoder:
         model.model.decoder.register_forward_pre_hook(_extend_encoder_mask(g), with_kwargs=True)
     hidden = config.hidden_size if hasattr(config, "hidden_size") else config.d_model
     heads = getattr(config, "num_attention_heads", None) or config.encoder_attention_heads
     knobs.add_modules(attentions, hidden, heads)
     return model
+
+
+def _positions_with_globals(g: int):
+    """position_ids 0 .. g + N - 1 for a model that counts them from its N inputs (ModernBERT)."""
+    def hook(module, args, kwargs):
+        if kwargs.get("position_ids") is None:
+            given = kwargs.get("input_ids", args[0] if args else None)
+            given = kwargs.get("inputs_embeds") if given is None else given
+            kwargs["position_ids"] = torch.arange(g + given.shape[1], device=given.device).unsqueeze(0)
+        return args, kwargs
+    return hook
 
 
 def _extend_encoder_mask(g: int):

@@ -134,6 +134,13 @@ FAMILIES = {
                                             "classification": PegasusXEncoderForSequenceClassification},
                         _seq2seq_sizes, position_field=None, attention_types=("pegasus_x",),
                         attn_implementation="eager", decoder_starts_with_pad=True),
+    # ModernBERT (Warner et al. 2024): an encoder with rotary positions, alternating sliding-window and global layers
+    # (attention=modernbert); also a backbone the converted variants take (models/layouts.py).
+    "modernbert": Family(tf.ModernBertConfig, {"classification": tf.ModernBertForSequenceClassification,
+                                               "question_answering": tf.ModernBertForQuestionAnswering,
+                                               "multiple_choice": masked_choices(tf.ModernBertForMultipleChoice),
+                                               "masked_lm": tf.ModernBertForMaskedLM},
+                         _encoder_sizes, attention_types=("modernbert",), rope=True, pretrained_positions=8192),
     # Decoder-only, rotary positions. Llama-architecture is the backbone lsgbench's causal variants convert
     # (models/layouts.py); Mistral and Gemma run their own windows (attention=mistral, gemma).
     "llama": Family(tf.LlamaConfig, {"causal_lm": tf.LlamaForCausalLM,

@@ -24,6 +24,7 @@ class Layout:
     config_offset: int          # of those, counted in config.max_position_embeddings (RoBERTa: 2, BART: 0)
     is_seq2seq: bool
     sinusoidal: bool = False    # Pegasus: positions are computed, so extending is a resize
+    rope: bool = False          # ModernBERT: rotary positions, no table; the globals take positions 0..g-1
     decoder_only: bool = False
 
 
@@ -74,6 +75,19 @@ LAYOUTS = {
     "roberta": _bert_like("roberta", 2),
     "bart": _seq2seq(lambda m: m.model.encoder.layernorm_embedding, 2, sinusoidal=False),
     "pegasus": _seq2seq(None, 0, sinusoidal=True),
+    "modernbert": Layout(
+        base=lambda m: m.model,
+        encoder=lambda m: m.model,
+        attentions=lambda m: [layer.attn for layer in m.model.layers],
+        word_embeddings=lambda m: m.model.embeddings.tok_embeddings,
+        global_owner=lambda m: m.model.embeddings,
+        embed_out=lambda m: m.model.embeddings.norm,
+        positions=lambda m: [],
+        position_offset=0,
+        config_offset=0,
+        is_seq2seq=False,
+        rope=True,
+    ),
     "llama": DecoderLayout(attentions=lambda m: [layer.self_attn for layer in m.model.layers]),
 }
 

@@ -22,8 +22,11 @@
 #                                BigBird, LSG-RoBERTa (b=128 s=128 f=4 g=1, pooling and stride); then LSG
 #                                and local with backend=flex; generation at 4k and 16k source tokens, 64
 #                                new tokens, greedy and beam 4 (BART, LSG-BART, LED, BigBird-Pegasus,
-#                                LongT5, PEGASUS-X); RoBERTa and LSG at 512; LSG inference with flex;
-#                                local RoBERTa
+#                                LongT5, PEGASUS-X); decoder*: decoder-only models with their language-
+#                                modelling head, train and infer (Llama full, LSG and local causal; Mistral;
+#                                Gemma-2; Gemma-3) and greedy generation, prefill and decode timed apart, with the
+#                                KV cache's size; modernbert*: ModernBERT, its own attention and converted to LSG;
+#                                RoBERTa and LSG at 512; LSG inference with flex; local RoBERTa
 #   4. runs/                     a short pipeline run on the device (tiny LSG-RoBERTa on synth_keys, bf16)
 #   5. logs/pytest_gpu.txt       the gpu-marked tests; then bench/model_qa*: a training step with the
 #                                question-answering head (RoBERTa, Longformer with global attention on the
@@ -116,6 +119,15 @@ bench attention_local_flex bench.mode=attention bench.seq_lens=$flex_lens model.
     model=local_roberta "${local_knobs[@]}" model.attention.mode=sliding,disjoint
 bench generate bench.mode=generate bench.seq_lens=$gen_lens bench.new_tokens=$new bench.beams=[1,4] \
     model=bart,lsg_bart,led,bigbird_pegasus,longt5_tglobal,pegasus_x
+bench decoder bench.mode=both model=llama,mistral,gemma2,gemma3
+bench decoder_lsg bench.mode=both model=llama attention=lsg "${lsg[@]}" model.attention.sparsity_type=pooling \
+    model.attention.backend=blocks
+bench decoder_local bench.mode=both model=llama attention=local "${local_knobs[@]}" model.attention.backend=blocks
+bench decoder_generate bench.mode=generate bench.seq_lens=$gen_lens bench.new_tokens=$new \
+    model=llama,mistral,gemma3
+bench modernbert bench.mode=both model=modernbert
+bench modernbert_lsg bench.mode=both model=modernbert attention=lsg "${lsg[@]}" model.attention.sparsity_type=pooling \
+    model.attention.backend=blocks
 bench model_512 bench.mode=both model=roberta bench.seq_lens=[512]
 bench model_lsg_512 bench.mode=both model=lsg_roberta "${lsg[@]}" model.attention.sparsity_type=pooling \
     model.attention.backend=blocks bench.seq_lens=[512]
