@@ -166,8 +166,9 @@ def check_kernels(configs=None, *, device="cpu", seq_len=SEQ_LEN, batch=2, heads
                 if skip and (reason := skip(name, overrides)):
                     row.update(ok=None, status="skip", note=reason)
                 else:
-                    row.update(errors(lambda *a: knobs.attend(*a, None, 0.0, causal=causal),
-                                      lambda *a: knobs.reference(*a, None, causal=causal), q, k, v, keep, up))
+                    how = {"causal": True} if causal else {}
+                    row.update(errors(lambda *a: knobs.attend(*a, None, 0.0, **how),
+                                      lambda *a: knobs.reference(*a, None, **how), q, k, v, keep, up))
                     row["status"] = "ok"
                     row["ok"] = row["out_err"] <= out_tol and (row["grad_err"] is None or row["grad_err"] <= grad_tol)
             except Exception as err:  # noqa: BLE001 - a configuration that fails is a row, and the check goes on

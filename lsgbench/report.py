@@ -189,20 +189,26 @@ def bench_rows(documents) -> list[dict]:
 
 def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]]:
     """One line per (device, model, attention, head, length, phase): step time, tokens/s, peak memory, the
-    counted FLOPs and bytes saved for backward per token (— where not counted), status; and notes on
-    rows measured on a shared machine."""
+    counted FLOPs and bytes saved for backward per token (— where not counted), the MFU (the achieved FLOP/s over
+    the dense matmul rate measured in the same run), for decoder generation the time to the first token, the
+    decoding rate and the KV cache, status; and notes on rows measured on a shared machine."""
+    generation = any("time_to_first_token_s" in r for r in rows)
     header = ["device", "model", "attention", "size", "dtype", "mode", "head", "seq_len", "batch", "phase", "step ms",
-              "tok/s", "peak MB", "MFLOP/tok", "saved KB/tok", "status"]
+              "tok/s", "peak MB", "MFLOP/tok", "saved KB/tok", "MFU %",
+              *(["first token ms", "decode tok/s", "KV cache MB"] if generation else []), "status"]
 
     def figure(row, key, scale, digits):
         return "—" if row.get(key) is None else f"{row[key] / scale:.{digits}f}"
 
     cells = []
     for r in rows:
+        decoding = [figure(r, "time_to_first_token_s", 1e-3, 1), figure(r, "decode_tokens_per_s", 1, 0),
+                    figure(r, "kv_cache_mb", 1, 2)] if generation else []
         cells.append([r["device"], r["model"], r.get("attention", "?"), r["size"], r["dtype"], r["bench_mode"],
                       r.get("head") or "—", str(r["seq_len"]), str(r["batch"]), r["phase"], figure(r, "step_s", 1e-3, 1),
                       figure(r, "tokens_per_s", 1, 0), figure(r, "peak_mem_mb", 1, 0),
-                      figure(r, "flops_per_token", 1e6, 2), figure(r, "saved_bytes_per_token", 1024, 1), r["status"]])
+                      figure(r, "flops_per_token", 1e6, 2), figure(r, "saved_bytes_per_token", 1024, 1),
+                      figure(r, "mfu", 0.01, 1), *decoding, r["status"]])
     notes = [f"{r['model']} {r.get('attention', '')} {r['seq_len']} {r['phase']}: {busy}" for r in rows
              if (busy := busy_note({"the timed steps": r.get("busy_elsewhere")}))]
     if any(r.get("counted_on") for r in rows):

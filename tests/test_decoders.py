@@ -177,3 +177,40 @@ def test_a_causal_lm_run_records_its_figures(make_cfg, tmp_path):
     pieces = json.loads((tmp_path / "out" / "predictions.json").read_text())["pieces"]
     assert sum(p["chars"] for p in pieces) == len(DOCS[3]["text"])
     assert sum(p["loss_nats"] for p in pieces) / sum(p["predicted_tokens"] for p in pieces) == pytest.approx(m["lm_loss"])
+
+
+@pytest.mark.parametrize("attention, knobs", [
+    ("lsg", ["model.attention.sparsity_type=pooling"]), ("lsg", ["model.attention.sparsity_type=norm"]),
+    ("lsg", ["model.attention.sparsity_type=stride"]), ("local", []), ("local", ["model.attention.num_global_tokens=2"]),
+    ("local", ["model.attention.mode=disjoint", "model.attention.block_size=8"]), ("dilated", [])])
+def test_generating_with_the_kv_cache_is_generating_without_it(make_cfg, attention, knobs):
+    """Each new token's logits from the cache (the new query over the cached keys) equal a full forward's over the
+    whole sequence so far; a sliding window without globals keeps only its window in the cache."""
+    cfg, built = tiny(make_cfg, "model=llama", f"attention={attention}", "model.max_length=128",
+                      *SMALL_KNOBS[attention], *knobs)
+    model = built.model.eval().double()
+    ids = torch.randint(5, 300, (1, 45), generator=torch.Generator().manual_seed(1))
+    runs = [model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False,
+                           use_cache=cached, output_logits=True, return_dict_in_generate=True, pad_token_id=1)
+            for cached in (True, False)]
+    assert torch.equal(runs[0].sequences, runs[1].sequences) and runs[0].sequences.shape[1] == 65
+    for with_cache, without in zip(runs[0].logits, runs[1].logits):
+        torch.testing.assert_close(with_cache, without, atol=1e-9, rtol=1e-9)
+    window = built.knobs.cache_window()
+    assert (window is not None) == (attention == "local" and not knobs)  # sliding, no globals: window 8 + 1
+    with torch.no_grad():
+        out = model(input_ids=runs[0].sequences, use_cache=True)
+    cached = [layer.keys.shape[2] for layer in out["cache"].layers]
+    assert cached == [window - 1 if window else 65] * 2
+
+
+@pytest.mark.parametrize("attention, knobs, why", [("spade", [], "keeps no recurrent state"),
+                                                   ("lsg", ["model.attention.sparsity_type=bos_pooling"],
+                                                    "the first token's query")])
+def test_a_variant_that_cannot_use_a_kv_cache_says_why(make_cfg, attention, knobs, why):
+    cfg, built = tiny(make_cfg, "model=llama", f"attention={attention}", "model.max_length=128",
+                      *SMALL_KNOBS[attention], *knobs)
+    ids = torch.randint(5, 300, (1, 45))
+    with pytest.raises(NotImplementedError, match=why):
+        built.model.eval().generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3,
+                                    do_sample=False, pad_token_id=1)

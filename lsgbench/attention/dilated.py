@@ -59,6 +59,12 @@ class DilatedKnobs(LongKnobs):
         return dilated_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling,
                                            causal=causal)
 
+    def visible(self, queries, keys, heads):
+        g, gap = self.num_global_tokens, queries[:, None] - keys[None, :]
+        d = torch.tensor(head_dilations(self.dilation, heads), device=keys.device)[:, None, None]
+        near = (gap % d == 0) & (gap <= (self.window // 2) * d) & (keys >= g) & (queries[:, None] >= g)
+        return ((keys < g) | near) & (gap >= 0)
+
 
 def head_dilations(dilation, num_heads: int) -> tuple[int, ...]:
     """The dilation of each head; the one check that needs the head count."""

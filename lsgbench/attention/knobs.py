@@ -13,10 +13,12 @@ import typing
 from collections.abc import Mapping
 from typing import ClassVar
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import shipped_dir
 from ..errors import ConfigError
+from .blocks import keep_mask, masked_attention
 
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
@@ -172,6 +174,26 @@ class LongKnobs(Knobs):
     def reference(self, query, key, value, keep, scaling: float, causal: bool = False):
         """The dense-mask oracle of `attend` (small N only)."""
         raise NotImplementedError
+
+    def visible(self, queries, keys, heads: int):
+        """Which keys the queries at positions `queries` [Q] may see among those at `keys` [K], causally: bool
+        [1 or heads, Q, K] (generation with a KV cache, `attend_cached`)."""
+        raise NotImplementedError(f"{self.name} attention cannot generate with a KV cache")
+
+    def attend_cached(self, query, key, value, keep, scaling, start: int):
+        """Causal attention of Q new queries over K cached keys, as in generation: the keys are positions
+        start .. start + K - 1 (start > 0: a sliding cache dropped the first ones), the queries the last Q of them;
+        keep [B, K] or None. Dense over the cache (O(Q K)), exact: decoding one token costs what full attention's
+        does, and the cache holds every past token unless `cache_window` bounds it."""
+        Q, K = query.shape[2], key.shape[2]
+        keys = torch.arange(start, start + K, device=query.device)
+        allowed = self.visible(keys[K - Q:], keys, query.shape[1])[None] & keep_mask(key, keep)[:, None, None, :]
+        return masked_attention(query, key, value, allowed, query.shape[-1] ** -0.5 if scaling is None else scaling)
+
+    def cache_window(self) -> int | None:
+        """The keys a decoding query sees at most, when they are the last ones (a KV cache may then keep only
+        them: a sliding window without global tokens); None: it needs the whole past."""
+        return None
 
     def for_decoder(self) -> "LongKnobs":
         """The knobs a decoder-only model runs: its globals are its own first tokens (models/layouts.py), so there is

@@ -71,6 +71,17 @@ class LocalKnobs(LongKnobs):
         return local_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling,
                                          causal=causal)
 
+    def visible(self, queries, keys, heads):
+        g, q, k = self.num_global_tokens, queries[:, None], keys[None, :]
+        if self.mode == "sliding":
+            near = q - k <= self.window // 2
+        else:
+            near = (k - g).div(self.block_size, rounding_mode="floor") == (q - g).div(self.block_size, rounding_mode="floor")
+        return (((k < g) | (near & (q >= g))) & (k <= q))[None]
+
+    def cache_window(self):
+        return self.window // 2 + 1 if self.mode == "sliding" and not self.num_global_tokens else None
+
 
 def local_attention(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens, scaling=None,
                     dropout=0.0, causal=False):

@@ -78,6 +78,36 @@ class LsgKnobs(LongKnobs):
     def reference(self, query, key, value, keep, scaling, causal=False):
         return lsg_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling, causal=causal)
 
+    def visible(self, queries, keys, heads):
+        g, b, q, k = self.num_global_tokens, self.block_size, queries[:, None], keys[None, :]
+        near = ((k - g).div(b, rounding_mode="floor") >= (q - g).div(b, rounding_mode="floor") - 1) & (k >= g) & (q >= g)
+        return (((k < g) | near) & (k <= q))[None]
+
+    def attend_cached(self, query, key, value, keep, scaling, start):
+        """The local and global keys as every variant's; then the left window of sparse keys, made from all the
+        cached keys as the kernel makes them from the whole sequence: LSG's cache cannot be bounded."""
+        if not uses_sparse_keys(self.sparse_block_size, self.sparsity_type):
+            return super().attend_cached(query, key, value, keep, scaling, start)
+        if self.sparsity_type == "bos_pooling":
+            raise NotImplementedError("lsg attention with sparsity_type=bos_pooling cannot generate with a KV cache: "
+                                      "its pooling weights come from the first token's query, which the cache does "
+                                      "not keep")
+        (B, H, Q, D), K = query.shape, key.shape[2]
+        g, b, f, s = min(self.num_global_tokens, K), self.block_size, self.sparsity_factor, self.sparse_block_size
+        scaling = D ** -0.5 if scaling is None else scaling
+        keep = keep_mask(key, keep)
+        kx, vx = (pad_to_blocks(t[:, :, g:], b, dim=2) for t in (key, value))
+        ks, vs, keep_s = sparse_keys(kx, vx, pad_to_blocks(keep[:, g:], b, dim=1, value=False),
+                                     sparsity_type=self.sparsity_type, sparsity_factor=f, block_size=b,
+                                     sparse_block_size=s, scaling=scaling, query_first=None)
+        positions = torch.arange(K, device=key.device)
+        queries, r, j = positions[K - Q:], b // f, torch.arange(ks.shape[2], device=key.device)
+        left = ((queries - g).div(b, rounding_mode="floor") - 1)[:, None] * r   # where block i's left window ends
+        window = (j[None] >= left - s) & (j[None] < left) & (queries[:, None] >= g)   # [Q, M]
+        allowed = torch.cat([(self.visible(queries, positions, H)[None] & keep[:, None, None, :]).expand(B, H, Q, K),
+                             (window[None, None] & keep_s[:, :, None, :]).expand(B, H, Q, -1)], dim=3)
+        return masked_attention(query, torch.cat([key, ks], dim=2), torch.cat([value, vs], dim=2), allowed, scaling)
+
 
 
 # ------------------------------------------------------------------ the fast path

@@ -47,6 +47,13 @@ class SpadeKnobs(LocalKnobs):
         except ConfigError as err:
             raise ConfigError(f"{self.name} attention: {err}") from None
 
+    def visible(self, queries, keys, heads):
+        raise NotImplementedError("spade attention cannot generate with a KV cache: its S4D branch keeps no "
+                                  "recurrent state between steps")
+
+    def cache_window(self):
+        return None
+
     def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int, causal: bool = False) -> None:
         if bad := [i for i in self.spade_layers if i >= len(attention_modules)]:
             raise self.bad("spade_layers", f"names layers {bad}, but the encoder has {len(attention_modules)}")

@@ -4,6 +4,7 @@ passes the 2D padding mask through, so no N x N mask is ever built) under its va
 
 from __future__ import annotations
 
+import torch
 from transformers import AttentionInterface, AttentionMaskInterface
 
 from ..attention import VARIANTS
@@ -16,11 +17,14 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     declares causal (a decoder's) runs the variant causally; grouped K/V heads serve their query heads."""
     knobs = module.long_attention
     B, H, N, _ = query.shape
-    if key.shape[2] != N:
-        raise NotImplementedError(f"{knobs.name} attention runs whole sequences; here {N} queries meet {key.shape[2]} "
-                                  f"cached keys (generation with a KV cache is not supported by converted attention)")
     if key.shape[1] != H:  # grouped-query attention: each K/V head serves H / H_kv query heads, as transformers' repeat_kv
         key, value = (t.repeat_interleave(H // key.shape[1], dim=1) for t in (key, value))
+    if key.shape[2] != N:  # generation: new queries over a KV cache (the mask covers every token so far)
+        K = key.shape[2]
+        seen = K if attention_mask is None else attention_mask.shape[-1]
+        keep = None if attention_mask is None else attention_mask[:, -K:].to(torch.bool)
+        out = knobs.attend_cached(query, key, value, keep, scaling, start=seen - K)
+        return out.transpose(1, 2).contiguous(), None
     g = knobs.num_global_tokens
     keep = keep_with_globals(attention_mask, B, N, query.device)
     if knobs.mask_first_token and N > g:

@@ -129,6 +129,8 @@ def install(model, family: str, knobs: LongKnobs, global_embeddings: nn.Embeddin
     attention_interface.register()
     if layout.decoder_only:  # all its attention is self-attention: the model's masks come from the variant too
         config._attn_implementation = knobs.name
+        if window := knobs.cache_window():  # transformers' KV cache then keeps only the last `window` tokens
+            config.sliding_window = window
         attentions = layout.attentions(model)
         for module in attentions:
             module.long_attention = knobs
