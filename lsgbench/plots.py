@@ -316,12 +316,14 @@ def length_scaling(series: dict[tuple, list[dict]], path: Path) -> Path:
 
 
 def plot_bench(bench_rows: list[dict], out: Path) -> list[Path]:
-    """One figure per kind of measurement (attention-only or whole model, size, dtype, device):
-    tokens/s and peak memory against length, a line per model, attention and phase."""
+    """One figure per kind of measurement (attention-only, whole model, decoder-only model with its language-modelling
+    head, generation; size, dtype, device): tokens/s and peak memory against length, a line per model, attention and
+    phase."""
     figures: dict[tuple, dict[str, list[dict]]] = {}
     for r in bench_rows:
         if r["status"] == "ok":
             what = r["bench_mode"] if r["bench_mode"] in ("attention", "generate") else "model"
+            what = "decoder" if what == "model" and r.get("head") == "causal_lm" else what
             kind = (what, r["size"], r["dtype"], r["device"])
             line = " ".join(x for x in (r["model"], r.get("attention"), r.get("head"), r["phase"]) if x)
             figures.setdefault(kind, {}).setdefault(line, []).append(r)
@@ -346,7 +348,8 @@ def _scaling_figure(lines: dict[str, list[tuple]], title: str, xlabel: str, spee
                     path: Path, caption: str = "") -> Path:
     """Speed and memory against length (log-log), a line per name from (length, speed, memory)
     points sorted by length; a memory line is drawn only where every point has one; `caption` under all."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + 0.18 * len(lines)))
+    legend_inches = 0.17 * -(-len(lines) // 2) + 0.3  # two columns of entries, and the frame
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + legend_inches))
     # One colour per configuration (up to 20 distinct); a benchmark's infer phase dashed beside its train.
     configurations = list(dict.fromkeys(name.removesuffix(" infer").removesuffix(" train") for name in lines))
     for name, points in lines.items():
@@ -363,4 +366,4 @@ def _scaling_figure(lines: dict[str, list[tuple]], title: str, xlabel: str, spee
     fig.suptitle(title)
     bottom = _add_caption(fig, caption)
     fig.legend(loc="lower center", bbox_to_anchor=(0.5, bottom), ncol=2, fontsize=7)  # one for both panels, below
-    return _save(fig, path, bottom + min(0.02 * len(lines) + 0.05, 0.6))
+    return _save(fig, path, bottom + legend_inches / fig.get_figheight())
