@@ -214,3 +214,23 @@ def test_a_variant_that_cannot_use_a_kv_cache_says_why(make_cfg, attention, knob
     with pytest.raises(NotImplementedError, match=why):
         built.model.eval().generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=3,
                                     do_sample=False, pad_token_id=1)
+
+
+def test_rope_scaling_reaches_the_rotary_settings_and_is_checked(make_cfg, tmp_path):
+    cfg, built = tiny(make_cfg, "model=llama", "model.max_length=64", "model.rope_scaling={rope_type:linear,factor:4.0}")
+    assert built.model.config.rope_parameters["rope_type"] == "linear"
+    rotary = built.model.model.rotary_emb
+    _, plain = tiny(make_cfg, "model=llama", "model.max_length=64")
+    torch.testing.assert_close(rotary.inv_freq, plain.model.model.rotary_emb.inv_freq / 4)  # positions 4x slower
+    _, gemma = tiny(make_cfg, "model=gemma3", "model.max_length=64", "model.rope_scaling={rope_type:linear,factor:8}")
+    assert gemma.model.config.rope_parameters["full_attention"]["factor"] == 8  # the global layers'
+    assert gemma.model.config.rope_parameters["sliding_attention"]["rope_type"] == "default"
+    with pytest.raises(ConfigError, match=r"rope_type='wobbly' is unknown; choose one of \['dynamic'"):
+        tiny(make_cfg, "model=llama", "model.rope_scaling={rope_type:wobbly,factor:2}")
+    with pytest.raises(ConfigError, match="factor=0.5 must be a number >= 1"):
+        tiny(make_cfg, "model=llama", "model.rope_scaling={rope_type:linear,factor:0.5}")
+    with pytest.raises(ConfigError, match="applies to rotary positions; model 'roberta'"):
+        tiny(make_cfg, "model=roberta", "model.rope_scaling={rope_type:linear,factor:2}", task="synth_keys")
+    overrides = [*TINY, "task=causal_lm", "task.data_dir=unused", "model=llama", "model.rope_scaling={rope_type:yarn,factor:2.0}"]
+    from lsgbench.checks import check_run_config
+    check_run_config(make_cfg(*overrides))  # a mapping of transformers' fields: not refused as unknown keys

@@ -92,13 +92,13 @@ def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     ("lsg_grid", "model.attention.sparsity_type", "pooling,stride,norm"),
     ("lsg_grid", "model.attention.block_size", "32,64,128"),
     ("attention_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,spade_roberta,longt5_local,"
-                         "longt5_tglobal,pegasus_x"),
+                         "longt5_tglobal,pegasus_x,modernbert,llama"),
     ("length_scaling", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,longt5_tglobal,pegasus_x"),
     ("summarization_matrix", "model",
      "bart,led,bigbird_pegasus,lsg_bart,local_bart,spade_bart,longt5_local,longt5_tglobal,pegasus_x"),
     ("length_scaling_summarization", "model", "bart,led,bigbird_pegasus,lsg_bart,local_bart,longt5_tglobal,pegasus_x"),
-    ("qa_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,led"),
-    ("choice_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta"),
+    ("qa_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,led,modernbert"),
+    ("choice_matrix", "model", "roberta,longformer,bigbird,lsg_roberta,local_roberta,modernbert"),
     ("extrapolation", "model.eval_max_length", "1024,2048,4096,8192,16384"),
 ])
 def test_saved_grids_name_their_points(sweep, knob, values):

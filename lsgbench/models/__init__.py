@@ -259,6 +259,7 @@ def _pretrained(model_cfg, task_cfg, family, knobs, checkpoint, config, max_leng
                           f"lower it, or convert the model to a long one (e.g. attention=lsg)")
     for key, value in knobs.hf_config(family.num_layers(config)).items():
         setattr(config, key, value)
+    scale_rope(config, model_cfg, family)
     kind = task_kind(task_cfg)
     load_args = kind.pretrained_config(config, task_cfg, model_cfg.pretrained)
     head = kind.head(family)
@@ -289,8 +290,36 @@ def _random(model_cfg, task_cfg, family, knobs, tokenizer, max_length):
     if family.decoder_starts_with_pad and "decoder_start_token_id" in kwargs:
         kwargs["decoder_start_token_id"] = tokenizer.pad_token_id  # T5 / PEGASUS-X convention
     config = family.config_class(**kwargs)
+    scale_rope(config, model_cfg, family)
     config._attn_implementation = knobs.hf_implementation or family.attn_implementation
     return task_kind(task_cfg).head(family)(config)
+
+
+def scale_rope(config, model_cfg, family: Family) -> None:
+    """Apply `model.rope_scaling` to a rotary model's config before its weights are made: transformers' scaled
+    RoPE (linear, dynamic, YaRN, ...). With separate local and global rotary settings (Gemma-3, ModernBERT) the
+    global layers' are scaled, as Gemma-3's long-context checkpoints do."""
+    from omegaconf import OmegaConf
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    if not model_cfg.rope_scaling:
+        return
+    if not family.rope:
+        raise ConfigError(f"model.rope_scaling applies to rotary positions; model {model_cfg.name!r} (family "
+                          f"{model_cfg.family!r}) has none")
+    scaling = OmegaConf.to_container(model_cfg.rope_scaling) if OmegaConf.is_config(model_cfg.rope_scaling) \
+        else dict(model_cfg.rope_scaling)
+    if scaling.get("rope_type") not in ROPE_INIT_FUNCTIONS:
+        raise ConfigError(f"model.rope_scaling.rope_type={scaling.get('rope_type')!r} is unknown; choose one of "
+                          f"{sorted(ROPE_INIT_FUNCTIONS)}")
+    factor = scaling.get("factor")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 1:
+        raise ConfigError(f"model.rope_scaling.factor={factor!r} must be a number >= 1 (how many times longer)")
+    params = config.rope_parameters
+    if all(isinstance(v, dict) for v in params.values()):  # per layer type
+        params["full_attention"] = {**params["full_attention"], **scaling}
+    else:
+        config.rope_parameters = {**params, **scaling}
 
 
 def _keep_block_sparse(model) -> None:

@@ -30,3 +30,4 @@ for i in "${!variants[@]}"; do
     done
 done
 python -m lsgbench.report $out/runs --by model,attention,max_length,eval_max_length --format md,csv --out $out
+python $out/ngram_baselines.py outputs/decoder_lm/train_0/model ../shared/data/wikitext $out/ngram_baselines.md
