@@ -37,7 +37,7 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import OmegaConf
-from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
 from .attention import attention_label, flex, knobs_from_config
 from .checks import check_paths_and_model
@@ -250,13 +250,31 @@ def measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[floa
     return statistics.median(times), peak, busy.stop()
 
 
-# torch counts SDPA's GPU kernels but not its CPU one: the same formula for it (the shapes are its first arguments)
-CPU_SDPA_FLOPS = {
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
-        lambda query, key, value, *args, out_shape=None, **kwargs: sdpa_flop_count(query, key, value),
-    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
-        lambda grad, query, key, value, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(grad, query, key, value),
-}
+def _causal_halves(packet, count):
+    """`count` for an SDPA kernel, halved when it runs with is_causal: its fused kernels skip the masked half of the
+    scores (torch counts it whole, which put causal full attention above the matmul rate: MFU > 1)."""
+    schema = next(iter(packet._schemas.values())) if hasattr(packet, "_schemas") else packet.default._schema
+    where = [a.name for a in schema.arguments].index("is_causal")
+
+    def counted(*args, out_shape=None, **kwargs):
+        causal = kwargs.get("is_causal", args[where] if len(args) > where else False)
+        return count(*args, out_shape=out_shape, **kwargs) // (2 if causal else 1)
+    return counted
+
+
+def _sdpa_counts() -> dict:
+    """torch counts SDPA's GPU kernels but not its CPU one: the same formula for it (the shapes are its first
+    arguments); every SDPA kernel's count halved under is_causal."""
+    cpu = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+           lambda query, key, value, *args, out_shape=None, **kwargs: sdpa_flop_count(query, key, value),
+           torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+           lambda grad, query, key, value, *args, out_shape=None, **kwargs:
+           sdpa_backward_flop_count(grad, query, key, value)}
+    gpu = {op: count for op, count in flop_registry.items() if "scaled_dot_product" in str(op)}
+    return {op: _causal_halves(op, count) for op, count in {**gpu, **cpu}.items()}
+
+
+SDPA_FLOPS = _sdpa_counts()
 
 
 def count(steps: Steps, phase: str) -> dict:
@@ -271,7 +289,7 @@ def count(steps: Steps, phase: str) -> dict:
         return tensor
 
     tokens = steps.tokens[phase]
-    with FlopCounterMode(display=False, custom_mapping=CPU_SDPA_FLOPS) as flops:
+    with FlopCounterMode(display=False, custom_mapping=SDPA_FLOPS) as flops:
         if phase == "train":
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
                 loss = steps.forward()

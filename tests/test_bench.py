@@ -188,3 +188,18 @@ def test_the_head_of_any_task_kind_is_timed(tmp_path, kind, per_example):
     with pytest.raises(ConfigError, match=r"bench.task_kind='multiple_choice': model 'bart' has heads for "
                                           r"\['classification', 'question_answering', 'summarization'\]"):
         bench.run_bench(bench_cfg(tmp_path, "model=bart", "bench.task_kind=multiple_choice"))
+
+
+def test_causal_sdpa_counts_the_half_of_the_scores_its_kernel_computes():
+    """Forward: 2 products of B H N^2 D multiply-adds; backward 2.5 times that; is_causal halves both."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    q = torch.randn(1, 2, 256, 16, requires_grad=True)
+    counted = []
+    for causal in (False, True):
+        with FlopCounterMode(display=False, custom_mapping=bench.SDPA_FLOPS) as flops:
+            F.scaled_dot_product_attention(q, q, q, is_causal=causal).sum().backward()
+        counted.append(flops.get_total_flops())
+    forward = 2 * 2 * 2 * 256 * 256 * 16
+    assert counted == [forward * 3.5, forward * 3.5 / 2]
