@@ -101,3 +101,13 @@ def count_input_sized_tensors(kernel, q, k, v) -> int:
     with Count():
         torch.autograd.grad(kernel(*leaves).sum(), leaves)  # not .backward(): leaves may copy to their own layout
     return Count.made
+
+
+def write_corpus(folder, train: list[dict], test: list[dict]):
+    """A local folder of train.jsonl and test.jsonl rows."""
+    import json
+
+    folder.mkdir()
+    for split, rows in (("train", train), ("test", test)):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder

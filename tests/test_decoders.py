@@ -21,6 +21,8 @@ from lsgbench.pipeline import run
 from lsgbench.tokenizer import train_tokenizer
 from lsgbench.train import Collator
 
+from helpers import write_corpus
+
 CLM = KINDS["causal_lm"]
 TASK = OmegaConf.create({"kind": "causal_lm"})
 DOCS = [{"id": f"d{i}", "text": " ".join(f"wörd{(i * 7 + j) % 50} is here ." for j in range(60 + 13 * i))}
@@ -160,10 +162,7 @@ def test_decoder_settings_and_errors(make_cfg):
 
 
 def test_a_causal_lm_run_records_its_figures(make_cfg, tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for split, docs in (("train", DOCS[:3]), ("test", DOCS[3:])):
-        (corpus / f"{split}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    corpus = write_corpus(tmp_path / "corpus", DOCS[:3], DOCS[3:])
     overrides = [*TINY, "task=causal_lm", f"task.data_dir={corpus}", "model=llama", "attention=lsg",
                  "model.max_length=128", *SMALL_KNOBS["lsg"], "trainer.args.max_steps=2",
                  "trainer.args.per_device_train_batch_size=2", "model.eval_max_length=256"]

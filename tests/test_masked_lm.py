@@ -18,6 +18,8 @@ from lsgbench.pipeline import run
 from lsgbench.tokenizer import train_tokenizer
 from lsgbench.train import Collator
 
+from helpers import write_corpus
+
 MLM = KINDS["masked_lm"]
 TASK = OmegaConf.create({"kind": "masked_lm", "mlm_probability": 0.15})
 DOCS = [{"id": f"d{i}", "text": " ".join(f"word{(i * 7 + j) % 50} is here ." for j in range(60 + 13 * i))}
@@ -111,15 +113,8 @@ def read(out):
     return json.loads((out / "run_record.json").read_text())
 
 
-def write_corpus(folder):
-    folder.mkdir()
-    for split, docs in (("train", DOCS[:3]), ("test", DOCS[3:])):
-        (folder / f"{split}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    return folder
-
-
 def test_a_pretraining_run_keeps_its_model_and_a_classifier_loads_it(make_cfg, tmp_path):
-    corpus = write_corpus(tmp_path / "corpus")
+    corpus = write_corpus(tmp_path / "corpus", DOCS[:3], DOCS[3:])
     overrides = [*TINY, "task=masked_lm", f"task.data_dir={corpus}", "model=roberta", "attention=lsg",
                  "model.max_length=256", "model.attention.block_size=32", "model.attention.sparse_block_size=32",
                  "trainer.args.max_steps=3", "model.tokenizer_vocab_size=400"]
