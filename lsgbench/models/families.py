@@ -50,6 +50,13 @@ def _gemma_sizes(layers, hidden, heads, ffn):
     return {**_decoder_sizes(layers, hidden, heads, ffn), "query_pre_attn_scalar": hidden // heads}
 
 
+def _present(**heads: str) -> dict[str, type]:
+    """Heads by class name, those this transformers has (recent ones may be missing from an older install, e.g. the
+    GPU machine's): multiple-choice classes get MaskedChoices."""
+    found = {kind: getattr(tf, name, None) for kind, name in heads.items()}
+    return {kind: masked_choices(cls) if kind == "multiple_choice" else cls for kind, cls in found.items() if cls}
+
+
 @dataclass(frozen=True)
 class Family:
     config_class: type
@@ -136,10 +143,10 @@ FAMILIES = {
                         attn_implementation="eager", decoder_starts_with_pad=True),
     # ModernBERT (Warner et al. 2024): an encoder with rotary positions, alternating sliding-window and global layers
     # (attention=modernbert); also a backbone the converted variants take (models/layouts.py).
-    "modernbert": Family(tf.ModernBertConfig, {"classification": tf.ModernBertForSequenceClassification,
-                                               "question_answering": tf.ModernBertForQuestionAnswering,
-                                               "multiple_choice": masked_choices(tf.ModernBertForMultipleChoice),
-                                               "masked_lm": tf.ModernBertForMaskedLM},
+    "modernbert": Family(tf.ModernBertConfig, _present(classification="ModernBertForSequenceClassification",
+                                                       question_answering="ModernBertForQuestionAnswering",
+                                                       multiple_choice="ModernBertForMultipleChoice",
+                                                       masked_lm="ModernBertForMaskedLM"),
                          _encoder_sizes, attention_types=("modernbert",), rope=True, pretrained_positions=8192),
     # Decoder-only, rotary positions. Llama-architecture is the backbone lsgbench's causal variants convert
     # (models/layouts.py); Mistral and Gemma run their own windows (attention=mistral, gemma).
@@ -154,7 +161,7 @@ FAMILIES = {
                                        "classification": tf.Gemma2ForSequenceClassification},
                      _gemma_sizes, attention_types=("gemma",), rope=True, decoder_only=True,
                      attn_implementation="eager"),
-    "gemma3": Family(tf.Gemma3TextConfig, {"causal_lm": tf.Gemma3ForCausalLM,
-                                           "classification": tf.Gemma3TextForSequenceClassification},
+    "gemma3": Family(tf.Gemma3TextConfig, _present(causal_lm="Gemma3ForCausalLM",
+                                                   classification="Gemma3TextForSequenceClassification"),
                      _gemma_sizes, attention_types=("gemma",), rope=True, decoder_only=True),
 }
