@@ -270,7 +270,8 @@ def _sdpa_counts() -> dict:
            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
            lambda grad, query, key, value, *args, out_shape=None, **kwargs:
            sdpa_backward_flop_count(grad, query, key, value)}
-    gpu = {op: count for op, count in flop_registry.items() if "scaled_dot_product" in str(op)}
+    # torch's registry holds its formulas wrapped to take tensors; a custom mapping is handed shapes: the raw formula
+    gpu = {op: getattr(count, "__wrapped__", count) for op, count in flop_registry.items() if "scaled_dot_product" in str(op)}
     return {op: _causal_halves(op, count) for op, count in {**gpu, **cpu}.items()}
 
 

@@ -203,3 +203,15 @@ def test_causal_sdpa_counts_the_half_of_the_scores_its_kernel_computes():
         counted.append(flops.get_total_flops())
     forward = 2 * 2 * 2 * 256 * 256 * 16
     assert counted == [forward * 3.5, forward * 3.5 / 2]
+
+
+def test_the_gpu_sdpa_kernels_are_counted_from_shapes_and_halved_when_causal():
+    """FlopCounterMode hands a custom mapping shapes (torch's own registry holds formulas wrapped to take tensors):
+    the mapped CUDA flash kernel counts as torch's formula does, half of it under is_causal."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    flash = torch.ops.aten._scaled_dot_product_flash_attention
+    shape = (1, 2, 256, 16)
+    full = sdpa_flop_count(shape, shape, shape)
+    assert bench.SDPA_FLOPS[flash](shape, shape, shape, 0.0, False, out_shape=shape) == full
+    assert bench.SDPA_FLOPS[flash](shape, shape, shape, 0.0, True, out_shape=shape) == full // 2
