@@ -165,13 +165,14 @@ class _Continuation:
                 token = out.logits[:, -1:].argmax(-1)
             synchronize(self.device)
             self.timings.append((prefilled - start, time.perf_counter() - prefilled, cache_bytes(out[self.cache_arg])))
+            self.bounded = all(hasattr(layer, "sliding_window") for layer in out[self.cache_arg].layers)
 
     def figures(self, calls: int) -> dict:
         """The medians of the last `calls` calls (the timed ones)."""
         prefill, decode, cached = (statistics.median(t[i] for t in self.timings[-calls:]) for i in range(3))
         batch = self.ids.shape[0]
         return {"time_to_first_token_s": prefill, "decode_tokens_per_s": batch * (self.new_tokens - 1) / decode
-                if self.new_tokens > 1 else None, "kv_cache_mb": cached / 2**20}
+                if self.new_tokens > 1 else None, "kv_cache_mb": cached / 2**20, "kv_cache_bounded": self.bounded}
 
 
 def cache_bytes(cache) -> int:
@@ -425,7 +426,8 @@ def _line(row: dict) -> str:
     if "time_to_first_token_s" in row:
         decode = row["decode_tokens_per_s"]
         line += (f"  first token {row['time_to_first_token_s'] * 1000:.1f} ms, decode "
-                 f"{'—' if decode is None else f'{decode:.0f}'} tok/s, KV cache {row['kv_cache_mb']:.2f} MB")
+                 f"{'—' if decode is None else f'{decode:.0f}'} tok/s, KV cache {row['kv_cache_mb']:.2f} MB "
+                 f"({'bounded by its window' if row['kv_cache_bounded'] else 'grows with the past'})")
     return line
 
 

@@ -96,6 +96,7 @@ class BenchRow(TypedDict):
     time_to_first_token_s: NotRequired[float]  # decoder generation: the prompt's prefill and the first new token
     decode_tokens_per_s: NotRequired[float | None]  # ... then the other new tokens, one forward each with the KV cache
     kv_cache_mb: NotRequired[float]            # ... the KV cache after the last new token
+    kv_cache_bounded: NotRequired[bool]        # ... every layer's cache keeps a sliding window (False: grows with the past)
     count_error: NotRequired[str]              # why the step could not be counted (its timing stands)
     busy_elsewhere: NotRequired[float | None]  # share of the CPUs other processes used while it was timed
     error: NotRequired[str]

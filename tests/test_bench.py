@@ -79,6 +79,7 @@ def test_decoders_generate_with_prefill_and_decode_timed_apart_and_a_sliding_win
     per_token = 2 * 2 * 1 * 32 * 4 / 2**20
     assert [r["kv_cache_mb"] for r in rows["llama"]] == pytest.approx([(64 + 4) * per_token, (256 + 4) * per_token])
     assert [r["kv_cache_mb"] for r in rows["mistral"]] == pytest.approx([31 * per_token] * 2)  # the window's 31
+    assert [r["kv_cache_bounded"] for r in rows["llama"] + rows["mistral"]] == [False, False, True, True]
 
 
 def test_generate_mode_needs_a_decoder(tmp_path):

@@ -130,12 +130,13 @@ def test_decoder_generation_rows_show_the_first_token_the_decoding_rate_and_the_
     row = {"device": "cpu", "model": "mistral", "attention": "mistral W=257", "size": "tiny", "dtype": "fp32",
            "bench_mode": "generate", "head": "causal_lm", "seq_len": 4096, "batch": 1, "tokens": 4096, "phase": "greedy",
            "status": "ok", "step_s": 0.5, "tokens_per_s": 128.0, "peak_mem_mb": 50.0, "time_to_first_token_s": 0.0625,
-           "decode_tokens_per_s": 140.0, "kv_cache_mb": 0.125}
-    header, cells, _ = bench_table([row, {**row, "model": "roberta", "bench_mode": "both", "phase": "train"} | {
-        k: None for k in ("time_to_first_token_s", "decode_tokens_per_s", "kv_cache_mb")}])
+           "decode_tokens_per_s": 140.0, "kv_cache_mb": 0.125, "kv_cache_bounded": True}
+    header, cells, notes = bench_table([row, {**row, "model": "roberta", "bench_mode": "both", "phase": "train"} | {
+        k: None for k in ("time_to_first_token_s", "decode_tokens_per_s", "kv_cache_mb", "kv_cache_bounded")}])
     columns = dict(zip(header, cells[0]))
     assert (columns["first token ms"], columns["decode tok/s"], columns["KV cache MB"]) == ("62.5", "140", "0.12")
     assert dict(zip(header, cells[1]))["first token ms"] == "—"
+    assert "KV caches bounded by a sliding window (flat in length): mistral mistral W=257; every other" in notes[0]
 
 
 def test_published_scores_sit_beside_the_runs_with_their_source(tmp_path, capsys):

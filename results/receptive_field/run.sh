@@ -28,4 +28,8 @@ python -m lsgbench "${common[@]}" model=longt5_tglobal model.max_length=2048 mod
     model.attention.global_block_size=16
 python -m lsgbench "${common[@]}" model=pegasus_x model.max_length=2048 model.attention.block_size=64 \
     model.attention.num_global_tokens=16
+# ModernBERT with its own attention at 64-token locality (window 128: 64 tokens on each side; of the tiny model's 2
+# layers the first is global), and a Llama-architecture decoder: causal, classifying from its last token
+python -m lsgbench "${common[@]}" model=modernbert model.max_length=2048
+python -m lsgbench "${common[@]}" model=llama model.max_length=2048
 python -m lsgbench.report $out/runs --by model,attention,max_length --format md,csv --out $out
