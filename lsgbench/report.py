@@ -216,8 +216,8 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
                      "FLOP counter cannot run compiled flex); their saved bytes are not counted")
     if any("kv_cache_bounded" in r for r in rows):
         flat = dict.fromkeys(f"{r['model']} {r.get('attention', '')}".strip() for r in rows if r.get("kv_cache_bounded"))
-        notes.append(f"KV caches bounded by a sliding window (flat in length): {', '.join(flat) or 'none'}; every other "
-                     f"generation row's cache keeps every past token")
+        notes.append(f"KV caches bounded by a sliding window (flat in length): {', '.join(flat) or 'none'}; the other "
+                     f"decoder-only generation rows keep every past token")
     notes.append(_commits([r.get("commit") for r in rows], "row"))
     return header, cells, notes
 
