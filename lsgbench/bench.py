@@ -361,7 +361,7 @@ def run_bench(cfg) -> list[dict]:
     family, kind = _family_and_kind(cfg) if bench.mode != "attention" else (None, None)
     head = kind and kind.name  # the task kind whose head is timed
     phases = _phases(bench, decoder=family is not None and _continues_text(family, kind))
-    rate = matmul_rate(device, torch.bfloat16 if bf16 else torch.float32)
+    rate = matmul_rate(device, torch.bfloat16 if bf16 else torch.float32) if bench.count else None  # MFU's ceiling
     torch.manual_seed(cfg.seed)
     rows = []
     print(HEADER, flush=True)

@@ -59,11 +59,8 @@ class DilatedKnobs(LongKnobs):
         return dilated_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling,
                                            causal=causal)
 
-    def visible(self, queries, keys, heads):
-        g, gap = self.num_global_tokens, queries[:, None] - keys[None, :]
-        d = torch.tensor(head_dilations(self.dilation, heads), device=keys.device)[:, None, None]
-        near = (gap % d == 0) & (gap <= (self.window // 2) * d) & (keys >= g) & (queries[:, None] >= g)
-        return ((keys < g) | near) & (gap >= 0)
+    def pattern(self, queries, keys, heads):
+        return dilated_pattern(queries, keys, heads, **self._kernel_args())
 
 
 def head_dilations(dilation, num_heads: int) -> tuple[int, ...]:
@@ -130,15 +127,18 @@ def _residue_classes_attention(query, key, value, keep, g, d, w, scaling, dropou
     return out.unflatten(0, (B, d)).movedim(1, 3).flatten(2, 3)[:, :, :M]         # [B, h, M, D]
 
 
+def dilated_pattern(queries, keys, heads: int, *, window, dilation, num_global_tokens):
+    """Which keys (positions [K]) the queries at positions [Q] see, per head: bool [H, Q, K]."""
+    d = torch.tensor(head_dilations(dilation, heads), device=keys.device)[:, None, None]  # [H, 1, 1]
+    gap = queries[:, None] - keys[None, :]                                            # [Q, K]: query - key
+    near = (gap % d == 0) & (gap.abs() <= (window // 2) * d)                          # [H, Q, K]
+    return (queries[:, None] < num_global_tokens) | (keys[None, :] < num_global_tokens) | near
+
+
 def dilated_attention_reference(query, key, value, keep=None, *, window, dilation, num_global_tokens,
                                 scaling=None, causal=False):
     """The same pattern as a dense per-head mask over all keys."""
     B, H, N, D = query.shape
-    g = min(num_global_tokens, N)
-    d = torch.tensor(head_dilations(dilation, H), device=query.device)[:, None, None]  # [H, 1, 1]
     pos = torch.arange(N, device=query.device)
-    is_global = pos < g
-    gap = pos[:, None] - pos[None, :]                                               # [N, N]: query i - key j
-    near = (gap % d == 0) & (gap.abs() <= (window // 2) * d)                        # [H, N, N]
-    pattern = is_global[:, None] | is_global[None, :] | near                        # [H, N, N]
+    pattern = dilated_pattern(pos, pos, H, window=window, dilation=dilation, num_global_tokens=num_global_tokens)
     return pattern_attention(query, key, value, keep, pattern, D ** -0.5 if scaling is None else scaling, causal)

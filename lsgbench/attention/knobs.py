@@ -175,9 +175,10 @@ class LongKnobs(Knobs):
         """The dense-mask oracle of `attend` (small N only)."""
         raise NotImplementedError
 
-    def visible(self, queries, keys, heads: int):
-        """Which keys the queries at positions `queries` [Q] may see among those at `keys` [K], causally: bool
-        [1 or heads, Q, K] (generation with a KV cache, `attend_cached`)."""
+    def pattern(self, queries, keys, heads: int):
+        """Which keys the queries at positions `queries` [Q] may see among those at `keys` [K], before causality and
+        padding: bool [1 or heads, Q, K]. The dense reference is this pattern over every position; generation with
+        a KV cache (`attend_cached`) reads it for the new queries."""
         raise NotImplementedError(f"{self.name} attention cannot generate with a KV cache")
 
     def attend_cached(self, query, key, value, keep, scaling, start: int):
@@ -185,10 +186,17 @@ class LongKnobs(Knobs):
         start .. start + K - 1 (start > 0: a sliding cache dropped the first ones), the queries the last Q of them;
         keep [B, K] or None. Dense over the cache (O(Q K)), exact: decoding one token costs what full attention's
         does, and the cache holds every past token unless `cache_window` bounds it."""
+        return masked_attention(query, key, value, self.cached_pattern(query, key, keep, start),
+                                query.shape[-1] ** -0.5 if scaling is None else scaling)
+
+    def cached_pattern(self, query, key, keep, start: int):
+        """`attend_cached`'s mask [B, 1 or H, Q, K]: the pattern of the new queries over the cached keys, causal,
+        padded keys left out."""
         Q, K = query.shape[2], key.shape[2]
         keys = torch.arange(start, start + K, device=query.device)
-        allowed = self.visible(keys[K - Q:], keys, query.shape[1])[None] & keep_mask(key, keep)[:, None, None, :]
-        return masked_attention(query, key, value, allowed, query.shape[-1] ** -0.5 if scaling is None else scaling)
+        queries = keys[K - Q:]
+        allowed = self.pattern(queries, keys, query.shape[1]) & (keys[None, :] <= queries[:, None])
+        return allowed[None] & keep_mask(key, keep)[:, None, None, :]
 
     def cache_window(self) -> int | None:
         """The keys a decoding query sees at most, when they are the last ones (a KV cache may then keep only

@@ -71,13 +71,8 @@ class LocalKnobs(LongKnobs):
         return local_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling,
                                          causal=causal)
 
-    def visible(self, queries, keys, heads):
-        g, q, k = self.num_global_tokens, queries[:, None], keys[None, :]
-        if self.mode == "sliding":
-            near = q - k <= self.window // 2
-        else:
-            near = (k - g).div(self.block_size, rounding_mode="floor") == (q - g).div(self.block_size, rounding_mode="floor")
-        return (((k < g) | (near & (q >= g))) & (k <= q))[None]
+    def pattern(self, queries, keys, heads):
+        return local_pattern(queries, keys, **self._kernel_args())[None]
 
     def cache_window(self):
         return self.window // 2 + 1 if self.mode == "sliding" and not self.num_global_tokens else None
@@ -143,17 +138,21 @@ def local_attention(query, key, value, keep=None, *, mode, window, block_size, n
     return attend_pieces(inputs, pieces, N)
 
 
+def local_pattern(queries, keys, *, mode, window, block_size, num_global_tokens):
+    """Which keys (positions [K]) the queries at positions [Q] see: bool [Q, K]."""
+    g, q, k = num_global_tokens, queries[:, None], keys[None, :]
+    if mode == "sliding":
+        near = (q - k).abs() <= window // 2
+    else:
+        near = (q - g).div(block_size, rounding_mode="floor") == (k - g).div(block_size, rounding_mode="floor")
+    return (q < g) | (k < g) | near
+
+
 def local_attention_reference(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens,
                               scaling=None, causal=False):
     """The same pattern as a dense mask over all keys."""
     N, D = query.shape[2:]
-    g = min(num_global_tokens, N)
     pos = torch.arange(N, device=query.device)
-    is_global = pos < g
-    if mode == "sliding":
-        near = (pos[:, None] - pos[None, :]).abs() <= window // 2
-    else:
-        block = (pos - g).div(block_size, rounding_mode="floor")
-        near = block[:, None] == block[None, :]
-    pattern = is_global[:, None] | is_global[None, :] | near
+    pattern = local_pattern(pos, pos, mode=mode, window=window, block_size=block_size,
+                            num_global_tokens=num_global_tokens)
     return pattern_attention(query, key, value, keep, pattern, D ** -0.5 if scaling is None else scaling, causal)

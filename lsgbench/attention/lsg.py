@@ -78,10 +78,9 @@ class LsgKnobs(LongKnobs):
     def reference(self, query, key, value, keep, scaling, causal=False):
         return lsg_attention_reference(query, key, value, keep, **self._kernel_args(), scaling=scaling, causal=causal)
 
-    def visible(self, queries, keys, heads):
-        g, b, q, k = self.num_global_tokens, self.block_size, queries[:, None], keys[None, :]
-        near = ((k - g).div(b, rounding_mode="floor") >= (q - g).div(b, rounding_mode="floor") - 1) & (k >= g) & (q >= g)
-        return (((k < g) | near) & (k <= q))[None]
+    def pattern(self, queries, keys, heads):
+        return lsg_token_pattern(queries, keys, block_size=self.block_size,
+                                 num_global_tokens=self.num_global_tokens)[None]
 
     def attend_cached(self, query, key, value, keep, scaling, start):
         """The local and global keys as every variant's; then the left window of sparse keys, made from all the
@@ -93,18 +92,18 @@ class LsgKnobs(LongKnobs):
                                       "its pooling weights come from the first token's query, which the cache does "
                                       "not keep")
         (B, H, Q, D), K = query.shape, key.shape[2]
-        g, b, f, s = min(self.num_global_tokens, K), self.block_size, self.sparsity_factor, self.sparse_block_size
+        g, b = min(self.num_global_tokens, K), self.block_size
         scaling = D ** -0.5 if scaling is None else scaling
         keep = keep_mask(key, keep)
         kx, vx = (pad_to_blocks(t[:, :, g:], b, dim=2) for t in (key, value))
         ks, vs, keep_s = sparse_keys(kx, vx, pad_to_blocks(keep[:, g:], b, dim=1, value=False),
-                                     sparsity_type=self.sparsity_type, sparsity_factor=f, block_size=b,
-                                     sparse_block_size=s, scaling=scaling, query_first=None)
-        positions = torch.arange(K, device=key.device)
-        queries, r, j = positions[K - Q:], b // f, torch.arange(ks.shape[2], device=key.device)
-        left = ((queries - g).div(b, rounding_mode="floor") - 1)[:, None] * r   # where block i's left window ends
-        window = (j[None] >= left - s) & (j[None] < left) & (queries[:, None] >= g)   # [Q, M]
-        allowed = torch.cat([(self.visible(queries, positions, H)[None] & keep[:, None, None, :]).expand(B, H, Q, K),
+                                     sparsity_type=self.sparsity_type, sparsity_factor=self.sparsity_factor,
+                                     block_size=b, sparse_block_size=self.sparse_block_size, scaling=scaling,
+                                     query_first=None)
+        window = lsg_sparse_pattern(torch.arange(K - Q, K, device=key.device), ks.shape[2], block_size=b,
+                                    sparse_block_size=self.sparse_block_size, sparsity_factor=self.sparsity_factor,
+                                    num_global_tokens=g, causal=True)                   # [Q, M]
+        allowed = torch.cat([self.cached_pattern(query, key, keep, start).expand(B, H, Q, K),
                              (window[None, None] & keep_s[:, :, None, :]).expand(B, H, Q, -1)], dim=3)
         return masked_attention(query, torch.cat([key, ks], dim=2), torch.cat([value, vs], dim=2), allowed, scaling)
 
@@ -209,6 +208,28 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
 
 # ------------------------------------------------------------------ the oracle
 
+def lsg_token_pattern(queries, keys, *, block_size, num_global_tokens):
+    """Which original keys (positions [K]) the queries at positions [Q] see: global queries every key, the others
+    the globals and the tokens of blocks i-1..i+1. bool [Q, K]."""
+    g, q, k = num_global_tokens, queries[:, None], keys[None, :]
+    block = lambda x: (x - g).div(block_size, rounding_mode="floor")  # noqa: E731  block of a non-global position
+    return (q < g) | (k < g) | ((block(q) - block(k)).abs() <= 1)
+
+
+def lsg_sparse_pattern(queries, sparse_length: int, *, block_size, sparse_block_size, sparsity_factor,
+                       num_global_tokens, causal):
+    """Which of the sparse keys [M] the queries at positions [Q] see: block i's windows [(i-1)r - s, (i-1)r) and
+    [(i+2)r, (i+2)r + s) (causal: the left one, made from earlier blocks alone), none for global queries. bool [Q, M]."""
+    g, r, s = num_global_tokens, block_size // sparsity_factor, sparse_block_size
+    j = torch.arange(sparse_length, device=queries.device)[None]
+    block = (queries - g).div(block_size, rounding_mode="floor")[:, None]
+    left, right = (block - 1) * r - s, (block + 2) * r
+    seen = (j >= left) & (j < left + s)
+    if not causal:  # the right window holds keys of later blocks
+        seen |= (j >= right) & (j < right + s)
+    return seen & (queries[:, None] >= g)
+
+
 def lsg_attention_reference(query, key, value, keep=None, *, block_size, sparse_block_size, sparsity_factor,
                             sparsity_type, num_global_tokens, scaling=None, causal=False):
     """The same pattern as a dense mask over all keys (shares only the sparse reductions, which have
@@ -224,12 +245,8 @@ def lsg_attention_reference(query, key, value, keep=None, *, block_size, sparse_
     values = torch.cat([value[:, :, :g], vx], dim=2)
     keep_all = torch.cat([keep[:, :g], keep_x], dim=1)  # [B, g + Np]
     pos = torch.arange(g + Np, device=dev)
-    is_global = pos < g
-    block = (pos - g).div(b, rounding_mode="floor")     # block of a non-global position
 
-    # Original keys: global queries see all; others see globals and blocks i-1..i+1.
-    near = (block[:, None] - block[None, :]).abs() <= 1
-    pattern = is_global[:, None] | is_global[None, :] | near           # [queries, keys]
+    pattern = lsg_token_pattern(pos, pos, block_size=b, num_global_tokens=g)   # [queries, keys]
     if causal:
         pattern &= pos[None, :] <= pos[:, None]
     allowed = (pattern[None, None] & keep_all[:, None, None, :]).expand(B, H, -1, -1)
@@ -237,13 +254,8 @@ def lsg_attention_reference(query, key, value, keep=None, *, block_size, sparse_
     if uses_sparse_keys(s, sparsity_type):
         ks, vs, keep_s = sparse_keys(kx, vx, keep_x, sparsity_type=sparsity_type, sparsity_factor=f,
                                      block_size=b, sparse_block_size=s, query_first=qx[:, :, 0], scaling=scaling)
-        r, M = b // f, ks.shape[2]
-        j = torch.arange(M, device=dev)
-        left_lo, right_lo = (block - 1) * r - s, (block + 2) * r
-        in_window = (j[None] >= left_lo[:, None]) & (j[None] < left_lo[:, None] + s)
-        if not causal:  # the right window holds keys of later blocks
-            in_window |= (j[None] >= right_lo[:, None]) & (j[None] < right_lo[:, None] + s)
-        in_window &= ~is_global[:, None]                                # [Q, M]
+        in_window = lsg_sparse_pattern(pos, ks.shape[2], block_size=b, sparse_block_size=s, sparsity_factor=f,
+                                       num_global_tokens=g, causal=causal)                # [Q, M]
         sparse_allowed = in_window[None, None] & keep_s[:, :, None, :]  # [B, h, Q, M]
         keys, values = torch.cat([keys, ks], dim=2), torch.cat([values, vs], dim=2)
         allowed = torch.cat([allowed, sparse_allowed.expand(B, H, -1, -1)], dim=3)

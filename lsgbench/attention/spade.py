@@ -47,7 +47,7 @@ class SpadeKnobs(LocalKnobs):
         except ConfigError as err:
             raise ConfigError(f"{self.name} attention: {err}") from None
 
-    def visible(self, queries, keys, heads):
+    def attend_cached(self, query, key, value, keep, scaling, start):
         raise NotImplementedError("spade attention cannot generate with a KV cache: its S4D branch keeps no "
                                   "recurrent state between steps")
 

@@ -111,11 +111,11 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     family = _family(model_cfg, task_cfg, stored.name if stored else variant(model_cfg.attention.type).name)
     knobs = asked = knobs_from_config(model_cfg.attention)
     if family.decoder_only and knobs.converted:
-        knobs = asked = knobs.for_decoder()
-        if knobs != knobs_from_config(model_cfg.attention):
+        if (decoder := knobs.for_decoder()) != knobs:
             log.info("decoder-only %s: the first %d tokens are the global tokens; pool_with_global, mask_first_token "
                      "and pass_global_tokens_to_decoder do not apply (recorded false)", model_cfg.name,
                      knobs.num_global_tokens)
+        knobs = asked = decoder
     if stored is not None:  # a saved converted checkpoint (lsgbench's or ccdv's) carries its own knobs
         irrelevant = () if LAYOUTS[model_cfg.family].is_seq2seq else ("pass_global_tokens_to_decoder",)  # no decoder
         saved, wanted = stored.to_dict(), asked.to_dict()

@@ -59,7 +59,7 @@ def extend(model, family: str, knobs: LongKnobs, max_length: int) -> bool:
     """Give a converted (or about to be converted) model positions up to `max_length` by tiling the rows it has;
     True when the table grew. Rotary positions (decoders) have no table: the config's length is raised."""
     layout = _layout(family)
-    if layout.decoder_only or layout.rope:
+    if layout.rope:
         model.config.max_position_embeddings = max(model.config.max_position_embeddings,
                                                    max_length + knobs.num_global_tokens)
         return False
@@ -79,7 +79,7 @@ def convert(model, family: str, knobs: LongKnobs, max_length: int, bos_token_id:
     pretrained positions; `random` draws the whole table anew (N(0, initializer_range)), the Longformer paper's
     comparison (its Table 5)."""
     layout = _layout(family)
-    if (layout.decoder_only or layout.rope) and position_init != "copy":
+    if layout.rope and position_init != "copy":
         raise ConfigError(f"model.position_init={position_init}: {family} has rotary positions, no table to draw "
                           f"anew; use copy")
     if layout.decoder_only:

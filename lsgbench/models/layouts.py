@@ -35,6 +35,7 @@ class DecoderLayout:
     num_global_tokens tokens of the input are the globals, attention sinks (Xiao et al. 2023) every query sees."""
     attentions: Callable        # model -> its self-attention modules
     is_seq2seq: bool = False
+    rope: bool = True
     decoder_only: bool = True
 
 
