@@ -3,17 +3,20 @@
 Source order: `task.data_dir` (or `$LSGBENCH_DATA_DIR/<task.name>`) when given, since the user
 named it; otherwise the hub dataset, or the built-in generator for `source: synthetic` tasks.
 Tasks with `source: local` (the generic `classification` and `summarization`) need the folder.
+A task with `byte_splits` (enwik8) cuts its splits from one stream, the source's train split, by byte offsets.
 Unified schema: classification {"id", "text", "label"}, summarization {"id", "article", "abstract"}.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +90,8 @@ def load_task_data(task) -> TaskData:
         origin = {s: f"hub split {task.splits[s]}" for s in available}
     else:
         raise ConfigError(f"task.source={task.source!r} is unknown; choose local, hub or synthetic")
+    if task.get("byte_splits"):
+        available, origin, read = _byte_splits(task, source, available, origin, read, note)
 
     train_split, eval_split = task.train_split, task.eval_split
     if train_split not in available:
@@ -215,6 +220,53 @@ def _hub_reader(task):
                 for i, r in enumerate(ds)]
 
     return source, available, read
+
+
+def _byte_splits(task, source: str, available: list[str], origin: dict[str, str], read, note):
+    """(splits, their origins, a reader) for splits cut from one stream by UTF-8 byte offsets, as enwik8's standard
+    split is (its first 90M bytes train, the next 5M validation, the last 5M test). The stream is the text of the
+    source's train split, its documents joined. An offset inside a character moves forward to the character's
+    start (at most 3 bytes), with a note, so every split decodes to exactly its bytes."""
+    spans = {}
+    for split, span in task.byte_splits.items():
+        span = list(span) if isinstance(span, Iterable) and not isinstance(span, str) else [span]
+        if not (len(span) == 2 and all(isinstance(x, int) and x >= 0 for x in span) and span[0] < span[1]):
+            raise ConfigError(f"task.byte_splits.{split}={span} must be [start, end]: byte offsets with 0 <= start < end")
+        spans[split] = tuple(span)
+    ordered = sorted(spans.items(), key=lambda item: item[1])
+    for (first, (_, end)), (second, (start, _)) in zip(ordered, ordered[1:]):
+        if start < end:
+            raise ConfigError(f"task.byte_splits: {first} {list(spans[first])} and {second} {list(spans[second])} "
+                              f"overlap; a byte belongs to one split")
+    if "train" not in available:
+        raise ConfigError(f"{source} has no 'train' split to cut task.byte_splits from; it has {sorted(available)}")
+    whole = origin["train"]
+
+    @functools.cache
+    def stream() -> bytes:
+        data = "".join(row["text"] for row in read("train")).encode("utf-8")
+        last, (_, end) = max(spans.items(), key=lambda item: item[1][1])
+        if len(data) < end:
+            raise ConfigError(f"task.byte_splits.{last}={list(spans[last])} reaches byte {end:,}, but {source} "
+                              f"({whole}) holds {len(data):,} bytes")
+        return data
+
+    def cut(split: str) -> list[dict]:
+        data = stream()
+        start, end = (_char_start(data, x) for x in spans[split])
+        if (start, end) != spans[split]:
+            note(f"task.byte_splits.{split}: {list(spans[split])} falls inside a UTF-8 character; read as "
+                 f"[{start}, {end}], whole characters")
+        return [{"id": f"{task.name}-{split}", "text": data[start:end].decode("utf-8")}]
+
+    return list(spans), {s: f"bytes {a:,}-{b:,} of {whole}" for s, (a, b) in spans.items()}, cut
+
+
+def _char_start(data: bytes, offset: int) -> int:
+    """The first offset at or after `offset` that starts a UTF-8 character (continuation bytes are 0b10xxxxxx)."""
+    while offset < len(data) and data[offset] & 0xC0 == 0x80:
+        offset += 1
+    return offset
 
 
 def _carve(train: list[dict], split: str, fraction: float, content) -> tuple[list[dict], list[dict]]:

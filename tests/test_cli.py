@@ -36,7 +36,7 @@ def test_help_lists_the_config_groups(tmp_path):
                               "govreport", "hyperpartisan", "imdb", "mediasum", "multi_news", "pubmed",
                               "synth_extract", "synth_keys", "triviaqa", "wikihop", "contract_nli", "qmsum",
                               "qasper", "narrativeqa", "masked_lm", "wikitext103", "pg19", "causal_lm",
-                              "wikitext103_clm", "pg19_clm", "text8"}
+                              "wikitext103_clm", "pg19_clm", "text8", "enwik8"}
     assert groups["trainer"] == {"default", "cpu", "gpu"} and "bench" not in groups  # the benchmark's, not a run's
     at_least = {  # groups that others extend: each lists at least these
         "model": "bart bert bigbird bigbird_pegasus hf led local_bart local_minilm local_roberta longformer lsg_bart "

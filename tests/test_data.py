@@ -197,3 +197,35 @@ def test_a_folder_with_only_a_validation_split_suggests_carving_a_test_split(mak
     write_jsonl(tmp_path / "d", "dev", REVIEWS)
     with pytest.raises(ConfigError, match=re.escape("task.train_split=validation task.eval_split=test)")):
         load_task_data(make_cfg("task=imdb", f"task.data_dir={tmp_path / 'd'}").task)
+
+
+def test_byte_splits_cut_one_stream_into_whole_characters(make_cfg, tmp_path):
+    """enwik8's layout: the source's train split is one stream, cut by byte offsets. Offsets inside a multi-byte
+    character move forward to its start; each split is exactly its bytes of the stream."""
+    docs = ["ab€cd", "é𝄞xyz"]  # joined: a b €(bytes 2-4) c d é(7-8) 𝄞(9-12) x y z, 16 bytes
+    write_jsonl(tmp_path / "d", "train", [{"id": f"doc{i}", "text": t} for i, t in enumerate(docs)])
+    stream = "".join(docs).encode()
+    cfg = make_cfg("task=enwik8", f"task.data_dir={tmp_path / 'd'}",
+                   "task.byte_splits={train:[0,4],validation:[4,8],test:[8,16]}")
+    data = load_task_data(cfg.task)
+    assert [r["text"] for r in data.train] == ["ab€"]  # 4 falls inside €: moved to 5
+    assert [r["text"] for r in data.eval] == ["𝄞xyz"]  # 8 falls inside é: moved to 9
+    assert data.splits == {"train": "bytes 0-4 of train.jsonl", "eval": "bytes 8-16 of train.jsonl"}
+    assert any("task.byte_splits.train: [0, 4] falls inside a UTF-8 character; read as [0, 5]" in n for n in data.notes)
+    validation = load_task_data(make_cfg("task=enwik8", f"task.data_dir={tmp_path / 'd'}", "task.eval_split=validation",
+                                         "task.byte_splits={train:[0,4],validation:[4,8],test:[8,16]}").task)
+    pieces = [data.train[0]["text"], validation.eval[0]["text"], data.eval[0]["text"]]
+    assert "".join(pieces).encode() == stream  # contiguous spans: nothing lost, nothing read twice
+
+
+@pytest.mark.parametrize("splits, message", [
+    ("{train:[0,8],test:[6,16]}", r"train \[0, 8\] and test \[6, 16\] overlap"),
+    ("{train:[5,2],test:[8,16]}", r"task.byte_splits.train=\[5, 2\] must be \[start, end\]"),
+    ("{train:7,test:[8,16]}", r"task.byte_splits.train=\[7\] must be \[start, end\]"),
+    ("{train:[0,8],test:[8,99]}", r"task.byte_splits.validation=\[90000000, 95000000\] reaches byte 95,000,000, "
+                                  r"but local:.* \(train.jsonl\) holds 16 bytes"),  # an override keeps enwik8's other splits
+    ("{train:[0,8],validation:[8,12],test:[12,99]}", r"test=\[12, 99\] reaches byte 99")])
+def test_byte_splits_errors_name_the_bad_value(make_cfg, tmp_path, splits, message):
+    write_jsonl(tmp_path / "d", "train", [{"id": "doc", "text": "ab€cdé𝄞xyz"}])
+    with pytest.raises(ConfigError, match=message):
+        load_task_data(make_cfg("task=enwik8", f"task.data_dir={tmp_path / 'd'}", f"task.byte_splits={splits}").task)

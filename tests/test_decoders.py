@@ -178,6 +178,25 @@ def test_a_causal_lm_run_records_its_figures(make_cfg, tmp_path):
     assert sum(p["loss_nats"] for p in pieces) / sum(p["predicted_tokens"] for p in pieces) == pytest.approx(m["lm_loss"])
 
 
+def test_an_enwik8_run_scores_every_byte_of_its_test_span(make_cfg, tmp_path):
+    """task=enwik8 on a local copy: one stream cut by bytes; bits per byte over exactly the test span's bytes."""
+    stream = "".join(d["text"] + "\n" for d in DOCS)
+    corpus = tmp_path / "enwik8"
+    corpus.mkdir()
+    (corpus / "train.jsonl").write_text(json.dumps({"id": "enwik8", "text": stream}) + "\n")
+    size = len(stream.encode())
+    splits = f"{{train:[0,{size - 800}],validation:[{size - 800},{size - 400}],test:[{size - 400},{size}]}}"
+    overrides = [*TINY, "task=enwik8", f"task.data_dir={corpus}", f"task.byte_splits={splits}", "model=llama",
+                 "attention=local", "model.max_length=64", *SMALL_KNOBS["local"], "trainer.args.max_steps=2"]
+    record = run(make_cfg(*overrides), tmp_path / "out", overrides)
+    assert record["status"] == "ok", record["error"]
+    assert record["provenance"]["splits"]["eval"] == f"bytes {size - 400:,}-{size:,} of train.jsonl"
+    pieces = json.loads((tmp_path / "out" / "predictions.json").read_text())["pieces"]
+    assert sum(p["bytes"] for p in pieces) == 400
+    nats = sum(p["loss_nats"] for p in pieces)
+    assert record["metrics"]["bits_per_byte"] == pytest.approx(nats / math.log(2) / 400)
+
+
 @pytest.mark.parametrize("attention, knobs", [
     ("lsg", ["model.attention.sparsity_type=pooling"]), ("lsg", ["model.attention.sparsity_type=norm"]),
     ("lsg", ["model.attention.sparsity_type=stride"]), ("local", []), ("local", ["model.attention.num_global_tokens=2"]),
