@@ -71,6 +71,31 @@ def assert_no_leakage(kernel, q, k, v, mask):
         assert not torch.equal(again[:, :, t:], out[:, :, t:])
 
 
+@pytest.mark.parametrize("g", [0, 2])
+def test_no_output_depends_on_a_key_beyond_the_variants_reach(g):
+    """What decoding with a window of the cache rests on: a query at t sees no key (the globals aside) before
+    earliest_key(t) >= t - reach; changing every key and value there leaves its output exactly as it was."""
+    q, k, v, _ = inputs(N=61)
+    reaches = {}
+    for name, knobs in every_variant(g):
+        reaches[name] = knobs.reach()
+        if knobs.reach() is None:
+            continue
+        out = knobs.reference(q, k, v, None, None, causal=True)
+        for t in range(g, 61, 3):
+            earliest = max(knobs.earliest_key(t), g)
+            assert t - knobs.reach() <= earliest <= t
+            changed_k, changed_v = k.clone(), v.clone()
+            changed_k[:, :, g:earliest] += 1.0
+            changed_v[:, :, g:earliest] -= 2.0
+            again = knobs.reference(q, changed_k, changed_v, None, None, causal=True)
+            assert torch.equal(again[:, :, t], out[:, :, t]), (name, t)
+    # lsg: blocks i-1, i and the ceil(s / r) = 1 block before them (b = 8, s = 4, r = 4); sliding: window // 2;
+    # disjoint: its block; dilated: window // 2 keys spaced by the largest dilation; bos_pooling: the first query
+    assert reaches == {**{f"lsg {t}": 23 for t in SPARSITY_TYPES}, "lsg none": 15, "lsg bos_pooling": None,
+                       "local sliding": 5, "local disjoint": 6, "dilated": 10}
+
+
 @pytest.mark.parametrize("g, padded", list(itertools.product([0, 2], [True, False])))
 def test_no_causal_kernel_lets_a_token_change_an_earlier_output(g, padded):
     q, k, v, mask = inputs(B=2, H=4, N=45, D=4, pad=(0, 11))

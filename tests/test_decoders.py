@@ -197,13 +197,19 @@ def test_an_enwik8_run_scores_every_byte_of_its_test_span(make_cfg, tmp_path):
     assert record["metrics"]["bits_per_byte"] == pytest.approx(nats / math.log(2) / 400)
 
 
+NO_GLOBALS = "model.attention.num_global_tokens=0"
+
+
 @pytest.mark.parametrize("attention, knobs", [
     ("lsg", ["model.attention.sparsity_type=pooling"]), ("lsg", ["model.attention.sparsity_type=norm"]),
-    ("lsg", ["model.attention.sparsity_type=stride"]), ("local", []), ("local", ["model.attention.num_global_tokens=2"]),
-    ("local", ["model.attention.mode=disjoint", "model.attention.block_size=8"]), ("dilated", [])])
+    ("lsg", ["model.attention.sparsity_type=stride"]), ("lsg", ["model.attention.sparsity_type=pooling", NO_GLOBALS]),
+    ("lsg", ["model.attention.sparsity_type=norm", NO_GLOBALS]), ("lsg", ["model.attention.sparsity_type=lsh", NO_GLOBALS]),
+    ("local", []), ("local", ["model.attention.num_global_tokens=2"]),
+    ("local", ["model.attention.mode=disjoint", "model.attention.block_size=8"]), ("dilated", ["model.attention.dilation=[2]"])])
 def test_generating_with_the_kv_cache_is_generating_without_it(make_cfg, attention, knobs):
-    """Each new token's logits from the cache (the new query over the cached keys) equal a full forward's over the
-    whole sequence so far; a sliding window without globals keeps only its window in the cache."""
+    """Each new token's logits from the cache (the new query over the cached keys within its reach) equal a full
+    forward's over the whole sequence so far; a variant with a reach and no globals keeps only its window in the
+    cache (LSG: 32 tokens, its window of blocks and the block its sparse keys come from, of the 65)."""
     cfg, built = tiny(make_cfg, "model=llama", f"attention={attention}", "model.max_length=128",
                       *SMALL_KNOBS[attention], *knobs)
     model = built.model.eval().double()
@@ -215,7 +221,8 @@ def test_generating_with_the_kv_cache_is_generating_without_it(make_cfg, attenti
     for with_cache, without in zip(runs[0].logits, runs[1].logits):
         torch.testing.assert_close(with_cache, without, atol=1e-9, rtol=1e-9)
     window = built.knobs.cache_window()
-    assert (window is not None) == (attention == "local" and not knobs)  # sliding, no globals: window 8 + 1
+    assert (window is not None) == (built.knobs.num_global_tokens == 0)
+    assert window in (None, 32 if attention == "lsg" else built.knobs.reach() + 1)
     with torch.no_grad():
         out = model(input_ids=runs[0].sequences, use_cache=True)
     cached = [layer.keys.shape[2] for layer in out["cache"].layers]

@@ -62,6 +62,9 @@ class DilatedKnobs(LongKnobs):
     def pattern(self, queries, keys, heads):
         return dilated_pattern(queries, keys, heads, **self._kernel_args())
 
+    def reach(self):
+        return (self.window // 2) * max(self.dilation)
+
 
 def head_dilations(dilation, num_heads: int) -> tuple[int, ...]:
     """The dilation of each head; the one check that needs the head count."""

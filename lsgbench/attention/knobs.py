@@ -184,24 +184,50 @@ class LongKnobs(Knobs):
     def attend_cached(self, query, key, value, keep, scaling, start: int):
         """Causal attention of Q new queries over K cached keys, as in generation: the keys are positions
         start .. start + K - 1 (start > 0: a sliding cache dropped the first ones), the queries the last Q of them;
-        keep [B, K] or None. Dense over the cache (O(Q K)), exact: decoding one token costs what full attention's
-        does, and the cache holds every past token unless `cache_window` bounds it."""
-        return masked_attention(query, key, value, self.cached_pattern(query, key, keep, start),
+        keep [B, K] or None. Exact, and dense over the keys the queries can reach (`visible_cache`): decoding a token
+        costs O(reach) for a variant with a reach, O(K) as full attention's for the others."""
+        key, value, keep, positions = self.visible_cache(query, key, value, keep, start)
+        return masked_attention(query, key, value, self.cached_pattern(query, positions, keep),
                                 query.shape[-1] ** -0.5 if scaling is None else scaling)
 
-    def cached_pattern(self, query, key, keep, start: int):
-        """`attend_cached`'s mask [B, 1 or H, Q, K]: the pattern of the new queries over the cached keys, causal,
-        padded keys left out."""
-        Q, K = query.shape[2], key.shape[2]
-        keys = torch.arange(start, start + K, device=query.device)
-        queries = keys[K - Q:]
-        allowed = self.pattern(queries, keys, query.shape[1]) & (keys[None, :] <= queries[:, None])
-        return allowed[None] & keep_mask(key, keep)[:, None, None, :]
+    def cached_pattern(self, query, positions, keep):
+        """`attend_cached`'s mask [B, 1 or H, Q, K]: the pattern of the new queries (the last Q of `positions`) over
+        the keys at `positions` [K], causal, padded keys (keep [B, K] False) left out."""
+        queries = positions[-query.shape[2]:]
+        allowed = self.pattern(queries, positions, query.shape[1]) & (positions[None, :] <= queries[:, None])
+        return allowed[None] & keep[:, None, None, :]
+
+    def reach(self) -> int | None:
+        """How far back a causal query's keys go, the globals aside: a query at q sees none before q - reach.
+        None: it may see the whole past."""
+        return None
+
+    def earliest_key(self, position: int) -> int:
+        """The first key (the globals aside) a causal query at `position` may see; at least position - reach."""
+        return position - self.reach()
+
+    def visible_cache(self, query, key, value, keep, start: int):
+        """The cached keys the Q new queries can see, with their keep mask [B, K'] and positions [K']: the globals and
+        every key from the first query's earliest key on (all K keys for a variant without a reach)."""
+        (Q, K), g = (query.shape[2], key.shape[2]), self.num_global_tokens
+        keep, positions = keep_mask(key, keep), torch.arange(start, start + K, device=key.device)
+        if self.reach() is None:
+            return key, value, keep, positions
+        first = max(self.earliest_key(start + K - Q), g) - start  # index of the first non-global key they see
+        if first < 0:
+            raise RuntimeError(f"{self.name} attention: the KV cache starts at position {start}, after the key at "
+                               f"{first + start} that its queries see; its sliding window is too short")
+        if g and first > g:  # the globals, then the reachable keys
+            index = torch.cat([torch.arange(g), torch.arange(first, K)]).to(key.device)
+            return key[:, :, index], value[:, :, index], keep[:, index], positions[index]
+        return key[:, :, first:], value[:, :, first:], keep[:, first:], positions[first:]
 
     def cache_window(self) -> int | None:
-        """The keys a decoding query sees at most, when they are the last ones (a KV cache may then keep only
-        them: a sliding window without global tokens); None: it needs the whole past."""
-        return None
+        """The sliding window a KV cache may keep instead of the whole past (transformers' sliding layers keep the
+        last window - 1 keys and attend with the new ones): reach + 1 for a variant with a reach and no global
+        tokens (globals would have to stay in the cache too). None: it keeps every past token."""
+        reach = self.reach()
+        return reach + 1 if reach is not None and not self.num_global_tokens else None
 
     def for_decoder(self) -> "LongKnobs":
         """The knobs a decoder-only model runs: its globals are its own first tokens (models/layouts.py), so there is

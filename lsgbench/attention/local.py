@@ -74,8 +74,8 @@ class LocalKnobs(LongKnobs):
     def pattern(self, queries, keys, heads):
         return local_pattern(queries, keys, **self._kernel_args())[None]
 
-    def cache_window(self):
-        return self.window // 2 + 1 if self.mode == "sliding" and not self.num_global_tokens else None
+    def reach(self):
+        return self.window // 2 if self.mode == "sliding" else self.block_size - 1
 
 
 def local_attention(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens, scaling=None,

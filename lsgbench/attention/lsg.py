@@ -82,28 +82,48 @@ class LsgKnobs(LongKnobs):
         return lsg_token_pattern(queries, keys, block_size=self.block_size,
                                  num_global_tokens=self.num_global_tokens)[None]
 
+    def _sparse_blocks_back(self) -> int:
+        """How many blocks before a query block's previous one its sparse keys come from: every sparse key is made
+        from the tokens of one block (r = b / f per block), and the left window holds s of them."""
+        if not uses_sparse_keys(self.sparse_block_size, self.sparsity_type):
+            return 0
+        return -(-self.sparse_block_size // (self.block_size // self.sparsity_factor))
+
+    def reach(self):
+        if self.sparsity_type == "bos_pooling":  # the first token's query weighs every sparse key
+            return None
+        return (2 + self._sparse_blocks_back()) * self.block_size - 1
+
+    def earliest_key(self, position):
+        """The first token of the earliest block a causal query at `position` takes keys from (whole blocks, so the
+        sparse keys made from them are the kernel's)."""
+        g, b = self.num_global_tokens, self.block_size
+        return g + ((position - g) // b - 1 - self._sparse_blocks_back()) * b
+
     def attend_cached(self, query, key, value, keep, scaling, start):
-        """The local and global keys as every variant's; then the left window of sparse keys, made from all the
-        cached keys as the kernel makes them from the whole sequence: LSG's cache cannot be bounded."""
+        """The local and global keys as every variant's; then the left window of sparse keys, made from the cached
+        blocks within reach as the kernel makes them from the whole sequence."""
         if not uses_sparse_keys(self.sparse_block_size, self.sparsity_type):
             return super().attend_cached(query, key, value, keep, scaling, start)
         if self.sparsity_type == "bos_pooling":
             raise NotImplementedError("lsg attention with sparsity_type=bos_pooling cannot generate with a KV cache: "
                                       "its pooling weights come from the first token's query, which the cache does "
                                       "not keep")
-        (B, H, Q, D), K = query.shape, key.shape[2]
-        g, b = min(self.num_global_tokens, K), self.block_size
+        (B, H, Q, D), b = query.shape, self.block_size
         scaling = D ** -0.5 if scaling is None else scaling
-        keep = keep_mask(key, keep)
+        key, value, keep, positions = self.visible_cache(query, key, value, keep, start)
+        g = int((positions < self.num_global_tokens).sum())  # the globals among them lead
         kx, vx = (pad_to_blocks(t[:, :, g:], b, dim=2) for t in (key, value))
         ks, vs, keep_s = sparse_keys(kx, vx, pad_to_blocks(keep[:, g:], b, dim=1, value=False),
                                      sparsity_type=self.sparsity_type, sparsity_factor=self.sparsity_factor,
                                      block_size=b, sparse_block_size=self.sparse_block_size, scaling=scaling,
                                      query_first=None)
-        window = lsg_sparse_pattern(torch.arange(K - Q, K, device=key.device), ks.shape[2], block_size=b,
-                                    sparse_block_size=self.sparse_block_size, sparsity_factor=self.sparsity_factor,
-                                    num_global_tokens=g, causal=True)                   # [Q, M]
-        allowed = torch.cat([self.cached_pattern(query, key, keep, start).expand(B, H, Q, K),
+        first = (int(positions[g]) - self.num_global_tokens) // self.sparsity_factor if len(positions) > g else 0
+        window = lsg_sparse_pattern(positions[-Q:], torch.arange(first, first + ks.shape[2], device=key.device),
+                                    block_size=b, sparse_block_size=self.sparse_block_size,
+                                    sparsity_factor=self.sparsity_factor, num_global_tokens=self.num_global_tokens,
+                                    causal=True)                                                    # [Q, M]
+        allowed = torch.cat([self.cached_pattern(query, positions, keep).expand(B, H, Q, -1),
                              (window[None, None] & keep_s[:, :, None, :]).expand(B, H, Q, -1)], dim=3)
         return masked_attention(query, torch.cat([key, ks], dim=2), torch.cat([value, vs], dim=2), allowed, scaling)
 
@@ -216,12 +236,12 @@ def lsg_token_pattern(queries, keys, *, block_size, num_global_tokens):
     return (q < g) | (k < g) | ((block(q) - block(k)).abs() <= 1)
 
 
-def lsg_sparse_pattern(queries, sparse_length: int, *, block_size, sparse_block_size, sparsity_factor,
-                       num_global_tokens, causal):
-    """Which of the sparse keys [M] the queries at positions [Q] see: block i's windows [(i-1)r - s, (i-1)r) and
-    [(i+2)r, (i+2)r + s) (causal: the left one, made from earlier blocks alone), none for global queries. bool [Q, M]."""
+def lsg_sparse_pattern(queries, sparse, *, block_size, sparse_block_size, sparsity_factor, num_global_tokens, causal):
+    """Which of the sparse keys at indices `sparse` [M] of the sparse sequence the queries at positions [Q] see: block
+    i's windows [(i-1)r - s, (i-1)r) and [(i+2)r, (i+2)r + s) (causal: the left one, made from earlier blocks alone),
+    none for global queries. bool [Q, M]."""
     g, r, s = num_global_tokens, block_size // sparsity_factor, sparse_block_size
-    j = torch.arange(sparse_length, device=queries.device)[None]
+    j = sparse[None]
     block = (queries - g).div(block_size, rounding_mode="floor")[:, None]
     left, right = (block - 1) * r - s, (block + 2) * r
     seen = (j >= left) & (j < left + s)
@@ -254,7 +274,7 @@ def lsg_attention_reference(query, key, value, keep=None, *, block_size, sparse_
     if uses_sparse_keys(s, sparsity_type):
         ks, vs, keep_s = sparse_keys(kx, vx, keep_x, sparsity_type=sparsity_type, sparsity_factor=f,
                                      block_size=b, sparse_block_size=s, query_first=qx[:, :, 0], scaling=scaling)
-        in_window = lsg_sparse_pattern(pos, ks.shape[2], block_size=b, sparse_block_size=s, sparsity_factor=f,
+        in_window = lsg_sparse_pattern(pos, torch.arange(ks.shape[2], device=dev), block_size=b, sparse_block_size=s, sparsity_factor=f,
                                        num_global_tokens=g, causal=causal)                # [Q, M]
         sparse_allowed = in_window[None, None] & keep_s[:, :, None, :]  # [B, h, Q, M]
         keys, values = torch.cat([keys, ks], dim=2), torch.cat([values, vs], dim=2)

@@ -51,8 +51,8 @@ class SpadeKnobs(LocalKnobs):
         raise NotImplementedError("spade attention cannot generate with a KV cache: its S4D branch keeps no "
                                   "recurrent state between steps")
 
-    def cache_window(self):
-        return None
+    def reach(self):
+        return None  # the S4D branch carries the whole past
 
     def add_modules(self, attention_modules: list, hidden_size: int, num_heads: int, causal: bool = False) -> None:
         if bad := [i for i in self.spade_layers if i >= len(attention_modules)]:

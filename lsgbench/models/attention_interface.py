@@ -11,7 +11,7 @@ from ..attention import VARIANTS
 from ..attention.blocks import keep_with_globals
 
 
-def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **_):
+def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, position_ids=None, **_):
     """[B, H, N, D] in, [B, N, H, D] out. `module.long_attention` holds the knobs (set at install);
     `attention_mask` is the 2D padding mask, made before the global tokens were prepended. A module transformers
     declares causal (a decoder's) runs the variant causally; grouped K/V heads serve their query heads."""
@@ -19,11 +19,10 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     B, H, N, _ = query.shape
     if key.shape[1] != H:  # grouped-query attention: each K/V head serves H / H_kv query heads, as transformers' repeat_kv
         key, value = (t.repeat_interleave(H // key.shape[1], dim=1) for t in (key, value))
-    if key.shape[2] != N:  # generation: new queries over a KV cache (the mask covers every token so far)
+    if key.shape[2] != N:  # generation: new queries over a KV cache
         K = key.shape[2]
-        seen = K if attention_mask is None else attention_mask.shape[-1]
         keep = None if attention_mask is None else attention_mask[:, -K:].to(torch.bool)
-        out = knobs.attend_cached(query, key, value, keep, scaling, start=seen - K)
+        out = knobs.attend_cached(query, key, value, keep, scaling, start=_tokens_so_far(attention_mask, position_ids, K) - K)
         return out.transpose(1, 2).contiguous(), None
     g = knobs.num_global_tokens
     keep = keep_with_globals(attention_mask, B, N, query.device)
@@ -33,6 +32,17 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     out = knobs.attend(query, key, value, keep, scaling, dropout if module.training else 0.0,
                        causal=getattr(module, "is_causal", False))
     return out.transpose(1, 2).contiguous(), None
+
+
+def _tokens_so_far(attention_mask, position_ids, cached: int) -> int:
+    """How long the sequence is with the new tokens: the padding mask covers every token so far; without one (no
+    padding: transformers drops an all-ones mask) the last new token's position says; without either, the cache
+    holds every token (a sliding cache, which drops the first ones, always comes with positions)."""
+    if attention_mask is not None:
+        return attention_mask.shape[-1]
+    if position_ids is not None:
+        return int(position_ids[0, -1]) + 1
+    return cached
 
 
 def padding_mask_only(batch_size, q_length, kv_length, attention_mask=None, **_):
