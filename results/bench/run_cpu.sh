@@ -53,7 +53,7 @@ python -m lsgbench.bench -m "${common[@]}" bench.mode=train bench.size=tiny mode
 generate=(bench.mode=generate bench.size=tiny bench.seq_lens=[4096,16384])
 python -m lsgbench.bench -m "${common[@]}" "${generate[@]}" model=llama
 python -m lsgbench.bench -m "${common[@]}" "${generate[@]}" model=llama attention=lsg "${lsg[@]}" \
-    model.attention.sparsity_type=pooling
+    model.attention.sparsity_type=pooling model.attention.num_global_tokens=1,0  # a sink token; none: a bounded cache
 python -m lsgbench.bench -m "${common[@]}" "${generate[@]}" model=llama attention=local model.attention.window=512
 for m in mistral gemma3; do
     python -m lsgbench.bench -m "${common[@]}" "${generate[@]}" model=$m model.attention.sliding_window=257
