@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["environment", "kernel_check", "attention_full", "attention_lsg", "attention_local", "model_full", "model_lsg",
          "attention_flex", "attention_local_flex", "generate", "decoder", "decoder_lsg", "decoder_local",
-         "decoder_generate", "modernbert", "modernbert_lsg", "model_512", "model_lsg_512", "model_lsg_flex",
+         "decoder_generate", "decoder_generate_lsg", "decoder_generate_local", "modernbert", "modernbert_lsg", "model_512", "model_lsg_512", "model_lsg_flex",
          "model_local", "pipeline", "model_qa", "model_qa_lsg", "model_mlm", "model_mlm_lsg", "final_report",
          "final_targets"]
 
@@ -38,7 +38,10 @@ def test_the_gpu_script_dry_run_writes_every_result(tmp_path):
                 if r.get("head") == "causal_lm" and r["status"] == "ok"}
     assert {(m, a, p) for m, a in [("llama", "full"), ("llama", "lsg"), ("llama", "local"), ("mistral", "mistral"),
                                    ("gemma2", "gemma"), ("gemma3", "gemma")] for p in ("infer", "train")} \
-        | {("llama", "full", "greedy"), ("mistral", "mistral", "greedy"), ("gemma3", "gemma", "greedy")} == decoders
+        | {(m, a, "greedy") for m, a in [("llama", "full"), ("llama", "lsg"), ("llama", "local"), ("mistral", "mistral"),
+                                         ("gemma3", "gemma")]} == decoders
+    bounded = {r["attention"]: r["kv_cache_bounded"] for r in rows if r["model"] == "llama" and r["phase"] == "greedy"}
+    assert [bounded[a] for a in sorted(bounded)] == [False, True, True, False]  # full, local g=0, lsg g=0, lsg g=1
     assert {r["attention"].split()[0] for r in rows if r["model"] == "modernbert" and r["status"] == "ok"} == \
         {"modernbert", "lsg"}
     flex_train = [r for r in rows if "flex" in r["attention"] and r["phase"] == "train"]

@@ -125,6 +125,10 @@ bench decoder_lsg bench.mode=both model=llama attention=lsg "${lsg[@]}" model.at
 bench decoder_local bench.mode=both model=llama attention=local "${local_knobs[@]}" model.attention.backend=blocks
 bench decoder_generate bench.mode=generate bench.seq_lens=$gen_lens bench.new_tokens=$new \
     model=llama,mistral,gemma3
+bench decoder_generate_lsg bench.mode=generate bench.seq_lens=$gen_lens bench.new_tokens=$new model=llama \
+    attention=lsg "${lsg[@]}" model.attention.sparsity_type=pooling model.attention.num_global_tokens=1,0
+bench decoder_generate_local bench.mode=generate bench.seq_lens=$gen_lens bench.new_tokens=$new model=llama \
+    attention=local "${local_knobs[@]}"
 bench modernbert bench.mode=both model=modernbert
 bench modernbert_lsg bench.mode=both model=modernbert attention=lsg "${lsg[@]}" model.attention.sparsity_type=pooling \
     model.attention.backend=blocks
