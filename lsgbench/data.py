@@ -9,7 +9,6 @@ Unified schema: classification {"id", "text", "label"}, summarization {"id", "ar
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -226,12 +225,16 @@ def _byte_splits(task, source: str, available: list[str], origin: dict[str, str]
     """(splits, their origins, a reader) for splits cut from one stream by UTF-8 byte offsets, as enwik8's standard
     split is (its first 90M bytes train, the next 5M validation, the last 5M test). The stream is the text of the
     source's train split, its documents joined. An offset inside a character moves forward to the character's
-    start (at most 3 bytes), with a note, so every split decodes to exactly its bytes."""
+    start (at most 3 bytes), with a note, so every split decodes to exactly its bytes; the origins name the bytes
+    read. A split set to null is left out."""
     spans = {}
     for split, span in task.byte_splits.items():
+        if span is None:
+            continue
         span = list(span) if isinstance(span, Iterable) and not isinstance(span, str) else [span]
-        if not (len(span) == 2 and all(isinstance(x, int) and x >= 0 for x in span) and span[0] < span[1]):
-            raise ConfigError(f"task.byte_splits.{split}={span} must be [start, end]: byte offsets with 0 <= start < end")
+        if not (len(span) == 2 and all(type(x) is int and x >= 0 for x in span) and span[0] < span[1]):
+            raise ConfigError(f"task.byte_splits.{split}={span} must be [start, end]: byte offsets with "
+                              f"0 <= start < end (or null to leave the split out)")
         spans[split] = tuple(span)
     ordered = sorted(spans.items(), key=lambda item: item[1])
     for (first, (_, end)), (second, (start, _)) in zip(ordered, ordered[1:]):
@@ -241,25 +244,26 @@ def _byte_splits(task, source: str, available: list[str], origin: dict[str, str]
     if "train" not in available:
         raise ConfigError(f"{source} has no 'train' split to cut task.byte_splits from; it has {sorted(available)}")
     whole = origin["train"]
-
-    @functools.cache
-    def stream() -> bytes:
-        data = "".join(row["text"] for row in read("train")).encode("utf-8")
-        last, (_, end) = max(spans.items(), key=lambda item: item[1][1])
+    data = "".join(row["text"] for row in read("train")).encode("utf-8")
+    note(f"{source} ({whole}) is one stream of {len(data):,} bytes, cut by task.byte_splits")
+    cuts = {}
+    for split, (start, end) in spans.items():
         if len(data) < end:
-            raise ConfigError(f"task.byte_splits.{last}={list(spans[last])} reaches byte {end:,}, but {source} "
-                              f"({whole}) holds {len(data):,} bytes")
-        return data
+            raise ConfigError(f"task.byte_splits.{split}={[start, end]} reaches byte {end:,}, but {source} ({whole}) "
+                              f"holds {len(data):,} bytes (an override of task.byte_splits keeps the task's other "
+                              f"splits: give each, or set one to null to leave it out)")
+        cuts[split] = _char_start(data, start), _char_start(data, end)
+        if cuts[split] != (start, end):
+            note(f"task.byte_splits.{split}: {[start, end]} falls inside a UTF-8 character; read as "
+                 f"{list(cuts[split])}, whole characters")
+        if cuts[split][0] == cuts[split][1]:
+            raise ConfigError(f"task.byte_splits.{split}={[start, end]} holds no whole UTF-8 character")
 
     def cut(split: str) -> list[dict]:
-        data = stream()
-        start, end = (_char_start(data, x) for x in spans[split])
-        if (start, end) != spans[split]:
-            note(f"task.byte_splits.{split}: {list(spans[split])} falls inside a UTF-8 character; read as "
-                 f"[{start}, {end}], whole characters")
+        start, end = cuts[split]
         return [{"id": f"{task.name}-{split}", "text": data[start:end].decode("utf-8")}]
 
-    return list(spans), {s: f"bytes {a:,}-{b:,} of {whole}" for s, (a, b) in spans.items()}, cut
+    return list(cuts), {s: f"bytes {a:,}-{b:,} of {whole}" for s, (a, b) in cuts.items()}, cut
 
 
 def _char_start(data: bytes, offset: int) -> int:

@@ -132,3 +132,25 @@ def test_the_causal_s4d_branch_is_the_forward_recurrence_alone():
     # by FFT the earlier outputs move by round-off only (a convolution by FFT mixes every position's rounding)
     torch.testing.assert_close(layer(later)[:, :12], layer(u)[:, :12], atol=1e-13, rtol=0)
     assert (layer(later)[:, 12:] - layer(u)[:, 12:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("g", [0, 2])
+def test_attention_over_a_kv_cache_is_the_causal_reference_at_every_position(g):
+    """Decoding: the queries of a step (1 or 3 new tokens) over the cache equal the causal reference over the whole
+    sequence, from the first token on (prompts shorter than the globals, than a block, than the reach), with padding,
+    and for g = 0 also over a sliding cache of the last cache_window() - 1 keys and the new ones."""
+    N = 40
+    q, k, v, mask = inputs(N=N, pad=(0, 5))
+    mask[0, 7] = 0  # a hole in the first row too
+    for name, knobs in every_variant(g):
+        if knobs.reach() is None:
+            continue
+        out = knobs.reference(q, k, v, mask, None, causal=True)
+        window = knobs.cache_window()
+        for new in (1, 3):
+            for end in range(new, N + 1):  # the step's queries are positions end - new .. end - 1
+                starts = [0] if window is None else [0, max(0, end - new - (window - 1))]
+                for start in starts:
+                    got = knobs.attend_cached(q[:, :, end - new:end], k[:, :, start:end], v[:, :, start:end],
+                                              mask[:, start:end], None, start)
+                    torch.testing.assert_close(got, out[:, :, end - new:end], msg=lambda m: f"{name} {end} {start}: {m}")

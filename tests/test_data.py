@@ -210,8 +210,9 @@ def test_byte_splits_cut_one_stream_into_whole_characters(make_cfg, tmp_path):
     data = load_task_data(cfg.task)
     assert [r["text"] for r in data.train] == ["ab€"]  # 4 falls inside €: moved to 5
     assert [r["text"] for r in data.eval] == ["𝄞xyz"]  # 8 falls inside é: moved to 9
-    assert data.splits == {"train": "bytes 0-4 of train.jsonl", "eval": "bytes 8-16 of train.jsonl"}
-    assert any("task.byte_splits.train: [0, 4] falls inside a UTF-8 character; read as [0, 5]" in n for n in data.notes)
+    assert data.splits == {"train": "bytes 0-5 of train.jsonl", "eval": "bytes 9-16 of train.jsonl"}  # as read
+    assert "one stream of 16 bytes" in data.notes[0]
+    assert "task.byte_splits.train: [0, 4] falls inside a UTF-8 character; read as [0, 5]" in data.notes[1]
     validation = load_task_data(make_cfg("task=enwik8", f"task.data_dir={tmp_path / 'd'}", "task.eval_split=validation",
                                          "task.byte_splits={train:[0,4],validation:[4,8],test:[8,16]}").task)
     pieces = [data.train[0]["text"], validation.eval[0]["text"], data.eval[0]["text"]]
@@ -224,7 +225,10 @@ def test_byte_splits_cut_one_stream_into_whole_characters(make_cfg, tmp_path):
     ("{train:7,test:[8,16]}", r"task.byte_splits.train=\[7\] must be \[start, end\]"),
     ("{train:[0,8],test:[8,99]}", r"task.byte_splits.validation=\[90000000, 95000000\] reaches byte 95,000,000, "
                                   r"but local:.* \(train.jsonl\) holds 16 bytes"),  # an override keeps enwik8's other splits
-    ("{train:[0,8],validation:[8,12],test:[12,99]}", r"test=\[12, 99\] reaches byte 99")])
+    ("{train:[0,8],validation:[8,12],test:[12,99]}", r"test=\[12, 99\] reaches byte 99"),
+    ("{train:[0,8],validation:null,test:[8,99]}", r"test=\[8, 99\] reaches byte 99"),  # null leaves it out
+    ("{train:[true,8],test:[8,16]}", r"train=\[True, 8\] must be \[start, end\]"),
+    ("{train:[0,2],validation:[3,4],test:[8,16]}", r"validation=\[3, 4\] holds no whole UTF-8 character")])
 def test_byte_splits_errors_name_the_bad_value(make_cfg, tmp_path, splits, message):
     write_jsonl(tmp_path / "d", "train", [{"id": "doc", "text": "ab€cdé𝄞xyz"}])
     with pytest.raises(ConfigError, match=message):

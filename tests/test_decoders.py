@@ -203,9 +203,10 @@ NO_GLOBALS = "model.attention.num_global_tokens=0"
 @pytest.mark.parametrize("attention, knobs", [
     ("lsg", ["model.attention.sparsity_type=pooling"]), ("lsg", ["model.attention.sparsity_type=norm"]),
     ("lsg", ["model.attention.sparsity_type=stride"]), ("lsg", ["model.attention.sparsity_type=pooling", NO_GLOBALS]),
-    ("lsg", ["model.attention.sparsity_type=norm", NO_GLOBALS]), ("lsg", ["model.attention.sparsity_type=lsh", NO_GLOBALS]),
-    ("local", []), ("local", ["model.attention.num_global_tokens=2"]),
-    ("local", ["model.attention.mode=disjoint", "model.attention.block_size=8"]), ("dilated", ["model.attention.dilation=[2]"])])
+    ("lsg", ["model.attention.sparsity_type=norm", NO_GLOBALS]),
+    ("lsg", ["model.attention.sparsity_type=lsh", NO_GLOBALS]), ("local", []), ("local", ["model.attention.num_global_tokens=2"]),
+    ("local", ["model.attention.mode=disjoint", "model.attention.block_size=8"]),
+    ("dilated", ["model.attention.dilation=[2]"])])
 def test_generating_with_the_kv_cache_is_generating_without_it(make_cfg, attention, knobs):
     """Each new token's logits from the cache (the new query over the cached keys within its reach) equal a full
     forward's over the whole sequence so far; a variant with a reach and no globals keeps only its window in the

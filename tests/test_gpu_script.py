@@ -10,8 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["environment", "kernel_check", "attention_full", "attention_lsg", "attention_local", "model_full", "model_lsg",
          "attention_flex", "attention_local_flex", "generate", "decoder", "decoder_lsg", "decoder_local",
-         "decoder_generate", "decoder_generate_lsg", "decoder_generate_local", "modernbert", "modernbert_lsg", "model_512", "model_lsg_512", "model_lsg_flex",
-         "model_local", "pipeline", "model_qa", "model_qa_lsg", "model_mlm", "model_mlm_lsg", "final_report",
+         "decoder_generate", "decoder_generate_lsg", "decoder_generate_local", "modernbert", "modernbert_lsg",
+         "model_512", "model_lsg_512", "model_lsg_flex", "model_local", "pipeline", "model_qa", "model_qa_lsg", "model_mlm", "model_mlm_lsg", "final_report",
          "final_targets"]
 
 

@@ -186,7 +186,7 @@ class LongKnobs(Knobs):
         start .. start + K - 1 (start > 0: a sliding cache dropped the first ones), the queries the last Q of them;
         keep [B, K] or None. Exact, and dense over the keys the queries can reach (`visible_cache`): decoding a token
         costs O(reach) for a variant with a reach, O(K) as full attention's for the others."""
-        key, value, keep, positions = self.visible_cache(query, key, value, keep, start)
+        key, value, keep, positions, _ = self.visible_cache(query, key, value, keep, start)
         return masked_attention(query, key, value, self.cached_pattern(query, positions, keep),
                                 query.shape[-1] ** -0.5 if scaling is None else scaling)
 
@@ -207,20 +207,23 @@ class LongKnobs(Knobs):
         return position - self.reach()
 
     def visible_cache(self, query, key, value, keep, start: int):
-        """The cached keys the Q new queries can see, with their keep mask [B, K'] and positions [K']: the globals and
-        every key from the first query's earliest key on (all K keys for a variant without a reach)."""
-        (Q, K), g = (query.shape[2], key.shape[2]), self.num_global_tokens
+        """The cached keys the Q new queries can see: (keys, values, keep [B, K'], positions [K'], the position of the
+        first non-global one). They are the globals and every key from the first query's earliest key on; all K keys
+        for a variant without a reach. (A sliding cache, start > 0, holds no globals: only variants without them
+        have one.)"""
+        (Q, K), g = (query.shape[2], key.shape[2]), min(self.num_global_tokens, key.shape[2])
         keep, positions = keep_mask(key, keep), torch.arange(start, start + K, device=key.device)
-        if self.reach() is None:
-            return key, value, keep, positions
-        first = max(self.earliest_key(start + K - Q), g) - start  # index of the first non-global key they see
+        first = g if self.reach() is None else max(self.earliest_key(start + K - Q), g) - start
         if first < 0:
             raise RuntimeError(f"{self.name} attention: the KV cache starts at position {start}, after the key at "
-                               f"{first + start} that its queries see; its sliding window is too short")
-        if g and first > g:  # the globals, then the reachable keys
+                               f"{first + start} that its queries see: config.sliding_window must be at least "
+                               f"cache_window() = {self.cache_window()}")
+        if first <= g or g == K:  # nothing out of reach (or a prompt of globals alone)
+            return key, value, keep, positions, start + g
+        if g:  # the globals, then the keys within reach
             index = torch.cat([torch.arange(g), torch.arange(first, K)]).to(key.device)
-            return key[:, :, index], value[:, :, index], keep[:, index], positions[index]
-        return key[:, :, first:], value[:, :, first:], keep[:, first:], positions[first:]
+            return key[:, :, index], value[:, :, index], keep[:, index], positions[index], start + first
+        return key[:, :, first:], value[:, :, first:], keep[:, first:], positions[first:], start + first
 
     def cache_window(self) -> int | None:
         """The sliding window a KV cache may keep instead of the whole past (transformers' sliding layers keep the

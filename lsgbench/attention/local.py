@@ -77,6 +77,12 @@ class LocalKnobs(LongKnobs):
     def reach(self):
         return self.window // 2 if self.mode == "sliding" else self.block_size - 1
 
+    def earliest_key(self, position):
+        if self.mode == "sliding":
+            return position - self.window // 2
+        g, b = self.num_global_tokens, self.block_size
+        return g + (position - g) // b * b  # its block's first token
+
 
 def local_attention(query, key, value, keep=None, *, mode, window, block_size, num_global_tokens, scaling=None,
                     dropout=0.0, causal=False):

@@ -111,14 +111,14 @@ class LsgKnobs(LongKnobs):
                                       "not keep")
         (B, H, Q, D), b = query.shape, self.block_size
         scaling = D ** -0.5 if scaling is None else scaling
-        key, value, keep, positions = self.visible_cache(query, key, value, keep, start)
-        g = int((positions < self.num_global_tokens).sum())  # the globals among them lead
+        g = min(self.num_global_tokens, key.shape[2])  # the globals lead the cache
+        key, value, keep, positions, lo = self.visible_cache(query, key, value, keep, start)
         kx, vx = (pad_to_blocks(t[:, :, g:], b, dim=2) for t in (key, value))
         ks, vs, keep_s = sparse_keys(kx, vx, pad_to_blocks(keep[:, g:], b, dim=1, value=False),
                                      sparsity_type=self.sparsity_type, sparsity_factor=self.sparsity_factor,
                                      block_size=b, sparse_block_size=self.sparse_block_size, scaling=scaling,
                                      query_first=None)
-        first = (int(positions[g]) - self.num_global_tokens) // self.sparsity_factor if len(positions) > g else 0
+        first = (lo - self.num_global_tokens) // self.sparsity_factor  # lo starts a block: its first sparse key
         window = lsg_sparse_pattern(positions[-Q:], torch.arange(first, first + ks.shape[2], device=key.device),
                                     block_size=b, sparse_block_size=self.sparse_block_size,
                                     sparsity_factor=self.sparsity_factor, num_global_tokens=self.num_global_tokens,
@@ -274,8 +274,8 @@ def lsg_attention_reference(query, key, value, keep=None, *, block_size, sparse_
     if uses_sparse_keys(s, sparsity_type):
         ks, vs, keep_s = sparse_keys(kx, vx, keep_x, sparsity_type=sparsity_type, sparsity_factor=f,
                                      block_size=b, sparse_block_size=s, query_first=qx[:, :, 0], scaling=scaling)
-        in_window = lsg_sparse_pattern(pos, torch.arange(ks.shape[2], device=dev), block_size=b, sparse_block_size=s, sparsity_factor=f,
-                                       num_global_tokens=g, causal=causal)                # [Q, M]
+        in_window = lsg_sparse_pattern(pos, torch.arange(ks.shape[2], device=dev), block_size=b, sparse_block_size=s,
+                                       sparsity_factor=f, num_global_tokens=g, causal=causal)     # [Q, M]
         sparse_allowed = in_window[None, None] & keep_s[:, :, None, :]  # [B, h, Q, M]
         keys, values = torch.cat([keys, ks], dim=2), torch.cat([values, vs], dim=2)
         allowed = torch.cat([allowed, sparse_allowed.expand(B, H, -1, -1)], dim=3)

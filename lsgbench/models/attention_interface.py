@@ -22,7 +22,8 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     if key.shape[2] != N:  # generation: new queries over a KV cache
         K = key.shape[2]
         keep = None if attention_mask is None else attention_mask[:, -K:].to(torch.bool)
-        out = knobs.attend_cached(query, key, value, keep, scaling, start=_tokens_so_far(attention_mask, position_ids, K) - K)
+        start = _tokens_so_far(attention_mask, position_ids, K) - K  # the position of the first cached key
+        out = knobs.attend_cached(query, key, value, keep, scaling, start)
         return out.transpose(1, 2).contiguous(), None
     g = knobs.num_global_tokens
     keep = keep_with_globals(attention_mask, B, N, query.device)
