@@ -9,12 +9,14 @@ another job shared the CPUs can be told apart.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import resource
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def device_name(device: torch.device) -> str:
@@ -133,3 +135,29 @@ class Phase:
         else:
             self.peak_mem_mb = cpu_peak_rss_mb()
         return False
+
+
+# Ops that move no data and launch no kernel: allocations and the like (views are told by their schema).
+_NO_KERNEL = frozenset({"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "detach", "alias",
+                        "lift_fresh", "set_", "resize_", "sym_size", "sym_stride", "sym_numel", "sym_storage_offset",
+                        "is_same_size", "_has_compatible_shallow_copy_type", "record_stream"})
+
+
+class KernelOps(TorchDispatchMode):
+    """Counts the ATen ops a block of code dispatches that launch a kernel (views and bare allocations left out),
+    by name in `ops`. The count is the same on a CPU and a GPU (autograd's backward included), so it shows on a
+    CPU what a GPU pays per launch: `with KernelOps() as ops: ...; ops.total`."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if not (func.is_view or name in _NO_KERNEL):
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.ops.values())

@@ -234,3 +234,19 @@ def test_compiled_flex_on_cuda_across_lengths_batch_sizes_and_knobs(fresh_dynamo
     for window in (64, 256):
         assert_cuda_forward_and_backward("local", dict(mode="sliding", window=window, block_size=0,
                                                        num_global_tokens=0), N=1100, tail=500)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_grouped_kv_heads_serve_their_query_heads(eager, causal):
+    """K/V with fewer heads than the queries (grouped-query attention, flex's enable_gqa) equal the kernels over
+    K/V repeated to every query head, as transformers' repeat_kv; sparse keys that differ by query head (stride, lsh, bos_pooling) come from repeated K/V."""
+    q, k, v, mask = float_inputs(263, pad=(0, 90), H=4)
+    k, v = k[:, ::2], v[:, ::2]                                     # 2 K/V heads, each serving 2 query heads
+    repeated = [t.repeat_interleave(2, dim=1) for t in (k, v)]
+    for sparsity_type, g in [("pooling", 2), ("norm", 0), ("stride", 0), ("lsh", 1), ("bos_pooling", 1)]:
+        knobs = {**lsg_knobs(32, 16, 2, sparsity_type, g), "causal": causal}
+        torch.testing.assert_close(flex.lsg_attention_flex(q, k, v, mask, **knobs),
+                                   lsg_attention_reference(q, *repeated, mask, **knobs), atol=1e-5, rtol=1e-5)
+    knobs = dict(mode="sliding", window=40, block_size=0, num_global_tokens=1, causal=causal)
+    torch.testing.assert_close(flex.local_attention_flex(q, k, v, mask, **knobs),
+                               local_attention_reference(q, *repeated, mask, **knobs), atol=1e-5, rtol=1e-5)

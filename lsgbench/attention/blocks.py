@@ -49,15 +49,23 @@ def split_and_pad(query, key, value, keep, g, block_size):
     return keep, qx, kx, vx, keep_x
 
 
+def repeat_kv(key, value, heads: int):
+    """Grouped K/V heads [B, H_kv, N, D] repeated to serve `heads` query heads, as transformers' repeat_kv."""
+    if key.shape[1] == heads:
+        return key, value
+    return (t.repeat_interleave(heads // t.shape[1], dim=1) for t in (key, value))
+
+
 def global_query_attention(query, key, value, keep, g, scaling, dropout, causal=False):
-    """The g global queries attend to every non-padding key (causal: to the globals up to themselves): [B, H, g, D]."""
+    """The g global queries attend to every non-padding key (causal: to the globals up to themselves): [B, H, g, D].
+    key and value may have fewer heads (grouped-query attention)."""
     if causal:
         key, value, keep = key[:, :, :g], value[:, :, :g], keep[:, :g]
     allowed = keep[:, None, None, :]
     if causal:
         allowed = allowed & torch.ones(g, g, dtype=torch.bool, device=keep.device).tril()
     out = F.scaled_dot_product_attention(query[:, :, :g], key, value, attn_mask=allowed, dropout_p=dropout,
-                                         scale=scaling)
+                                         scale=scaling, enable_gqa=key.shape[1] != query.shape[1])
     return out.masked_fill(~allowed.any(-1, keepdim=True), 0.0)
 
 
@@ -97,10 +105,30 @@ def pattern_attention(query, key, value, keep, pattern, scaling, causal=False):
 # Inputs a kernel derives from its inputs (LSG's sparse keys) are made the same way, piece by piece,
 # so their gradients are added into the inputs' ones in place, without a gradient the size of K.
 
-PIECE_SCORES = 2**20  # attention scores (batch x heads x queries x keys) per piece, or key elements per piece of
-# sparse keys: bounds a piece's transient memory (scores, probabilities and their gradients: ~16 MB in fp32);
-# smaller pieces were no slower on the CPU benchmark
+# How big a piece is, in attention scores (batch x heads x queries x keys), or key elements for a piece of sparse
+# keys, depends on the device. A CPU is arithmetic-bound: lean pieces (~16 MB of scores, probabilities and their
+# gradients in fp32) cost no time there. A GPU pays for every launch (~13 ops a piece forward, ~48 with backward,
+# tens of microseconds each): its pieces come from a memory budget, a share of the device's memory at about
+# BYTES_PER_SCORE transient bytes a score (gathered keys and values, the mask, their gradients), which makes one
+# or a few pieces per layer call at the lengths researchers train.
+CPU_PIECE_SCORES = 2**20
+CUDA_MEMORY_SHARE = 32  # a piece's transient memory stays within 1/32 of the device's memory
+BYTES_PER_SCORE = 8
+PIECE_SCORES: int | None = None  # None: the device's policy (piece_scores); an int forces it (tests, op counts)
 RECOMPUTE = True      # False: plain autograd over the same pieces (keeps every piece's copies; tests compare)
+
+
+def cuda_piece_scores(memory_bytes: int) -> int:
+    """The scores of a piece on a GPU with `memory_bytes` of memory (2**28.2 on an 80 GB H100)."""
+    return memory_bytes // CUDA_MEMORY_SHARE // BYTES_PER_SCORE
+
+
+def piece_scores(device: torch.device) -> int:
+    if PIECE_SCORES is not None:
+        return PIECE_SCORES
+    if device.type == "cuda":
+        return cuda_piece_scores(torch.cuda.get_device_properties(device).total_memory)
+    return CPU_PIECE_SCORES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,14 +150,15 @@ class Derived:
     length: int
 
 
-def block_pieces(batch: int, blocks: int, per_block: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """(batch range, block range) pairs covering batch x blocks, each of at most PIECE_SCORES elements
+def block_pieces(batch: int, blocks: int, per_block: int,
+                 device: torch.device) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(batch range, block range) pairs covering batch x blocks, each of at most piece_scores(device) elements
     (`per_block` per block of one row; at least one block of one row)."""
-    per_row = blocks * per_block
-    if per_row <= PIECE_SCORES:
-        rows = max(1, PIECE_SCORES // max(per_row, 1))
+    per_row, budget = blocks * per_block, piece_scores(device)
+    if per_row <= budget:
+        rows = max(1, budget // max(per_row, 1))
         return [((r, min(r + rows, batch)), (0, blocks)) for r in range(0, batch, rows)]
-    n = max(1, PIECE_SCORES // per_block)
+    n = max(1, budget // per_block)
     return [((r, r + 1), (i, min(i + n, blocks))) for r in range(batch) for i in range(0, blocks, n)]
 
 
@@ -161,13 +190,14 @@ def global_query_pieces(batch: int, length: int, keep, g: int, scaling, dropout,
 
 
 def attend_pieces(inputs: list[torch.Tensor], pieces: list[Piece], length: int,
-                  derived: Derived | None = None) -> torch.Tensor:
+                  derived: Derived | None = None, dropout: bool = False) -> torch.Tensor:
     """The output [B, H, length, D] assembled from `pieces` over `inputs` (each [B, *, L, *]) and the
     `derived` ones. When gradients are wanted, backward reruns the pieces instead of keeping what
-    they made. Dropout inside a piece draws the same masks again: the CPU (and CUDA)
-    random state before each piece is saved in forward and restored for its rerun; autocast is restored too."""
+    they made. With `dropout` (the pieces draw random numbers) the reruns draw the same masks again: the CPU
+    (and CUDA) random state before each piece is saved in forward and restored for its rerun; autocast is
+    restored too."""
     if RECOMPUTE and torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        return _Recomputed.apply(pieces, length, derived, *inputs)
+        return _Recomputed.apply(pieces, length, derived, dropout, *inputs)
     return _run(_with_derived(inputs, derived), pieces, length)[0]
 
 
@@ -214,11 +244,11 @@ class _Recomputed(torch.autograd.Function):
     inputs' ones; then the derived inputs' gradients flow back the same way through their pieces."""
 
     @staticmethod
-    def forward(ctx, pieces, length, derived, *inputs):
+    def forward(ctx, pieces, length, derived, dropout, *inputs):
         device = inputs[0].device
         ctx.pieces, ctx.derived = pieces, derived
         ctx.autocast = (device.type, torch.is_autocast_enabled(device.type), torch.get_autocast_dtype(device.type))
-        ctx.rng_states = []  # before each piece: dropout draws the same masks again in backward
+        ctx.rng_states = [] if dropout else None  # before each piece: dropout draws the same masks again in backward
         out = _run(_with_derived(inputs, derived), pieces, length, ctx.rng_states)[0]
         ctx.save_for_backward(*inputs)
         return out
@@ -228,8 +258,8 @@ class _Recomputed(torch.autograd.Function):
     def backward(ctx, grad_out):
         inputs = ctx.saved_tensors
         device = inputs[0].device
-        need = list(ctx.needs_input_grad[3:])
-        current = _rng_state(device)
+        need = list(ctx.needs_input_grad[4:])
+        current = _rng_state(device) if ctx.rng_states is not None else None
         device_type, enabled, dtype = ctx.autocast
         n, derived = len(inputs), ctx.derived.pieces if ctx.derived else ()
         try:
@@ -239,16 +269,18 @@ class _Recomputed(torch.autograd.Function):
                 need += [sources_need and t.is_floating_point() for t in every[n:]]
                 grads = [None] * len(every)  # made by the first piece that reads the input
                 with torch.enable_grad():
-                    for piece, state in zip(ctx.pieces, ctx.rng_states):
-                        _set_rng_state(device, state)
+                    for i, piece in enumerate(ctx.pieces):
+                        if current is not None:
+                            _set_rng_state(device, ctx.rng_states[i])
                         _add_piece_grads(piece, every, need, grads, [grad_out])
                     del every  # of the derived inputs only their gradients are needed now
                     derived_grads, grads = grads[n:], grads[:n]
                     for piece in derived:
                         _add_piece_grads(piece, inputs, need, grads, derived_grads)
         finally:
-            _set_rng_state(device, current)
-        return (None, None, None, *(torch.zeros_like(t) if wanted and grad is None else grad
+            if current is not None:
+                _set_rng_state(device, current)
+        return (None, None, None, None, *(torch.zeros_like(t) if wanted and grad is None else grad
                                      for t, wanted, grad in zip(inputs, need, grads)))
 
 

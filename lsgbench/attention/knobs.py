@@ -168,8 +168,13 @@ class LongKnobs(Knobs):
 
     def attend(self, query, key, value, keep, scaling: float, dropout: float, causal: bool = False):
         """The kernel: [B, H, N, D] (g globals first) and keep [B, N] bool or None -> [B, H, N, D]; causal: restricted
-        to keys at or before the query (decoders)."""
+        to keys at or before the query (decoders). key and value have H heads, or fewer when `grouped_kv`."""
         raise NotImplementedError
+
+    def grouped_kv(self, query, dropout: float) -> bool:
+        """Whether this call's kernel takes grouped K/V heads (fewer than the query's) as they are, instead of
+        repeated to every query head."""
+        return False
 
     def reference(self, query, key, value, keep, scaling: float, causal: bool = False):
         """The dense-mask oracle of `attend` (small N only)."""

@@ -60,6 +60,9 @@ class LocalKnobs(LongKnobs):
         return dict(mode=self.mode, window=self.window, block_size=self.block_size,
                     num_global_tokens=self.num_global_tokens)
 
+    def grouped_kv(self, query, dropout):
+        return runs_flex(self, query, dropout)  # FlexAttention's enable_gqa
+
     def attend(self, query, key, value, keep, scaling, dropout, causal=False):
         if runs_flex(self, query, dropout):
             from .flex import local_attention_flex
@@ -98,7 +101,7 @@ def local_attention(query, key, value, keep=None, *, mode, window, block_size, n
     nb = -(-n // b)
     inputs, pieces = [query, key, value], global_query_pieces(B, N, keep, g, scaling, dropout, causal)
     if n == 0:
-        return attend_pieces(inputs, pieces, N)
+        return attend_pieces(inputs, pieces, N, dropout=dropout > 0)
 
     keep_x = pad_to_blocks(keep[:, g:], b, dim=1, value=False)              # [B, Np]
     if mode == "sliding":  # blocks i-1, i, i+1 (causal: i-1, i) under the band -w <= j - i <= w (causal: <= 0)
@@ -140,8 +143,8 @@ def local_attention(query, key, value, keep=None, *, mode, window, block_size, n
         wins = ((0, *clip(lo, hi, g, N)), (1, 0, g), (2, 0, g), (1, *local), (2, *local))
         return Piece((r0, r1), (lo, min(hi, N)), wins, attend)
 
-    pieces += [piece(r0, r1, i0, i1) for (r0, r1), (i0, i1) in block_pieces(B, nb, H * b * K)]
-    return attend_pieces(inputs, pieces, N)
+    pieces += [piece(r0, r1, i0, i1) for (r0, r1), (i0, i1) in block_pieces(B, nb, H * b * K, query.device)]
+    return attend_pieces(inputs, pieces, N, dropout=dropout > 0)
 
 
 def local_pattern(queries, keys, *, mode, window, block_size, num_global_tokens):

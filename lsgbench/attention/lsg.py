@@ -68,6 +68,9 @@ class LsgKnobs(LongKnobs):
                     sparsity_factor=self.sparsity_factor, sparsity_type=self.sparsity_type,
                     num_global_tokens=self.num_global_tokens)
 
+    def grouped_kv(self, query, dropout):
+        return runs_flex(self, query, dropout)  # FlexAttention's enable_gqa
+
     def attend(self, query, key, value, keep, scaling, dropout, causal=False):
         if runs_flex(self, query, dropout):
             from .flex import lsg_attention_flex
@@ -146,7 +149,7 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
     Np = nb * b
     inputs, pieces = [query, key, value], global_query_pieces(B, N, keep, g, scaling, dropout, causal)
     if n == 0:
-        return attend_pieces(inputs, pieces, N)
+        return attend_pieces(inputs, pieces, N, dropout=dropout > 0)
 
     width = 2 * b if causal else 3 * b                                          # local keys: blocks i-1, i (, i+1)
     keep_x = pad_to_blocks(keep[:, g:], b, dim=1, value=False)                   # [B, Np]
@@ -169,8 +172,8 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
             first_query = ((0, g, g + 1),) if sparsity_type == "bos_pooling" else ()  # its pooling weights
             return Piece((r0, r1), (i0 * r, i1 * r), ((1, *tokens), (2, *tokens), *first_query), make)
 
-        derived = Derived(tuple(sparse_piece(*rows, *blocks) for rows, blocks in block_pieces(B, nb, H * b * D)),
-                          M)  # inputs 3, 4, 5: ks, vs, keep_s
+        derived = Derived(tuple(sparse_piece(*rows, *blocks)  # inputs 3, 4, 5: ks, vs, keep_s
+                                for rows, blocks in block_pieces(B, nb, H * b * D, query.device)), M)
 
         # Pad the sparse sequence by r + s on both sides; then block i's left window starts at i*r
         # and its right window at (i + 3) * r + s. A piece of blocks i0..i1 reads padded positions
@@ -222,8 +225,8 @@ def lsg_attention(query, key, value, keep=None, *, block_size, sparse_block_size
             wins += tuple((i, *clip(*span, 0, M)) for i in (3, 4, 5))
         return Piece((r0, r1), (lo, min(hi, N)), wins, attend)
 
-    pieces += [piece(r0, r1, i0, i1) for (r0, r1), (i0, i1) in block_pieces(B, nb, H * b * K)]
-    return attend_pieces(inputs, pieces, N, derived=derived)
+    pieces += [piece(r0, r1, i0, i1) for (r0, r1), (i0, i1) in block_pieces(B, nb, H * b * K, query.device)]
+    return attend_pieces(inputs, pieces, N, derived=derived, dropout=dropout > 0)
 
 
 # ------------------------------------------------------------------ the oracle

@@ -11,6 +11,12 @@ import torch.nn.functional as F
 LSH_SEED = 0  # lsh projections are fixed random draws, the same on every call and device
 
 
+# Reductions that depend on a head's keys alone, so query heads sharing a K/V head (grouped-query attention) share
+# them too: made once per K/V head. The others (stride offsets, lsh projections and bos_pooling's query weights
+# differ by query head) need the K/V heads repeated to every query head.
+ON_KV_HEADS = ("none", "pooling", "norm")
+
+
 def uses_sparse_keys(sparse_block_size: int, sparsity_type: str) -> bool:
     return sparsity_type != "none" and sparse_block_size > 0
 
