@@ -40,10 +40,11 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, sdpa_backward_flop_count, sdpa_flop_count
 
 from .attention import attention_label, flex, knobs_from_config
+from .attention.knobs import backends_ran
 from .checks import check_paths_and_model
 from .config import attention_shorthand, config_dir, file_keys
 from .errors import ConfigError, integer, raise_all, unknown_keys
-from .measure import BusyElsewhere, cpu_peak_rss_mb, cpu_rss_mb, reset_cpu_peak, synchronize
+from .measure import BusyElsewhere, cpu_peak_rss_mb, cpu_rss_mb, kernel_ops, reset_cpu_peak, synchronize
 from .kinds import KINDS
 from .models import FAMILIES, SIZES, build_model
 from .record import environment, new_bench_result, new_run_id, write_json_atomic
@@ -381,11 +382,16 @@ def run_bench(cfg) -> list[dict]:
         for phase in phases:
             row = {**base, "phase": phase, "attention": attention_label(steps.attention)}
             flex_calls = flex.calls
+            backends_ran()
             try:
                 with autocast:
                     seconds, peak, busy = measure(steps.phases[phase], device, bench.warmup, bench.repeats)
                 row.update(status="ok", step_s=seconds, tokens_per_s=steps.tokens[phase] / seconds, peak_mem_mb=peak,
                            busy_elsewhere=busy)
+                if ran := backends_ran():  # lsgbench's kernels: which backend the step ran on
+                    row["backend"] = ran["backend"]
+                with autocast:  # one more step, untimed: on a GPU each op is a launch
+                    row["kernel_ops"] = kernel_ops(steps.phases[phase])
                 if isinstance(steps.phases[phase], _Continuation):
                     row.update(steps.phases[phase].figures(bench.repeats))
             except Exception as err:  # noqa: BLE001
@@ -410,18 +416,18 @@ def run_bench(cfg) -> list[dict]:
     return rows
 
 
-LINE = "{:<16} {:<40} {:>7} {:>5} {:<6} {:>9} {:>9} {:>8} {:>9} {:>12} {:>6}"
-HEADER = LINE.format("model", "attention", "seq_len", "batch", "phase", "step ms", "tokens/s", "peak MB", "MFLOP/tok",
-                     "saved KB/tok", "MFU %")
+LINE = "{:<16} {:<40} {:>7} {:>5} {:<6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>12} {:>6}"
+HEADER = LINE.format("model", "attention", "seq_len", "batch", "phase", "step ms", "tokens/s", "peak MB", "ops",
+                     "MFLOP/tok", "saved KB/tok", "MFU %")
 
 
 def _line(row: dict) -> str:
     start = (row["model"], row.get("attention", "?")[:40], row["seq_len"], row["batch"], row["phase"])
     if row["status"] != "ok":
-        return LINE.format(*start, "", "", "", "", "", "").rstrip() + f"  {row['status']}: {row.get('error', '')}"
+        return LINE.format(*start, "", "", "", "", "", "", "").rstrip() + f"  {row['status']}: {row.get('error', '')}"
     flops, saved, mfu = row.get("flops_per_token"), row.get("saved_bytes_per_token"), row.get("mfu")
     line = LINE.format(*start, f"{row['step_s'] * 1000:.1f}", f"{row['tokens_per_s']:.0f}", f"{row['peak_mem_mb']:.1f}",
-                       "" if flops is None else f"{flops / 1e6:.2f}", "" if saved is None else f"{saved / 1024:.1f}",
+                       row.get("kernel_ops", ""), "" if flops is None else f"{flops / 1e6:.2f}", "" if saved is None else f"{saved / 1024:.1f}",
                        "" if mfu is None else f"{100 * mfu:.1f}")
     if "time_to_first_token_s" in row:
         decode = row["decode_tokens_per_s"]

@@ -16,7 +16,7 @@ import resource
 import time
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
 
 def device_name(device: torch.device) -> str:
@@ -146,11 +146,31 @@ _NO_KERNEL = frozenset({"empty", "empty_strided", "empty_like", "new_empty", "ne
 class KernelOps(TorchDispatchMode):
     """Counts the ATen ops a block of code dispatches that launch a kernel (views and bare allocations left out),
     by name in `ops`. The count is the same on a CPU and a GPU (autograd's backward included), so it shows on a
-    CPU what a GPU pays per launch: `with KernelOps() as ops: ...; ops.total`."""
+    CPU what a GPU pays per launch: `with KernelOps() as ops: ...; ops.total`. A compiled kernel run through
+    `KernelOps.opaque` counts as one op (the mode does not look inside it)."""
+
+    active: list["KernelOps"] = []
 
     def __init__(self):
         super().__init__()
         self.ops = collections.Counter()
+
+    def __enter__(self):
+        KernelOps.active.append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        KernelOps.active.remove(self)
+        return super().__exit__(*exc)
+
+    @staticmethod
+    def opaque(name: str, run):
+        """run(), counted as one op `name` by the KernelOps counting now (if any), which is set aside meanwhile."""
+        if not KernelOps.active:
+            return run()
+        KernelOps.active[-1].ops[name] += 1
+        with _disable_current_modes():
+            return run()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
@@ -161,3 +181,10 @@ class KernelOps(TorchDispatchMode):
     @property
     def total(self) -> int:
         return sum(self.ops.values())
+
+
+def kernel_ops(step) -> int:
+    """The kernel ops one run of `step` launches (KernelOps)."""
+    with KernelOps() as counted:
+        step()
+    return counted.total

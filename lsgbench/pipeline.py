@@ -33,6 +33,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from . import record as rec
+from .attention.knobs import backends_ran
 from .checks import check_run_config
 from .data import TaskData, load_task_data, tokenize
 from .errors import ConfigError, raise_all
@@ -159,6 +160,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _note_backend(record: dict, phase: str) -> None:
+    """record["attention_backend"][phase]: the backend (flex, blocks) and attention dropout lsgbench's kernel ran with."""
+    if ran := backends_ran():
+        record.setdefault("attention_backend", {})[phase] = ran
+
+
 def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     """Fill `record`; False on a DDP rank > 0, which stops after training."""
     _seed_everything(cfg.seed)
@@ -185,9 +192,11 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
     efficiency["device"] = device_name(device)
+    backends_ran()  # lsgbench's kernels name the backend each phase ran on (none for other attention)
     if trainable["parameters"]:
         record["stage"] = "train"
         efficiency.update(train(built, train_ds, cfg, args, device, output_dir / "train_log.jsonl"))
+        _note_backend(record, "train")
     if rank() != 0:
         return False
     if kind.saves_model if cfg.save_model is None else cfg.save_model:
@@ -199,6 +208,7 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
                                               cfg.trainer.args.per_device_eval_batch_size, device,
                                               use_bf16(cfg.trainer, device))
     efficiency.update(eval_eff)
+    _note_backend(record, "eval")
     record["metrics"] = metrics
     record["provenance"].update(kind.provenance(task))
     kind.write_predictions(output_dir / "predictions.json", [r["id"] for r in data.eval], predictions,

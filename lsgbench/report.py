@@ -194,7 +194,7 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
     decoding rate and the KV cache, status; and notes on rows measured on a shared machine."""
     generation = any("time_to_first_token_s" in r for r in rows)
     header = ["device", "model", "attention", "size", "dtype", "mode", "head", "seq_len", "batch", "phase", "step ms",
-              "tok/s", "peak MB", "MFLOP/tok", "saved KB/tok", "MFU %",
+              "tok/s", "peak MB", "ops", "MFLOP/tok", "saved KB/tok", "MFU %",
               *(["first token ms", "decode tok/s", "KV cache MB"] if generation else []), "status"]
 
     def figure(row, key, scale, digits):
@@ -206,11 +206,14 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
                     figure(r, "kv_cache_mb", 1, 2)] if generation else []
         cells.append([r["device"], r["model"], r.get("attention", "?"), r["size"], r["dtype"], r["bench_mode"],
                       r.get("head") or "—", str(r["seq_len"]), str(r["batch"]), r["phase"], figure(r, "step_s", 1e-3, 1),
-                      figure(r, "tokens_per_s", 1, 0), figure(r, "peak_mem_mb", 1, 0),
+                      figure(r, "tokens_per_s", 1, 0), figure(r, "peak_mem_mb", 1, 0), figure(r, "kernel_ops", 1, 0),
                       figure(r, "flops_per_token", 1e6, 2), figure(r, "saved_bytes_per_token", 1024, 1),
                       figure(r, "mfu", 0.01, 1), *decoding, r["status"]])
     notes = [f"{r['model']} {r.get('attention', '')} {r['seq_len']} {r['phase']}: {busy}" for r in rows
              if (busy := busy_note({"the timed steps": r.get("busy_elsewhere")}))]
+    if any(r.get("kernel_ops") for r in rows):
+        notes.append("ops: the kernel-launching operations one step dispatches (views aside; a compiled FlexAttention "
+                     "call counts as one), the same on a CPU and a GPU, where each costs a launch")
     if any(r.get("counted_on") for r in rows):
         notes.append("FLOPs of FlexAttention steps are counted on the blocks kernel (the same attention; torch's "
                      "FLOP counter cannot run compiled flex); their saved bytes are not counted")

@@ -112,3 +112,41 @@ def test_the_backend_knob_is_checked_labelled_when_chosen_and_refuses_dropout_un
     if torch.cuda.is_available():
         gpu = cpu.cuda()
         assert runs_flex(lsg.make(), gpu, 0.0) and not runs_flex(lsg.make(), gpu, 0.1)
+
+
+def test_the_dropout_knob_is_typed_checked_and_overrides_the_backbones(caplog):
+    import types
+
+    from lsgbench.attention import knobs as knobs_module
+    from lsgbench.models.attention_interface import attention_forward
+
+    lsg = VARIANTS["lsg"]
+    assert lsg.make().dropout is None and lsg.make(dropout=0).dropout == 0.0
+    with pytest.raises(ConfigError, match=r"lsg attention: dropout=1.5 must be in \[0, 1\), or null"):
+        lsg.make(dropout=1.5)
+    with pytest.raises(ConfigError, match=r"lsg attention: dropout='high' must be a number or null"):
+        lsg.make(dropout="high")
+    seen = []
+
+    class Spy(type(lsg.make())):
+        def attend(self, query, key, value, keep, scaling, dropout, causal=False):
+            seen.append(dropout)
+            return query
+
+    q = torch.zeros(1, 2, 8, 4)
+    for knob, training, expected in [(None, True, 0.1), (0.0, True, 0.0), (0.3, True, 0.3), (0.3, False, 0.0)]:
+        module = types.SimpleNamespace(long_attention=Spy.make(dropout=knob), training=training)
+        attention_forward(module, q, q, q, None, dropout=0.1)  # 0.1: the backbone's attention dropout
+        assert seen.pop() == expected
+
+    knobs_module._warned = False
+    knobs_module.backends_ran()  # forget the calls above
+    cuda_like = types.SimpleNamespace(is_cuda=True)
+    with caplog.at_level("WARNING"):
+        assert not knobs_module.runs_flex(lsg.make(), cuda_like, 0.1)
+        assert not knobs_module.runs_flex(lsg.make(), cuda_like, 0.1)
+        assert knobs_module.runs_flex(lsg.make(), cuda_like, 0.0)
+    warned = [r.getMessage() for r in caplog.records if "FlexAttention has none" in r.getMessage()]
+    assert len(warned) == 1 and "model.attention.dropout=0" in warned[0] and "dropout is 0.1" in warned[0]
+    assert knobs_module.backends_ran() == {"backend": "blocks, flex", "dropout": 0.1}
+    assert knobs_module.backends_ran() is None  # read once

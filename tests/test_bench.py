@@ -26,11 +26,15 @@ def test_rows_hold_tokens_per_batch_constant_and_measure_both_phases(tmp_path):
     for r in rows:
         assert r["status"] == "ok" and r["step_s"] > 0 and r["peak_mem_mb"] >= 0
         assert r["tokens_per_s"] == pytest.approx(r["tokens"] / r["step_s"])
-        assert r["attention"].startswith("lsg b=16 s=16")
+        assert r["attention"].startswith("lsg b=16 s=16") and r["backend"] == "blocks"
         # the achieved FLOP/s and their share of the dense matmul rate measured in the same run (one per run)
         assert r["flops_per_s"] == pytest.approx(r["flops_per_token"] * r["tokens_per_s"])
         assert r["mfu"] == pytest.approx(r["flops_per_s"] / r["matmul_rate"]) and 0 < r["mfu"] < 1.5
     assert len({r["matmul_rate"] for r in rows}) == 1
+    # the ops of a step, counted once apart from the timed steps: backward's on top of forward's, near flat in length
+    # (every length here is one piece of blocks on the CPU)
+    ops = {(r["seq_len"], r["phase"]): r["kernel_ops"] for r in rows}
+    assert ops[64, "train"] > 2 * ops[64, "infer"] > 0 and abs(ops[128, "train"] - ops[512, "train"]) < 50
 
 
 def test_the_matmul_rate_counts_two_n_cubed_flops_per_product(monkeypatch):

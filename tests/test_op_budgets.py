@@ -130,3 +130,30 @@ def test_lsg_blocks_start_on_flex_tiles():
     assert tile_counts(0, causal=True) == (473, 158)
     assert tile_counts(1, causal=True) == (473 + 128, 157)
     assert tile_counts(1, causal=False) == (946, 444)
+
+
+@pytest.mark.parametrize("model, attention, causal", [("roberta", "lsg", False), ("llama", "lsg", True),
+                                                      ("llama", "local", True)])
+def test_a_converted_model_builds_one_block_mask_per_forward(make_cfg, monkeypatch, model, attention, causal):
+    """Every layer of a forward shares the BlockMask the first one built (the tiny models have 2 layers; the llama
+    one has grouped K/V heads); a new batch builds a new one. Eager flex on the CPU, so outputs are real."""
+    from helpers import TEXTS
+    from lsgbench.models import build_model
+
+    monkeypatch.setattr(flex, "COMPILE", False)
+    memo.clear()
+    cfg = make_cfg(f"model={model}", f"attention={attention}", "task=synth_keys", "model.init=random",
+                   "model.size=tiny", "model.max_length=512", "model.attention.backend=flex",
+                   *(["model.attention.block_size=32", "model.attention.sparse_block_size=32"] if attention == "lsg"
+                     else ["model.attention.window=64"]))
+    built = build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir)
+    builds = []
+    original = BlockMask.from_kv_blocks.__func__
+    monkeypatch.setattr(BlockMask, "from_kv_blocks", classmethod(lambda *a, **k: builds.append(1) or original(*a, **k)))
+    ids = torch.randint(5, 100, (2, 300))
+    mask = torch.ones_like(ids)
+    mask[1, 250:] = 0
+    with torch.inference_mode():
+        for _ in range(2):
+            built.model.eval()(input_ids=ids, attention_mask=mask.clone())
+    assert len(builds) == 2  # one per forward, not one per layer (2 layers)

@@ -38,7 +38,7 @@ def test_classification_run_record(make_cfg, tmp_path):
     assert r["provenance"]["n_train"] == 24 and r["provenance"]["n_eval"] == 8
     assert r["provenance"]["dataset"] == "synthetic:keys(seed=0)"
     assert r["provenance"]["model_init"] == "random:tiny" and r["provenance"]["seed"] == 42
-    assert r["max_length"] == 512
+    assert r["max_length"] == 512 and "attention_backend" not in r  # the backbone's own attention: no lsgbench kernel
     assert set(r["metrics"]) == {"accuracy", "f1_macro", "f1_micro"}
     assert all(0 <= v <= 100 for v in r["metrics"].values())
     assert r["metrics"]["accuracy"] * 8 / 100 == pytest.approx(round(r["metrics"]["accuracy"] * 8 / 100))
@@ -318,3 +318,12 @@ def test_an_unwritable_store_is_reported_before_any_work(make_cfg, tmp_path):
     assert r["status"] == "invalid" and r["stage"] == "setup" and r["provenance"]["n_train"] is None
     assert "paths.store_dir=" in r["error"] and "is not writable" in r["error"]
     assert json.loads((tmp_path / "out" / "run_record.json").read_text())["run_id"] == r["run_id"]
+
+
+def test_records_name_the_backend_lsgbench_kernels_ran_on_in_each_phase(make_cfg, tmp_path):
+    r = run_and_read(make_cfg, tmp_path, *KEYS_SMALL, "model=lsg_roberta", "model.max_length=256",
+                     "model.attention.block_size=32", "model.attention.sparse_block_size=32",
+                     "model.attention.dropout=0.2", "trainer.args.max_steps=2")
+    assert r["status"] == "ok" and r["attention"]["dropout"] == 0.2
+    assert r["attention_backend"] == {"train": {"backend": "blocks", "dropout": 0.2},
+                                      "eval": {"backend": "blocks", "dropout": 0.0}}

@@ -109,17 +109,17 @@ def test_a_rerun_of_a_seed_replaces_the_earlier_run(tmp_path, capsys):
 def test_benchmark_results_render_as_a_table_and_plots(tmp_path, capsys):
     rows = [{"model": "lsg_roberta", "attention": "lsg b=128", "size": "tiny", "dtype": "fp32", "bench_mode": "both",
              "seq_len": n, "batch": 16384 // n, "tokens": 16384, "phase": "train", "status": "ok", "step_s": 0.5,
-             "tokens_per_s": 32768.0, "peak_mem_mb": 120.4, "flops_per_token": 2.5e6, "saved_bytes_per_token": 3072.0,
-             "mfu": 0.4125}
+             "tokens_per_s": 32768.0, "peak_mem_mb": 120.4, "kernel_ops": 2250, "flops_per_token": 2.5e6,
+             "saved_bytes_per_token": 3072.0, "mfu": 0.4125}
             for n in (1024, 4096)]
     rows.append({"model": "roberta", "size": "tiny", "dtype": "fp32", "bench_mode": "both", "seq_len": 16384,
                  "batch": 1, "tokens": 16384, "phase": "train", "status": "oom", "error": "out of memory"})
     (tmp_path / "b.json").write_text(json.dumps({"schema": 1, "kind": "bench", "device": "cpu", "rows": rows}))
     assert main([str(tmp_path), "--format", "csv", "--out", str(tmp_path / "out")]) == 0
     table = list(csv.reader(io.StringIO(capsys.readouterr().out.split("\n\n")[0].strip())))
-    assert table[0][-7:] == ["step ms", "tok/s", "peak MB", "MFLOP/tok", "saved KB/tok", "MFU %", "status"]
-    assert table[1][-7:] == ["500.0", "32768", "120", "2.50", "3.0", "41.2", "ok"]
-    assert table[3][-7:] == ["", "", "", "", "", "", "oom"]
+    assert table[0][-8:] == ["step ms", "tok/s", "peak MB", "ops", "MFLOP/tok", "saved KB/tok", "MFU %", "status"]
+    assert table[1][-8:] == ["500.0", "32768", "120", "2250", "2.50", "3.0", "41.2", "ok"]
+    assert table[3][-8:] == ["", "", "", "", "", "", "", "oom"]
     plot = (tmp_path / "out" / "bench_model_tiny_fp32_cpu.png").read_bytes()
     assert plot[:4] == b"\x89PNG" and len(plot) > 10_000
 

@@ -9,6 +9,8 @@ kernel never validates per call. Defaults live in one place, `conf/attention/<na
 from __future__ import annotations
 
 import dataclasses
+import logging
+import types
 import typing
 from collections.abc import Mapping
 from typing import ClassVar
@@ -130,6 +132,9 @@ def _attention_yaml(name: str) -> dict:
 def _typed(variant: str, knob: str, value, kind):
     """`value` as the annotated type, or a ConfigError naming the knob."""
     origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):  # X | None: null, or an X
+        (inner,) = [k for k in typing.get_args(kind) if k is not type(None)]
+        return None if value is None else _typed(variant, knob, value, inner)
     if origin is tuple:  # tuple[int, ...]: a list of integers in the config, or one integer
         if _is(value, int):
             return (value,)
@@ -138,7 +143,8 @@ def _typed(variant: str, knob: str, value, kind):
         raise ConfigError(f"{variant} attention: {knob}={value!r} must be a non-empty list of integers")
     if _is(value, kind):
         return float(value) if kind is float else value
-    raise ConfigError(f"{variant} attention: {knob}={value!r} must be {_TYPE_WORDS[kind]}")
+    raise ConfigError(f"{variant} attention: {knob}={value!r} must be {_TYPE_WORDS[kind]}"
+                      + (" or null" if kind is float and knob == "dropout" else ""))
 
 
 def _is(value, kind) -> bool:
@@ -155,6 +161,7 @@ class LongKnobs(Knobs):
 
     converted: ClassVar[bool] = True
     num_global_tokens: int
+    dropout: float | None                # attention dropout in training; None: the backbone's own
     pool_with_global: bool               # classifiers read global token 0 in place of the first token
     mask_first_token: bool               # the first real token (which global 0 duplicates) is masked as a key
     pass_global_tokens_to_decoder: bool  # encoder-decoders: the decoder cross-attends to the globals too
@@ -165,6 +172,8 @@ class LongKnobs(Knobs):
     def check(self) -> None:
         if not 0 <= self.num_global_tokens <= self.MAX_GLOBAL_TOKENS:
             raise self.bad("num_global_tokens", f"must be in [0, {self.MAX_GLOBAL_TOKENS}]")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise self.bad("dropout", "must be in [0, 1), or null for the backbone's own attention dropout")
 
     def attend(self, query, key, value, keep, scaling: float, dropout: float, causal: bool = False):
         """The kernel: [B, H, N, D] (g globals first) and keep [B, N] bool or None -> [B, H, N, D]; causal: restricted
@@ -266,8 +275,39 @@ def with_backend(labelled: tuple[str, ...], attention: Mapping) -> tuple[str, ..
 
 def runs_flex(knobs, query, dropout: float) -> bool:
     """Whether this call runs FlexAttention. auto: on CUDA without attention dropout (FlexAttention has
-    no dropout, and its CPU build has no backward). flex: always, and attention dropout is an error."""
+    no dropout, and its CPU build has no backward). flex: always, and attention dropout is an error.
+    The backend that ran is noted (`ran`): records and benchmark rows name it."""
     if knobs.backend == "flex" and dropout > 0:
         raise ConfigError(f"{knobs.name} attention: backend=flex cannot apply attention dropout ({dropout}) in "
-                          f"training; use backend=auto (blocks while dropout is on) or blocks")
-    return knobs.backend == "flex" or (knobs.backend == "auto" and query.is_cuda and dropout == 0)
+                          f"training; set model.attention.dropout=0, or use backend=auto (blocks while dropout is "
+                          f"on) or blocks")
+    flex = knobs.backend == "flex" or (knobs.backend == "auto" and query.is_cuda and dropout == 0)
+    if knobs.backend == "auto" and query.is_cuda and dropout > 0 and not _warned:
+        _warn_blocks_for_dropout(knobs, dropout)
+    ran.add(("flex" if flex else "blocks", dropout))
+    return flex
+
+
+# The (backend, attention dropout) pairs lsgbench's kernels ran with since `backends_ran` last read them.
+ran: set[tuple[str, float]] = set()
+_warned = False
+
+
+def backends_ran() -> dict | None:
+    """What lsgbench's kernels ran on since the last call: {"backend": "flex" | "blocks" | "blocks, flex",
+    "dropout": the largest attention dropout}, or None when none ran (another attention); then forgets it."""
+    if not ran:
+        return None
+    seen = sorted(ran)
+    ran.clear()
+    return {"backend": ", ".join(sorted({b for b, _ in seen})), "dropout": max(d for _, d in seen)}
+
+
+def _warn_blocks_for_dropout(knobs, dropout: float) -> None:
+    global _warned
+    _warned = True
+    logging.getLogger(__name__).warning(
+        "%s attention trains on the blocks kernel on this GPU, which is slower there than FlexAttention (more "
+        "launches, no fused kernel): attention dropout is %g and FlexAttention has none (backend=auto). To train on "
+        "flex, set model.attention.dropout=0; to keep the dropout and silence this, set model.attention.backend=blocks",
+        knobs.name, dropout)

@@ -20,7 +20,7 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     (the kernels that take them as they are say so: `grouped_kv`)."""
     knobs = module.long_attention
     B, H, N, _ = query.shape
-    dropout = dropout if module.training else 0.0
+    dropout = (dropout if knobs.dropout is None else knobs.dropout) if module.training else 0.0
     if key.shape[2] != N:  # generation: new queries over a KV cache
         key, value = repeat_kv(key, value, H)
         K = key.shape[2]

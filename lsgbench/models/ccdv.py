@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from ..attention import LongKnobs, knobs_from_config
+from ..attention import LongKnobs, knobs_from_config, variant
 from ..attention.lsg import LsgKnobs
 
 log = logging.getLogger(__name__)
@@ -18,8 +18,9 @@ CCDV_DEFAULTS = {"block_size": 128, "sparse_block_size": 128, "sparsity_factor":
 
 def stored_knobs(config) -> LongKnobs | None:
     """The knobs of a saved converted checkpoint (lsgbench's, or a ccdv LSG config); None if it is not one."""
-    if getattr(config, "long_attention", None):
-        return knobs_from_config(config.long_attention)
+    if getattr(config, "long_attention", None):  # knobs added since it was saved take their defaults
+        stored = dict(config.long_attention)
+        return knobs_from_config({**variant(stored.get("type")).defaults(), **stored})
     if getattr(config, "sparsity_type", None) is None:
         return None
     if getattr(config, "lsh_num_pre_rounds", 1) != 1:
