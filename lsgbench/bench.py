@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import re
 import statistics
 import sys
 import time
@@ -44,7 +45,8 @@ from .attention.knobs import backends_ran
 from .checks import check_paths_and_model
 from .config import attention_shorthand, config_dir, file_keys
 from .errors import ConfigError, integer, raise_all, unknown_keys
-from .measure import BusyElsewhere, cpu_peak_rss_mb, cpu_rss_mb, kernel_ops, reset_cpu_peak, synchronize
+from .measure import (BusyElsewhere, cpu_peak_rss_mb, cpu_rss_mb, kernel_ops, profile_step, reset_cpu_peak,
+                      synchronize)
 from .kinds import KINDS
 from .models import FAMILIES, SIZES, build_model
 from .record import environment, new_bench_result, new_run_id, write_json_atomic
@@ -392,6 +394,10 @@ def run_bench(cfg) -> list[dict]:
                     row["backend"] = ran["backend"]
                 with autocast:  # one more step, untimed: on a GPU each op is a launch
                     row["kernel_ops"] = kernel_ops(steps.phases[phase])
+                if bench.profile_dir:
+                    name = re.sub(r"[^\w.=-]+", "_", f"{row['model']}_{row['attention']}_{length}_{phase}")
+                    with autocast:
+                        row["profile"] = profile_step(steps.phases[phase], device, Path(bench.profile_dir) / f"{name}.txt")
                 if isinstance(steps.phases[phase], _Continuation):
                     row.update(steps.phases[phase].figures(bench.repeats))
             except Exception as err:  # noqa: BLE001

@@ -188,3 +188,30 @@ def kernel_ops(step) -> int:
     with KernelOps() as counted:
         step()
     return counted.total
+
+
+def profile_step(step, device: torch.device, path, top: int = 15) -> dict:
+    """Profile one run of `step` and write a summary to `path`: the top ops by device time (CPU time on a CPU), how
+    many kernels the device ran, and host vs device time (a step whose host time exceeds its device time is bound
+    by launching). Returns the summary's figures."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    synchronize(device)
+    with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]) as prof:
+        start = time.perf_counter()
+        step()
+        synchronize(device)
+        wall = time.perf_counter() - start
+    events = prof.key_averages()
+    device_us = sum(getattr(e, "self_device_time_total", 0) for e in events if e.device_type == DeviceType.CUDA)
+    figures = {"wall_ms": wall * 1e3, "host_ms": sum(e.self_cpu_time_total for e in events) / 1e3,
+               "device_ms": device_us / 1e3 if cuda else None,
+               "device_kernels": sum(e.count for e in events if e.device_type == DeviceType.CUDA) if cuda else None,
+               "aten_calls": sum(e.count for e in events if e.key.startswith("aten::"))}
+    sort = "self_device_time_total" if cuda else "self_cpu_time_total"
+    lines = [f"{k}: {'—' if v is None else round(v, 1)}" for k, v in figures.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n\n" + events.table(sort_by=sort, row_limit=top) + "\n")
+    return {**figures, "file": path.name}

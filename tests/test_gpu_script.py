@@ -3,22 +3,33 @@ runs and writes what a person with a GPU would read."""
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = ["environment", "kernel_check", "attention_full", "attention_lsg", "attention_local", "model_full", "model_lsg",
-         "attention_flex", "attention_local_flex", "generate", "decoder", "decoder_lsg", "decoder_local",
-         "decoder_generate", "decoder_generate_lsg", "decoder_generate_local", "modernbert", "modernbert_lsg",
-         "model_512", "model_lsg_512", "model_lsg_flex", "model_local", "pipeline", "model_qa", "model_qa_lsg", "model_mlm", "model_mlm_lsg", "final_report",
-         "final_targets"]
+STEPS = ["environment", "encoder_16k", "encoder_4k", "encoder_1k", "decoder_16k", "decoder_1k", "kernel_check", "generate",
+         "decoder_generate", "decoder_peers", "modernbert", "attention", "encoder_infer", "pytest_gpu", "pipeline",
+         "question_answering", "masked_lm", "report", "targets"]
+
+
+def test_the_schedule_puts_the_headline_within_six_minutes_of_an_h100():
+    out = subprocess.run([sys.executable, str(ROOT / "results/gpu/plan.py"), "unused", "--schedule"], capture_output=True,
+                         text=True, timeout=120, cwd=ROOT)
+    lines = out.stdout.splitlines()
+    steps = [line.split(" | ") for line in lines if line.startswith("| ") and not line.startswith("| step")]
+    assert [s[0][2:] for s in steps] == STEPS
+    headline = [int(s[1]) for s in steps if s[2] == "yes"]
+    assert [s[0][2:] for s in steps[:4]] == ["environment", "encoder_16k", "encoder_4k", "encoder_1k"]
+    assert sum(headline) + 45 <= 360 and "Headline: 315 s and the install before it (run.sh, at most 45 s): 6.0 min" \
+        in out.stdout
 
 
 @pytest.mark.slow
 def test_the_gpu_script_dry_run_writes_every_result(tmp_path):
     out = subprocess.run(["bash", str(ROOT / "results/gpu/run.sh"), str(tmp_path), "--device", "cpu", "--quick"],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
     steps = [line.split(" | ")[:2] for line in (tmp_path / "summary.md").read_text().splitlines()
              if line.startswith("| ") and not line.startswith("| step")]
@@ -36,10 +47,15 @@ def test_the_gpu_script_dry_run_writes_every_result(tmp_path):
     assert mlm == {"roberta", "longformer", "bigbird", "local_roberta", "lsg_roberta"}  # a pretraining step of each
     decoders = {(r["model"], r["attention"].split()[0], r["phase"]) for r in rows
                 if r.get("head") == "causal_lm" and r["status"] == "ok"}
-    assert {(m, a, p) for m, a in [("llama", "full"), ("llama", "lsg"), ("llama", "local"), ("mistral", "mistral"),
-                                   ("gemma2", "gemma"), ("gemma3", "gemma")] for p in ("infer", "train")} \
+    assert {("llama", a, "train") for a in ("full", "lsg", "local")} \
+        | {(m, a, p) for m, a in [("mistral", "mistral"), ("gemma2", "gemma"), ("gemma3", "gemma")] for p in ("infer", "train")} \
         | {(m, a, "greedy") for m, a in [("llama", "full"), ("llama", "lsg"), ("llama", "local"), ("mistral", "mistral"),
                                          ("gemma3", "gemma")]} == decoders
+    assert all(r["kernel_ops"] > 0 for r in rows if r["status"] == "ok")
+    assert {r["backend"] for r in rows if r["model"] == "lsg_roberta" and r["status"] == "ok"} == {"blocks", "flex"}
+    profiles = sorted(p.name for p in (tmp_path / "profiles").iterdir())  # the encoders' rows at the long length
+    assert len(profiles) == 4 and all(p.endswith("_512_train.txt") for p in profiles)  # flex: no backward on a CPU
+    assert "device_kernels: —" in (tmp_path / "profiles" / profiles[0]).read_text()
     bounded = {r["attention"]: r["kv_cache_bounded"] for r in rows if r["model"] == "llama" and r["phase"] == "greedy"}
     assert [bounded[a] for a in sorted(bounded)] == [False, True, True, False]  # full, local g=0, lsg g=0, lsg g=1
     assert {r["attention"].split()[0] for r in rows if r["model"] == "modernbert" and r["status"] == "ok"} == \
@@ -49,7 +65,10 @@ def test_the_gpu_script_dry_run_writes_every_result(tmp_path):
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("*.json")]
     assert record["status"] == "ok" and record["model"] == "lsg_roberta"
     assert (tmp_path / "report" / "table_bench.md").exists() and list((tmp_path / "report").glob("bench_*.png"))
-    assert "| LSG-BART greedy generation tok/s at 16k / LED's |" in (tmp_path / "targets.md").read_text()
+    assert "| LSG (flex) train tok/s at 16k / full SDPA's |" in (tmp_path / "targets.md").read_text()
+    again = subprocess.run(["bash", str(ROOT / "results/gpu/run.sh"), str(tmp_path), "--device", "cpu", "--quick",
+                            "--resume"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("done in an earlier run") == len(STEPS) - 2, again.stdout[-2000:]
 
 
 def test_targets_compare_classifier_rows_never_a_qa_step():
