@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable
 
 import torch
 
-SIZE = 64  # entries kept: a forward's few, and those of the last forwards
+SIZE = 8  # entries kept: the few of a forward (the padding mask with globals, a BlockMask per layout), and the last forward's
 _made: collections.OrderedDict = collections.OrderedDict()
 
 
