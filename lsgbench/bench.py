@@ -19,7 +19,10 @@ before the step on GPU, the peak resident set minus the resident set before the 
 With `bench.count`, one more untimed step counts what is independent of the machine: FLOPs
 (torch.utils.flop_counter; recomputation included) and the bytes autograd saves for backward
 (parameters excluded), both per token; with the step's speed they give its FLOP/s, and its MFU: their ratio
-to the device's dense matmul rate, measured in the same run (`matmul_rate`; not a datasheet's peak). A point that runs out of memory or fails is a row with
+to the device's dense matmul rate, measured in the same run (`matmul_rate`; not a datasheet's peak). Every row
+also counts the kernel-launching ops of one untimed step (`kernel_ops`: what a GPU pays per launch, counted the
+same on a CPU) and names the backend lsgbench's kernels ran on (`backend`); `bench.profile_dir` profiles one more
+step of each row there. A point that runs out of memory or fails is a row with
 `status: oom | error`, and the sweep goes on. Rows are written as JSON with the device, dtype and
 library versions.
 """
@@ -397,7 +400,8 @@ def run_bench(cfg) -> list[dict]:
                 if bench.profile_dir:
                     name = re.sub(r"[^\w.=-]+", "_", f"{row['model']}_{row['attention']}_{length}_{phase}")
                     with autocast:
-                        row["profile"] = profile_step(steps.phases[phase], device, Path(bench.profile_dir) / f"{name}.txt")
+                        row["profile"] = profile_step(steps.phases[phase], device,
+                                                      Path(bench.profile_dir) / f"{name}.txt")
                 if isinstance(steps.phases[phase], _Continuation):
                     row.update(steps.phases[phase].figures(bench.repeats))
             except Exception as err:  # noqa: BLE001
@@ -433,7 +437,8 @@ def _line(row: dict) -> str:
         return LINE.format(*start, "", "", "", "", "", "", "").rstrip() + f"  {row['status']}: {row.get('error', '')}"
     flops, saved, mfu = row.get("flops_per_token"), row.get("saved_bytes_per_token"), row.get("mfu")
     line = LINE.format(*start, f"{row['step_s'] * 1000:.1f}", f"{row['tokens_per_s']:.0f}", f"{row['peak_mem_mb']:.1f}",
-                       row.get("kernel_ops", ""), "" if flops is None else f"{flops / 1e6:.2f}", "" if saved is None else f"{saved / 1024:.1f}",
+                       row.get("kernel_ops", ""), "" if flops is None else f"{flops / 1e6:.2f}",
+                       "" if saved is None else f"{saved / 1024:.1f}",
                        "" if mfu is None else f"{100 * mfu:.1f}")
     if "time_to_first_token_s" in row:
         decode = row["decode_tokens_per_s"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from .config import attention_shorthand, config_dir
+from .errors import Terminated
 
 log = logging.getLogger("lsgbench")
 
@@ -121,7 +123,18 @@ def _hydra_main(cfg) -> float | None:
 def main() -> None:
     sys.argv = [sys.argv[0], *map(attention_shorthand, sys.argv[1:])]
     go_offline_without_network()
-    _hydra_main()
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _hydra_main()
+    except KeyboardInterrupt as err:  # the run's record is written (pipeline.run); no traceback
+        how = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
+        print(f"lsgbench: stopped by {how}; a run under way wrote its record (status interrupted) with the "
+              f"figures so far", file=sys.stderr)
+        sys.exit(143 if isinstance(err, Terminated) else 130)
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def go_offline_without_network(timeout_s: float = 3.0) -> None:

@@ -12,6 +12,11 @@ class ConfigError(ValueError):
     """A bad config value or bad input data; the message names the value and what is allowed."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM, `timeout` and schedulers send), handled like Ctrl-C: the run under way writes an
+    `interrupted` record with the figures so far."""
+
+
 # ---------------------------------------------------------------- messages naming a bad key or value
 
 LISTED = 30  # an error lists the keys of a group up to this many

@@ -4,7 +4,7 @@
 run record (status ok | failed | oom | invalid, with the error) to `output_dir/run_record.json` and to
 the results store `cfg.paths.store_dir/<run_id>.json`, and returns it. A run refused before training
 for a mistake in its config or data is `invalid`: the report lists it under its table, never as a row.
-Ctrl-C writes an `interrupted` record with the figures so far and then stops.
+Ctrl-C and SIGTERM write an `interrupted` record with the figures so far and then stop.
 
 A run trains `trainer.trainable` parameters (all; none: it evaluates the model as loaded), keeps its model
 when `save_model` says so (the record's `artifact`; `model.pretrained=run:<run_id>` loads it later) and
@@ -36,7 +36,7 @@ from . import record as rec
 from .attention.knobs import backends_ran
 from .checks import check_run_config
 from .data import TaskData, load_task_data, tokenize
-from .errors import ConfigError, raise_all
+from .errors import ConfigError, Terminated, raise_all
 from .evaluation import evaluate
 from .kinds import task_kind
 from .measure import device_name
@@ -103,8 +103,9 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
             if not _execute(cfg, record, data, output_dir):
                 return record  # a DDP rank > 0: rank 0 writes the record
             record["status"] = "ok"
-    except KeyboardInterrupt as err:  # Ctrl-C: keep what was measured, then stop (a sweep stops too)
-        record.update(status="interrupted", error=f"interrupted during {record['stage']}")
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: keep what was measured, then stop (a sweep stops too)
+        how = "by SIGTERM " if isinstance(err, Terminated) else ""
+        record.update(status="interrupted", error=f"interrupted {how}during {record['stage']}")
         record["efficiency"].update(getattr(err, "figures", {}))
         _write(cfg, record, output_dir, tracker)
         raise

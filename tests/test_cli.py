@@ -100,3 +100,24 @@ def test_an_unknown_key_fails_in_seconds_naming_it_and_is_on_record(tmp_path):
     assert record["provenance"]["dataset"] is None  # refused before any data was read
     assert record["status"] == "invalid" and [p.name for p in (tmp_path / "store").glob("*.json")] == \
         [f"{record['run_id']}.json"]
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_leaves_an_interrupted_record_and_no_traceback(tmp_path):
+    """What SLURM, `timeout` and schedulers send: handled as Ctrl-C is, exit status 128 + 15."""
+    env = {**os.environ, "LSGBENCH_STORE": str(tmp_path / "store"), "LSGBENCH_CACHE": str(tmp_path / "cache")}
+    job = subprocess.Popen([sys.executable, "-m", "lsgbench", "experiment=quickstart", "trainer.args.max_steps=100000",
+                            "trainer.args.logging_steps=1", "hydra.run.dir=run"], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = time.time()
+    while not (tmp_path / "run" / "train_log.jsonl").exists():  # the first training step is logged
+        assert job.poll() is None and time.time() - started < 240, "training did not start"
+        time.sleep(0.5)
+    job.terminate()
+    stdout, stderr = job.communicate(timeout=120)
+    assert job.returncode == 143 and "Traceback" not in stderr, stderr[-3000:]
+    assert "lsgbench: stopped by SIGTERM" in stderr
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "store").glob("*.json")]
+    assert (record["status"], record["stage"], record["error"]) == ("interrupted", "train",
+                                                                    "interrupted by SIGTERM during train")
+    assert record["efficiency"]["train_steps"] >= 1

@@ -55,3 +55,24 @@ def test_the_report_notes_speeds_measured_on_a_shared_machine():
     assert busy_note({"train": 0.05, "eval": None}) is None
     assert busy_note({"train": 0.45, "eval": 0.1}) == \
         "speed measured on a shared machine: other processes used 45% of the CPUs during train"
+
+
+def test_kernel_ops_count_launching_ops_only_and_a_compiled_kernel_as_one(tmp_path):
+    from lsgbench.measure import KernelOps, kernel_ops, profile_step
+
+    a, b = torch.randn(4, 8), torch.randn(8, 3)
+
+    def step():
+        c = a @ b                      # mm: 1
+        c = c.view(3, 4).t()           # views: 0
+        torch.empty(5)                 # an allocation: 0
+        return (c + 1).sum()           # add, sum: 2
+
+    assert kernel_ops(step) == 3
+    with KernelOps() as ops:
+        step()
+        KernelOps.opaque("compiled", lambda: [step() for _ in range(5)])  # 15 ops inside, counted as one
+    assert ops.total == 4 and ops.ops["compiled"] == 1 and ops.ops["mm"] == 1
+    figures = profile_step(step, torch.device("cpu"), tmp_path / "p" / "step.txt")
+    assert figures["device_ms"] is None and figures["device_kernels"] is None and figures["aten_calls"] >= 3
+    assert figures["file"] == "step.txt" and "aten::mm" in (tmp_path / "p" / "step.txt").read_text()

@@ -68,7 +68,8 @@ def test_local_and_dilated_blocks_launch_a_flat_few_ops_on_a_gpu(cuda_policy, na
 
 
 def test_the_cpu_policy_runs_many_pieces_of_the_same_kernel():
-    """The lean CPU pieces launch far more ops (fine on a CPU, where arithmetic dominates): what the GPU policy saves."""
+    """The lean CPU pieces launch far more ops (fine on a CPU, where arithmetic dominates): what the GPU policy
+    saves."""
     assert blocks_ops("lsg", 4096, sparsity_type="pooling", **LSG) > 4 * BLOCKS_BUDGET
 
 

@@ -119,7 +119,7 @@ RECOMPUTE = True      # False: plain autograd over the same pieces (keeps every 
 
 
 def cuda_piece_scores(memory_bytes: int) -> int:
-    """The scores of a piece on a GPU with `memory_bytes` of memory (2**28.2 on an 80 GB H100)."""
+    """The scores of a piece on a GPU with `memory_bytes` of memory (about 2**28 on an 80 GB H100)."""
     return memory_bytes // CUDA_MEMORY_SHARE // BYTES_PER_SCORE
 
 

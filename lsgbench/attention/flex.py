@@ -1,16 +1,19 @@
 """FlexAttention (torch.nn.attention.flex_attention) versions of the LSG and local kernels: a GPU fast path.
 
-The non-global queries run as one flex_attention call over the keys [global (g) | tokens (N - g) | sparse (M)]
-(sparse keys: LSG only, made by sparse.sparse_keys from the block-padded keys). What a query may see is said twice:
-- a mask_mod, exact for every (query, key) pair, pattern and padding (it reads a captured keep tensor);
+The non-global queries run as one flex_attention call over the keys [tokens | sparse (M) | global (g)] (sparse
+keys: LSG only, made by sparse.sparse_keys from the block-padded keys), laid out so that blocks of tokens start on
+tiles as the queries do. What a query may see is said twice:
+- a mask_mod, exact for every (query, key) pair, pattern and padding (it reads captured keep tensors);
 - a BlockMask over tiles of TILE queries x TILE keys, built from the known layout (never by evaluating the mask
   over all pairs): the kv tiles each query tile touches, and those it sees whole. Flex skips the other tiles and
-  applies no mask_mod on whole ones. The layout ignores padding and is cached per (knobs, length, device); each
-  call only turns whole tiles that hold a padded key into partial ones (a few small ops on [B, tiles, tiles]).
+  applies no mask_mod on whole ones. The layout is cached per (knobs, length, device); under padding, whole tiles
+  that may hold a padded key turn partial. The BlockMask is made once per forward (memo.once_per: every layer
+  passes the same padding mask) and each call only attaches its mask_mod.
 So the BlockMask is only an optimisation: eager flex (which ignores it and masks with mask_mod alone) and
 compiled flex give the same outputs. The g global queries see every key, as in the block kernels (blocks.py).
 Causal (decoders): the mask_mod adds key <= query (for sparse keys: the left window only). The layouts leave
 a query block's own block partial (LSG, disjoint): correct, if a few tiles below the diagonal run mask_mod.
+Grouped K/V heads (fewer than the queries') go to flex as they are (enable_gqa).
 
 Memory: O(N) for the attention (compiled flex), plus O(B (N / TILE)^2) small ints for the block tables.
 No dropout. Backward needs CUDA: on CPU flex refuses inputs that require grad (eager or compiled); it has a
@@ -92,8 +95,8 @@ def lsg_attention_flex(query, key, value, keep=None, *, block_size, sparse_block
                                      block_size=b, sparse_block_size=s, query_first=query[:, :, g], scaling=scaling)
         keys, values = torch.cat([keys, ks, key[:, :, :g]], dim=2), torch.cat([values, vs, value[:, :, :g]], dim=2)
         heads = keep_s.shape[1]
-        keep_kv = torch.cat([keep_tokens[:, None].expand(-1, heads, -1), keep_s, keep[:, None, :g].expand(-1, heads, -1)],
-                            dim=2)
+        keep_kv = torch.cat([keep_tokens[:, None].expand(-1, heads, -1), keep_s,
+                             keep[:, None, :g].expand(-1, heads, -1)], dim=2)
     elif g:
         keys, values = torch.cat([keys, key[:, :, :g]], dim=2), torch.cat([values, value[:, :, :g]], dim=2)
     per_head = keep_kv.shape[1] > 1
@@ -134,7 +137,7 @@ def local_attention_flex(query, key, value, keep=None, *, mode, window, block_si
     block_mask, keep_kv, _ = _block_mask(keep, layout, tiles_and_kept)
     keys, values = key, value
     if g:
-        keys, values = torch.cat([key[:, :, g:], key[:, :, :g]], dim=2), torch.cat([value[:, :, g:], value[:, :, :g]], dim=2)
+        keys, values = (torch.cat([t[:, :, g:], t[:, :, :g]], dim=2) for t in (key, value))
 
     def mask_mod(batch, head, q, kv):  # q: non-global query q; kv: into [tokens | globals]
         near = (q - kv).abs() <= w if sliding else kv // b == q // b

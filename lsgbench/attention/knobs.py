@@ -133,8 +133,13 @@ def _typed(variant: str, knob: str, value, kind):
     """`value` as the annotated type, or a ConfigError naming the knob."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):  # X | None: null, or an X
+        if value is None:
+            return None
         (inner,) = [k for k in typing.get_args(kind) if k is not type(None)]
-        return None if value is None else _typed(variant, knob, value, inner)
+        try:
+            return _typed(variant, knob, value, inner)
+        except ConfigError as err:
+            raise ConfigError(f"{err} or null") from None
     if origin is tuple:  # tuple[int, ...]: a list of integers in the config, or one integer
         if _is(value, int):
             return (value,)
@@ -143,8 +148,7 @@ def _typed(variant: str, knob: str, value, kind):
         raise ConfigError(f"{variant} attention: {knob}={value!r} must be a non-empty list of integers")
     if _is(value, kind):
         return float(value) if kind is float else value
-    raise ConfigError(f"{variant} attention: {knob}={value!r} must be {_TYPE_WORDS[kind]}"
-                      + (" or null" if kind is float and knob == "dropout" else ""))
+    raise ConfigError(f"{variant} attention: {knob}={value!r} must be {_TYPE_WORDS[kind]}")
 
 
 def _is(value, kind) -> bool:

@@ -93,7 +93,8 @@ def plan(lengths: dict) -> list[Step]:
             [*short_and_long, "model=modernbert", *knobs] for knobs in ([], ["attention=lsg", *LSG, *NO_DROPOUT])]),
         Step("attention", 45, what="one attention call: SDPA, LSG and local on both backends", points=[
             ["bench.mode=attention", f"bench.seq_lens=[{short},{mid},{long}]", *knobs] for knobs in (
-                ["model=roberta"], *[["model=lsg_roberta", *LSG, f"model.attention.backend={b}"] for b in ("blocks", "flex")],
+                ["model=roberta"],
+                *[["model=lsg_roberta", *LSG, f"model.attention.backend={b}"] for b in ("blocks", "flex")],
                 *[["model=local_roberta", *LOCAL, f"model.attention.backend={b}"] for b in ("blocks", "flex")])]),
         Step("encoder_infer", 60, what="the encoders' inference at 512, 1k, 16k", points=[
             [f"bench.seq_lens=[{lengths['tiny']},{short},{long}]", "bench.mode=infer", *point[2:]]
@@ -133,7 +134,8 @@ def common(args, out: Path) -> list[str]:
     if args.quick:
         shape = ["bench.size=tiny", "bench.tokens_per_batch=512", "bench.dtype=fp32"]
     else:
-        shape = ["bench.size=base", "bench.tokens_per_batch=16384", f"bench.dtype={'bf16' if args.device == 'cuda' else 'fp32'}"]
+        dtype = "bf16" if args.device == "cuda" else "fp32"
+        shape = ["bench.size=base", "bench.tokens_per_batch=16384", f"bench.dtype={dtype}"]
     return [f"bench.device={args.device}", *shape, "bench.warmup=1", "bench.repeats=3", "bench.count=false",
             f"paths.cache_dir={out}/cache"]
 
@@ -164,7 +166,7 @@ def _alarm(signum, frame):
 
 
 def run_points(step: Step, args, out: Path) -> None:
-    """Each point benchmarked in this process, its rows written to OUT/bench/STEP/ as `python -m lsgbench.bench` does."""
+    """Each point benchmarked in this process, its rows written to OUT/bench/STEP/ as `lsgbench.bench` writes them."""
     from hydra import compose, initialize_config_dir
 
     from lsgbench.bench import run_bench

@@ -15,8 +15,8 @@ from lsgbench.report import bench_rows
 
 LSG = "lsg b=128 s=128 f=4 pooling g=1 {}"  # {}: the backend
 LOCAL = "local sliding w={} g=0 flex"
-TARGET_HEADS = (None, "classification", "summarization", "causal_lm")  # the targets compare these heads; None: a row made before
-                                                           # rows named their head (it timed one of these)
+# The targets compare these heads; None: a row made before rows named their head (it timed one of these)
+TARGET_HEADS = (None, "classification", "summarization", "causal_lm")
 
 
 def find(rows, model, phase, seq_len, attention_prefix=""):
@@ -55,11 +55,11 @@ def targets(rows) -> list[tuple[str, float | None, str, bool | None]]:
     add("local w=256 (flex) train tok/s at 1k / full SDPA's",
         ratio(find(rows, "local_roberta", "train", 1024, LOCAL.format(256)), find(rows, "roberta", "train", 1024),
               "tokens_per_s"), 0.9, True)
-    add("LSG blocks backend train tok/s at 16k / flex's", ratio(find(rows, "lsg_roberta", "train", 16384, LSG.format("blocks")),
-                                                              lsg16, "tokens_per_s"), 0.5, True)
+    add("LSG blocks backend train tok/s at 16k / flex's",
+        ratio(find(rows, "lsg_roberta", "train", 16384, LSG.format("blocks")), lsg16, "tokens_per_s"), 0.5, True)
     add("causal LSG blocks backend train tok/s at 16k / flex's, base Llama",
-        ratio(find(rows, "llama", "train", 16384, LSG.format("blocks")), find(rows, "llama", "train", 16384, LSG.format("flex")),
-              "tokens_per_s"), 0.5, True)
+        ratio(find(rows, "llama", "train", 16384, LSG.format("blocks")),
+              find(rows, "llama", "train", 16384, LSG.format("flex")), "tokens_per_s"), 0.5, True)
     for phase in ("greedy", "beam4"):
         lsg, led = find(rows, "lsg_bart", phase, 16384), find(rows, "led", phase, 16384)
         add(f"LSG-BART {phase} generation tok/s at 16k / LED's", ratio(lsg, led, "tokens_per_s"), 1.4, True)
