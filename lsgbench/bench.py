@@ -329,6 +329,25 @@ def _count_on_blocks(cfg, length: int, batch: int, device: torch.device, phase: 
     return {**counted, "counted_on": "blocks"}
 
 
+def _launches(step, device, autocast, profile_dir, name: str) -> dict:
+    """The kernel ops of one more untimed step (on a GPU each is a launch) and, with a profile_dir, a profile of
+    another; a failure loses only its own figure."""
+    figures = {}
+    try:
+        with autocast:
+            figures["kernel_ops"] = kernel_ops(step)
+    except Exception as err:  # noqa: BLE001
+        figures["kernel_ops_error"] = f"{type(err).__name__}: {err}"[:200]
+    if profile_dir:
+        path = Path(profile_dir) / (re.sub(r"[^\w.=-]+", "_", name) + ".txt")
+        try:
+            with autocast:
+                figures["profile"] = profile_step(step, device, path)
+        except Exception as err:  # noqa: BLE001
+            figures["profile_error"] = f"{type(err).__name__}: {err}"[:200]
+    return figures
+
+
 def _error_row(row: dict, err: BaseException) -> dict:
     if isinstance(err, torch.OutOfMemoryError):
         return {**row, "status": "oom", "error": str(err)[:300]}
@@ -395,17 +414,13 @@ def run_bench(cfg) -> list[dict]:
                            busy_elsewhere=busy)
                 if ran := backends_ran():  # lsgbench's kernels: which backend the step ran on
                     row["backend"] = ran["backend"]
-                with autocast:  # one more step, untimed: on a GPU each op is a launch
-                    row["kernel_ops"] = kernel_ops(steps.phases[phase])
-                if bench.profile_dir:
-                    name = re.sub(r"[^\w.=-]+", "_", f"{row['model']}_{row['attention']}_{length}_{phase}")
-                    with autocast:
-                        row["profile"] = profile_step(steps.phases[phase], device,
-                                                      Path(bench.profile_dir) / f"{name}.txt")
-                if isinstance(steps.phases[phase], _Continuation):
+                if isinstance(steps.phases[phase], _Continuation):  # of the timed steps: before any other
                     row.update(steps.phases[phase].figures(bench.repeats))
             except Exception as err:  # noqa: BLE001
                 row = _error_row(row, err)
+            if row["status"] == "ok":
+                row.update(_launches(steps.phases[phase], device, autocast, bench.profile_dir,
+                                     f"{row['model']}_{row['attention']}_{length}_{phase}"))
             if bench.count and row["status"] == "ok":
                 try:  # a step that cannot be counted keeps its timing
                     with autocast:

@@ -164,7 +164,7 @@ def _seed_everything(seed: int) -> None:
 def _note_backend(record: dict, phase: str) -> None:
     """record["attention_backend"][phase]: the backend (flex, blocks) and attention dropout lsgbench's kernel ran with."""
     if ran := backends_ran():
-        record.setdefault("attention_backend", {})[phase] = ran
+        record["attention_backend"][phase] = ran
 
 
 def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:

@@ -31,6 +31,8 @@ class RunRecord(TypedDict):
     task_kind: str
     model: str
     attention: dict           # the attention knobs the model ran with
+    attention_backend: NotRequired[dict]  # lsgbench's kernels: {train, eval: {backend, dropout}} that ran (empty:
+                                          # none ran; older records lack it)
     max_length: int | None    # the input length it trained at
     eval_max_length: NotRequired[int | None]  # the input length it was evaluated at (older records lack it: max_length)
     metrics: dict[str, float]
@@ -51,8 +53,8 @@ def new_run_record(task: str, task_kind: str, model: str, seed: int, overrides: 
                    sweep: str | None) -> RunRecord:
     """A run's record before it runs: failed until the run says otherwise."""
     return RunRecord(schema=SCHEMA, run_id=new_run_id(task, model), status="failed", stage="setup", task=task,
-                     task_kind=task_kind,
-                     model=model, attention={}, max_length=None, eval_max_length=None, metrics={}, efficiency={},
+                     task_kind=task_kind, model=model, attention={}, attention_backend={}, max_length=None,
+                     eval_max_length=None, metrics={}, efficiency={},
                      provenance={"dataset": None, "model_init": None, "n_train": None, "n_eval": None, "seed": seed},
                      config=None, overrides=list(overrides or []), sweep=sweep, env={}, error=None, artifact=None)
 
@@ -98,6 +100,11 @@ class BenchRow(TypedDict):
     kv_cache_mb: NotRequired[float]            # ... the KV cache after the last new token
     kv_cache_bounded: NotRequired[bool]        # ... every layer's cache keeps a sliding window (False: grows with the past)
     count_error: NotRequired[str]              # why the step could not be counted (its timing stands)
+    backend: NotRequired[str]                  # lsgbench's kernels: the backend the step ran on (flex, blocks)
+    kernel_ops: NotRequired[int]               # kernel-launching ops of one untimed step (a launch each on a GPU)
+    kernel_ops_error: NotRequired[str]         # why they could not be counted
+    profile: NotRequired[dict]                 # bench.profile_dir: the profile's figures and its file's name
+    profile_error: NotRequired[str]
     busy_elsewhere: NotRequired[float | None]  # share of the CPUs other processes used while it was timed
     error: NotRequired[str]
 

@@ -169,7 +169,7 @@ def test_a_data_mistake_fixed_and_rerun_supersedes_its_refused_record(make_cfg, 
 
 @pytest.mark.parametrize("overrides, message", [
     (["+model.attention.blok_size=64"], "model.attention.blok_size is not a key lsgbench reads: model.attention "
-                                        "(lsg attention) has backend, block_size, mask_first_token, num_global_tokens,"),
+                                        "(lsg attention) has backend, block_size, dropout, mask_first_token, num_global_tokens,"),
     (["+model.attention.blok_size=64"], "did you mean model.attention.block_size?"),
     (["model.attention.block_size=30", "model.attention.sparsity_factor=4"],
      "lsg attention: block_size=30 must be divisible by sparsity_factor=4"),

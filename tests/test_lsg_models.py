@@ -306,3 +306,13 @@ def test_a_checkpoints_own_knobs_are_named_only_where_they_matter(make_cfg, tmp_
         messages = [r.getMessage() for r in caplog.records if "runs its own attention knobs" in r.getMessage()]
         assert bool(messages) == warned
         assert not messages or ("block_size" in messages[0] and "pass_global" not in messages[0])
+
+
+def test_a_ccdv_config_without_lsgbench_knobs_loads_with_ccdvs_defaults_and_lsgbenchs():
+    import types
+
+    from lsgbench.models.ccdv import stored_knobs
+
+    knobs = stored_knobs(types.SimpleNamespace(sparsity_type="pooling", block_size=64, sparsity_factor=4))
+    assert (knobs.block_size, knobs.sparsity_type, knobs.sparsity_factor, knobs.sparse_block_size) == (64, "pooling", 4, 128)
+    assert knobs.backend == "auto" and knobs.dropout is None  # knobs ccdv's configs do not have

@@ -158,3 +158,14 @@ def test_a_converted_model_builds_one_block_mask_per_forward(make_cfg, monkeypat
         for _ in range(2):
             built.model.eval()(input_ids=ids, attention_mask=mask.clone())
     assert len(builds) == 2  # one per forward, not one per layer (2 layers)
+
+
+def test_what_inference_made_is_not_handed_to_training():
+    """A BlockMask or padding mask made under inference_mode is an inference tensor, which autograd cannot save: the
+    memo keeps those of inference and training apart."""
+    memo.clear()
+    with torch.inference_mode():
+        made_in_inference = memo.once_per(None, "keep", lambda: torch.ones(3))
+    made_in_training = memo.once_per(None, "keep", lambda: torch.ones(3))
+    assert made_in_inference.is_inference() and not made_in_training.is_inference()
+    assert memo.once_per(None, "keep", lambda: None) is made_in_training

@@ -20,7 +20,7 @@ def once_per(anchor: torch.Tensor | None, key: Hashable, make: Callable):
     """make(), remembered for this anchor tensor (or None: no tensor) and `key`, which must name everything else
     the value depends on (shapes, knobs, device). The anchor is held, so its id stays its own while remembered;
     an in-place change to it (its version counter) makes the value anew."""
-    entry = (id(anchor), _version(anchor), key)
+    entry = (id(anchor), _version(anchor), torch.is_inference_mode_enabled(), key)  # inference tensors: not for training
     hit = _made.get(entry)
     if hit is not None and hit[0] is anchor:
         _made.move_to_end(entry)

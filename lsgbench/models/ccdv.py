@@ -25,7 +25,7 @@ def stored_knobs(config) -> LongKnobs | None:
         return None
     if getattr(config, "lsh_num_pre_rounds", 1) != 1:
         log.warning("checkpoint asks for %d LSH pre-rounds; lsgbench hashes once", config.lsh_num_pre_rounds)
-    return LsgKnobs.from_config({k: getattr(config, k, default) for k, default in CCDV_DEFAULTS.items()})
+    return LsgKnobs.make(**{k: getattr(config, k, default) for k, default in CCDV_DEFAULTS.items()})
 
 
 def write_ccdv_fields(config, knobs: LongKnobs) -> None:

@@ -157,8 +157,8 @@ class StepLog:
 STEP_LOG = StepLog()
 
 
-class OutOfTime(Exception):
-    pass
+class OutOfTime(BaseException):
+    """A step's time limit: a BaseException, so that the benchmark's per-row error handling does not swallow it."""
 
 
 def _alarm(signum, frame):
@@ -174,6 +174,8 @@ def run_points(step: Step, args, out: Path) -> None:
     from lsgbench.record import environment, new_bench_result, new_run_id, write_json_atomic
 
     env = environment()
+    for stale in (out / "bench" / step.name).glob("*.json"):  # a step cut short earlier starts again whole
+        stale.unlink()
     sizes = dict(new=4, block=32, window=64, decoder_window=64) if args.quick else \
         dict(new=64, block=128, window=256, decoder_window=512)
     failed = 0
