@@ -46,9 +46,11 @@ def summary(record: dict) -> str:
         metrics = "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items())
         lines.append(f"  metrics:    (n={prov['n_eval']}) {metrics}   ({units(record['metrics'])})")
     eff = record["efficiency"]
-    if "train_tokens_per_s" in eff:
-        lines.append(f"  efficiency: device={eff['device']}  train {eff['train_tokens_per_s']:.0f} tok/s "
-                     f"({eff['train_steps']} steps, {eff['train_s']:.1f}s, peak {eff['train_peak_mem_mb']:.0f} MB)"
+    if "train_tokens_per_s" in eff or "eval_tokens_per_s" in eff:  # an evaluation-only run has no training figures
+        lines.append(f"  efficiency: device={eff['device']}"
+                     + (f"  train {eff['train_tokens_per_s']:.0f} tok/s ({eff['train_steps']} steps, "
+                        f"{eff['train_s']:.1f}s, peak {eff['train_peak_mem_mb']:.0f} MB)" if "train_tokens_per_s" in eff
+                        else "")
                      + (f"  eval {eff['eval_tokens_per_s']:.0f} tok/s ({eff['eval_s']:.1f}s, peak "
                         f"{eff['eval_peak_mem_mb']:.0f} MB)" if "eval_tokens_per_s" in eff else "")
                      + (f"  generated {eff['generated_tokens_per_s']:.0f} tok/s" if "generated_tokens_per_s" in eff

@@ -56,9 +56,10 @@ def local_data_dir(task) -> Path | None:
     return None
 
 
-def load_task_data(task) -> TaskData:
+def load_task_data(task, evaluate_only: bool = False) -> TaskData:
     """Read the train and eval splits of a task, validated and subsampled as configured. An evaluation
-    example whose content is also in training is refused unless task.allow_eval_overlap."""
+    example whose content is also in training is refused unless task.allow_eval_overlap. `evaluate_only` (a run
+    that trains nothing): the evaluation split alone, whole (nothing carved), and no training split."""
     kind = task_kind(task)
     data_dir = local_data_dir(task)
     notes = []  # for the record; each is logged too
@@ -93,12 +94,15 @@ def load_task_data(task) -> TaskData:
         available, origin, read = _byte_splits(task, source, available, origin, read, note)
 
     train_split, eval_split = task.train_split, task.eval_split
+    if evaluate_only:
+        return _evaluation_only(task, source, available, origin, read, note, notes)
     if train_split not in available:
         carved = "test" if available[0] == "validation" else "validation"
         hint = (f" (to train on it and evaluate on a part carved from it: task.train_split={available[0]} "
                 f"task.eval_split={carved})") if len(available) == 1 else ""
         raise ConfigError(f"{source} has no {train_split!r} split; it has {sorted(available)}{hint}")
-    if eval_split == "test" and eval_split not in available and "validation" in available:
+    if eval_split == "test" and eval_split not in available and "validation" in available \
+            and train_split != "validation":  # (training on validation, the test split is carved from it)
         note(f"{source} has no 'test' split: evaluating on 'validation' ({origin['validation']})", logging.WARNING)
         eval_split = "validation"
     if eval_split not in available and eval_split not in CARVE_ORDER:
@@ -123,6 +127,24 @@ def load_task_data(task) -> TaskData:
     overlap = _overlap(task, kind, train, evals, train_split, eval_split)
     return TaskData(train=train, eval=evals, source=source, notes=notes,
                     splits={"train": origin[train_split], "eval": origin[eval_split]}, eval_overlap=overlap)
+
+
+def _evaluation_only(task, source, available, origin, read, note, notes) -> TaskData:
+    """The evaluation split of a run that trains nothing, read whole (nothing to carve it from or to overlap)."""
+    eval_split = task.eval_split
+    if eval_split == "test" and eval_split not in available and "validation" in available:
+        note(f"{source} has no 'test' split: evaluating on 'validation' ({origin['validation']})", logging.WARNING)
+        eval_split = "validation"
+    if eval_split not in available:
+        raise ConfigError(f"{source} has no {eval_split!r} split to evaluate (it has {sorted(available)}): an "
+                          f"evaluation-only run (trainer.trainable=none) reads one split whole; set "
+                          f"task.eval_split to one of them")
+    evals = _subsample(_validated(task, read(eval_split), f"{source} {eval_split}"), task.max_eval_samples)
+    if not evals:
+        raise ConfigError(f"{source} {eval_split}: no evaluation examples")
+    note(f"evaluation only (trainer.trainable=none): {eval_split!r} read whole, no training split")
+    return TaskData(train=[], eval=evals, source=source, notes=notes,
+                    splits={"train": None, "eval": origin[eval_split]}, eval_overlap=0)
 
 
 def content_key(kind, row: dict, task) -> bytes:

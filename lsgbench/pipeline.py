@@ -144,7 +144,7 @@ def preflight(cfg) -> TaskData:
     at once (offline, the data and the checkpoint are usually both missing)."""
     problems, data = [], None
     try:
-        data = load_task_data(cfg.task)
+        data = load_task_data(cfg.task, evaluate_only=cfg.trainer.trainable == "none")
     except ConfigError as err:
         problems.append(str(err))
     try:
@@ -175,7 +175,8 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     kind = task_kind(task)
     cache_dir = Path(cfg.paths.cache_dir).expanduser()
     args = training_arguments(cfg, str(output_dir / "checkpoints"), device)  # its own checks, before the model
-    built = build_model(cfg.model, task, kind.tokenizer_texts(data.train, task), cache_dir)
+    # (a random-init model evaluated without training has its tokenizer trained on the evaluation texts)
+    built = build_model(cfg.model, task, kind.tokenizer_texts(data.train or data.eval, task), cache_dir)
     record["max_length"] = built.max_length
     record["attention"] = built.attention
     record["provenance"].update(model_init=built.init, tokenizer=built.tokenizer_source,
@@ -186,10 +187,11 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     record["eval_max_length"] = eval_length = built.eval_max_length
     record["provenance"]["trainable"] = trainable = freeze(built, cfg.trainer.trainable)
 
-    train_ds = tokenize(data.train, built.tokenizer, task, built.max_length, cache_dir)
+    train_ds = tokenize(data.train, built.tokenizer, task, built.max_length, cache_dir) if data.train else None
     eval_ds = tokenize(data.eval, built.tokenizer, task, eval_length, cache_dir)
     record["provenance"]["truncation"] = {split: kind.truncation(ds, length, task) for split, ds, length
-                                          in (("train", train_ds, built.max_length), ("eval", eval_ds, eval_length))}
+                                          in (("train", train_ds, built.max_length), ("eval", eval_ds, eval_length))
+                                          if ds is not None}
 
     efficiency = record["efficiency"]  # filled as it is measured: a failed evaluation keeps the training figures
     efficiency["device"] = device_name(device)

@@ -327,3 +327,45 @@ def test_records_name_the_backend_lsgbench_kernels_ran_on_in_each_phase(make_cfg
     assert r["status"] == "ok" and r["attention"]["dropout"] == 0.2
     assert r["attention_backend"] == {"train": {"backend": "blocks", "dropout": 0.2},
                                       "eval": {"backend": "blocks", "dropout": 0.0}}
+
+
+def test_an_evaluation_only_run_reads_the_whole_evaluation_file_and_needs_no_training_split(make_cfg, tmp_path):
+    """trainer.trainable=none trains nothing: a folder with only test.jsonl is evaluated whole (nothing carved, no
+    overlap to check, no training figures); a run that trains is refused on the same folder, naming the fix."""
+    from lsgbench.synthetic import keys_rows
+
+    rows = keys_rows("test", 12, label_names=["amber", "cobalt"], doc_words=80, num_keys=3, num_distractors=0,
+                     key_start=0.5, seed=0)
+    data_dir = write_local_task(tmp_path / "only_test", {"test": rows})
+    task = ["task=classification", "task.name=mine", f"task.data_dir={data_dir}", "task.label_names=[amber,cobalt]",
+            "model=roberta"]
+    r = run_and_read(make_cfg, tmp_path, *task, "trainer.trainable=none")
+    assert r["status"] == "ok", r["error"]
+    prov = r["provenance"]
+    assert (prov["n_train"], prov["n_eval"], prov["eval_overlap"]) == (0, 12, 0) and prov["trainable"]["parameters"] == 0
+    assert prov["splits"] == {"train": None, "eval": "test.jsonl"} and list(prov["truncation"]) == ["eval"]
+    assert "train_tokens_per_s" not in r["efficiency"] and r["efficiency"]["eval_tokens_per_s"] > 0
+    assert set(r["metrics"]) == {"accuracy", "f1_macro", "f1_micro"}
+    assert "evaluation only (trainer.trainable=none): 'test' read whole, no training split" in prov["data_notes"]
+    printed = summary(r)
+    assert "n_train=0 n_eval=12" in printed and "efficiency: device=cpu  eval " in printed
+    trains = run(make_cfg(*TINY, *task), tmp_path / "trains", [])
+    assert trains["status"] == "invalid" and f"local:{data_dir} has no 'train' split; it has ['test']" in trains["error"]
+
+
+def test_the_suggested_fix_for_a_lone_validation_split_runs(make_cfg, tmp_path):
+    """A folder with only validation.jsonl: the error suggests training on it and carving test from it, and that
+    suggestion runs (it once fell back to evaluating on validation, the training split, and was refused)."""
+    from lsgbench.synthetic import keys_rows
+
+    rows = keys_rows("validation", 24, label_names=["amber", "cobalt"], doc_words=80, num_keys=3, num_distractors=0,
+                     key_start=0.5, seed=0)
+    data_dir = write_local_task(tmp_path / "only_validation", {"validation": rows})
+    task = ["task=classification", "task.name=mine", f"task.data_dir={data_dir}", "task.label_names=[amber,cobalt]",
+            "model=roberta", "trainer.args.max_steps=1"]
+    hint = "task.train_split=validation task.eval_split=test"
+    r = run_and_read(make_cfg, tmp_path, *task, *hint.split())
+    assert r["status"] == "ok", r["error"]
+    assert r["provenance"]["splits"]["eval"].startswith("carved from validation.jsonl")
+    refused = run(make_cfg(*TINY, *task), tmp_path / "refused", [])
+    assert refused["status"] == "invalid" and hint in refused["error"]
