@@ -75,6 +75,10 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         origin = {}
         if cfg.model.init == "pretrained":
             cfg.model.pretrained, origin = artifacts.resolve(cfg.model.pretrained, cfg.paths.store_dir)
+            if cfg.model.max_length is None and origin.get("pretrained_max_length"):  # it keeps the length it had
+                cfg.model.max_length = origin["pretrained_max_length"]
+                log.info("model.max_length is unset: the model of run %s keeps the length it trained at, %d tokens "
+                         "(model.max_length=N trains it at another)", origin["pretrained_run"], cfg.model.max_length)
         record["provenance"].update(origin)
         data = preflight(cfg)  # before the reuse check: the examples are part of what a run computes
         record["provenance"].update(dataset=data.source, splits=data.splits, n_train=len(data.train),

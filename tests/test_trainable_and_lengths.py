@@ -155,3 +155,21 @@ def test_the_extrapolation_grid_evaluates_one_checkpoint_at_every_length_without
         assert r["status"] == "ok" and "train_steps" not in r["efficiency"]
         assert r["provenance"]["truncation"]["eval"]["inputs_cut"] == 8  # ~1,100-token documents: cut at every length
         assert r["provenance"]["truncation"]["eval"]["inputs_dropped_share"] < 1 - r["eval_max_length"] / 1400
+
+
+def test_a_saved_run_keeps_the_length_it_trained_at_unless_asked_for_another(make_cfg, tmp_path):
+    """model.pretrained=run:<id> with model.max_length unset runs at the length that run trained at (it once took
+    the task's 4,096 and grew the saved positions to it, silently), also in an evaluation-only run at another
+    evaluation length; model.max_length asks for another."""
+    keys = ["task=synth_keys", "task.synthetic.doc_words=400", "task.synthetic.n_train=8", "task.synthetic.n_test=4"]
+    trained = run(make_cfg(*keys, "model=lsg_roberta", *TINY, *VARIANTS["lsg"], "model.max_length=256",
+                           "trainer.args.max_steps=1", "save_model=true"), tmp_path / "train", [])
+    assert trained["status"] == "ok", trained["error"]
+    again = [*keys, "model=lsg_roberta", *VARIANTS["lsg"], f"model.pretrained=run:{trained['run_id']}",
+             "model.init=pretrained"]
+    evaluated = run(make_cfg(*again, "model.eval_max_length=512", "trainer.trainable=none"), tmp_path / "eval", [])
+    assert evaluated["status"] == "ok", evaluated["error"]
+    assert (evaluated["max_length"], evaluated["eval_max_length"]) == (256, 512)
+    assert evaluated["provenance"]["pretrained_max_length"] == 256 and "train_steps" not in evaluated["efficiency"]
+    longer = run(make_cfg(*again, "model.max_length=512", "trainer.args.max_steps=1"), tmp_path / "longer", [])
+    assert longer["status"] == "ok" and (longer["max_length"], longer["eval_max_length"]) == (512, 512)

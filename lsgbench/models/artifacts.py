@@ -72,4 +72,5 @@ def resolve(pretrained: str | None, store_dir: str | Path) -> tuple[str | None, 
     if found != artifact["fingerprint"]:
         raise ConfigError(f"model.pretrained={pretrained!r}: the weights in {artifact['path']!r} (fingerprint {found}) "
                           f"are not the ones run {run_id} saved ({artifact['fingerprint']}); something wrote over them")
-    return artifact["path"], {"pretrained_run": run_id, "pretrained_fingerprint": found}
+    return artifact["path"], {"pretrained_run": run_id, "pretrained_fingerprint": found,
+                              "pretrained_max_length": record.get("max_length")}
