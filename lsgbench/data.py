@@ -40,6 +40,7 @@ class TaskData:
     notes: list[str] = field(default_factory=list)
     splits: dict[str, str] = field(default_factory=dict)  # what train and eval were read from (a file, a hub split)
     eval_overlap: int = 0  # evaluation examples whose content is also in training (task.allow_eval_overlap)
+    eval_shared_documents: int = 0  # evaluation examples whose document (another question on it) is in training
 
     @property
     def fingerprint(self) -> str:
@@ -113,8 +114,8 @@ def load_task_data(task, evaluate_only: bool = False) -> TaskData:
         evals = train
     elif eval_split in available:
         evals = _validated(task, read(eval_split), f"{source} {eval_split}")
-    else:  # carved: held-out rows of train, every copy of a text on one side
-        train, evals = _carve(train, eval_split, task.carve_fraction, lambda row: content_key(kind, row, task))
+    else:  # carved: held-out rows of train, every row of a document (and so every copy of a text) on one side
+        train, evals = _carve(train, eval_split, task.carve_fraction, lambda row: document_key(kind, row))
         note(f"carved {eval_split!r} from {train_split!r} ({task.carve_fraction:.0%}, seed {CARVE_SEED})")
         origin[eval_split] = f"carved from {origin[train_split]} ({task.carve_fraction:.0%}, seed {CARVE_SEED})"
     train = _subsample(train, task.max_train_samples)
@@ -125,8 +126,14 @@ def load_task_data(task, evaluate_only: bool = False) -> TaskData:
     if not train:
         raise ConfigError(f"{source}: no training examples are left after carving {eval_split!r} from {train_split!r}")
     overlap = _overlap(task, kind, train, evals, train_split, eval_split)
+    train_documents = {document_key(kind, r) for r in train}
+    shared = sum(document_key(kind, r) in train_documents for r in evals)
+    if shared > overlap:
+        note(f"{shared} of {len(evals)} evaluation examples read a document that training examples read too (other "
+             f"questions on it: what is learnt of the document carries over)", logging.WARNING)
     return TaskData(train=train, eval=evals, source=source, notes=notes,
-                    splits={"train": origin[train_split], "eval": origin[eval_split]}, eval_overlap=overlap)
+                    splits={"train": origin[train_split], "eval": origin[eval_split]}, eval_overlap=overlap,
+                    eval_shared_documents=shared)
 
 
 def _evaluation_only(task, source, available, origin, read, note, notes) -> TaskData:
@@ -145,6 +152,11 @@ def _evaluation_only(task, source, available, origin, read, note, notes) -> Task
     note(f"evaluation only (trainer.trainable=none): {eval_split!r} read whole, no training split")
     return TaskData(train=[], eval=evals, source=source, notes=notes,
                     splits={"train": None, "eval": origin[eval_split]}, eval_overlap=0)
+
+
+def document_key(kind, row: dict) -> bytes:
+    """A fingerprint of the document an example reads (`TaskKind.document`)."""
+    return hashlib.sha256(kind.document(row).encode()).digest()[:16]
 
 
 def content_key(kind, row: dict, task) -> bytes:
@@ -296,8 +308,8 @@ def _char_start(data: bytes, offset: int) -> int:
 
 
 def _carve(train: list[dict], split: str, fraction: float, content) -> tuple[list[dict], list[dict]]:
-    """(train less the carved rows, a fixed-seed share of train as `split`); a row whose content is carved
-    takes every other copy of that content along, so carving never puts one text on both sides."""
+    """(train less the carved rows, a fixed-seed share of train as `split`); a row that is carved takes every
+    other row of the same `content` (its document) along, so carving never puts one document on both sides."""
     order = list(range(len(train)))
     random.Random(CARVE_SEED).shuffle(order)
     size = max(1, int(fraction * len(train)))

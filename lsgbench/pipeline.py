@@ -83,6 +83,7 @@ def run(cfg, output_dir: str | Path, overrides: list[str] | None = None, sweep: 
         data = preflight(cfg)  # before the reuse check: the examples are part of what a run computes
         record["provenance"].update(dataset=data.source, splits=data.splits, n_train=len(data.train),
                                     n_eval=len(data.eval), eval_overlap=data.eval_overlap,
+                                    eval_shared_documents=data.eval_shared_documents,
                                     small_eval=len(data.eval) < cfg.task.min_eval_examples,
                                     data_fingerprint=data.fingerprint)
         if data.notes:

@@ -66,6 +66,9 @@ def caveats(record: RunRecord) -> list[str]:
     if prov.get("eval_overlap"):
         out.append(f"{prov['eval_overlap']} of {n_eval} evaluation examples are also in training "
                    f"(task.allow_eval_overlap=true)")
+    if (prov.get("eval_shared_documents") or 0) > (prov.get("eval_overlap") or 0):
+        out.append(f"{prov['eval_shared_documents']} of {n_eval} evaluation examples read a document that training "
+                   f"examples read too")
     if prov.get("small_eval") and n_eval:
         minimum = ((record.get("config") or {}).get("task") or {}).get("min_eval_examples")
         out.append(f"only {n_eval} evaluation examples (task.min_eval_examples={minimum}): one example is "

@@ -233,3 +233,30 @@ def test_byte_splits_errors_name_the_bad_value(make_cfg, tmp_path, splits, messa
     write_jsonl(tmp_path / "d", "train", [{"id": "doc", "text": "ab€cdé𝄞xyz"}])
     with pytest.raises(ConfigError, match=message):
         load_task_data(make_cfg("task=enwik8", f"task.data_dir={tmp_path / 'd'}", f"task.byte_splits={splits}").task)
+
+
+MEETINGS = [{"id": f"m{d}-q{q}", "article": f"transcript of meeting {d}: " + "words " * 30, "query": f"question {q}?",
+             "abstract": f"answer {q} about meeting {d}"} for d in range(12) for q in range(4)]
+
+
+def test_carving_keeps_every_query_on_a_document_on_one_side(make_cfg, tmp_path):
+    """QMSum-like rows (four queries per meeting): a carved split takes whole meetings, so no evaluation query
+    reads a transcript that training read (carving by query and transcript together once put 10 of 10 there)."""
+    write_jsonl(tmp_path / "d", "train", MEETINGS)
+    data = load_task_data(make_cfg("task=qmsum", f"task.data_dir={tmp_path / 'd'}", "task.eval_split=validation",
+                                   "task.carve_fraction=0.25").task)
+    meeting = lambda row: row["id"].split("-")[0]  # noqa: E731
+    assert {meeting(r) for r in data.train}.isdisjoint({meeting(r) for r in data.eval})
+    assert len(data.eval) % 4 == 0 and len(data.train) + len(data.eval) == 48 and data.eval
+    assert (data.eval_overlap, data.eval_shared_documents) == (0, 0)
+
+
+def test_evaluation_queries_on_a_training_document_are_counted(make_cfg, tmp_path):
+    """Separate files may share documents under other queries: not the same example (allowed), but counted and
+    said, for the record and its caveats."""
+    write_jsonl(tmp_path / "d", "train", [r for r in MEETINGS if not r["id"].endswith("q3")])
+    write_jsonl(tmp_path / "d", "test", [r for r in MEETINGS if r["id"].endswith("q3")][:5]
+                + [{**MEETINGS[0], "id": "new", "article": "another meeting entirely"}])
+    data = load_task_data(make_cfg("task=qmsum", f"task.data_dir={tmp_path / 'd'}").task)
+    assert (data.eval_overlap, data.eval_shared_documents) == (0, 5)
+    assert any("5 of 6 evaluation examples read a document that training examples read too" in n for n in data.notes)

@@ -82,6 +82,11 @@ class TaskKind:
         """What is wrong with this kind's task settings (checked before any data is read)."""
         return []
 
+    def document(self, row: dict) -> str:
+        """The document an example reads, whitespace collapsed: several examples (questions, queries, hypotheses)
+        may share one, and carving keeps them on one side."""
+        return " ".join(row[self.text_column].split())
+
     def content(self, row: dict, task) -> str:
         """What an example asks of the model, whitespace collapsed: two examples with the same content are
         the same question, whatever their ids or targets (an evaluation example's content must not be in
