@@ -41,6 +41,11 @@ def summary(record: dict) -> str:
     cut = truncation_line(prov.get("truncation") or {})
     if cut:
         lines.append(f"  truncated:  {cut}")
+    windows = [f"{split}: {f['windows_per_context_mean']:.1f} per context on average, at most "
+               f"{f['windows_per_context_max']}" for split, f in (prov.get("truncation") or {}).items()
+               if f.get("windows_per_context_max", 1) > 1]  # extractive QA reading long contexts in windows
+    if windows:
+        lines.append(f"  windows:    {'; '.join(windows)}")
     lines += [f"  warning:    {caveat}" for caveat in caveats(record)]
     if record["metrics"]:
         metrics = "  ".join(f"{k}={v:.2f}" for k, v in record["metrics"].items())
@@ -84,6 +89,11 @@ def truncation_line(truncation: dict) -> str:
                              f"{share(figures[f'{what}_dropped_share'])} of the split's tokens dropped ({worst})")
         if figures.get("answers_cut"):
             parts.append(f"{split}: {figures['answers_cut']} of {figures['examples']} answers cut off")
+        if figures.get("answers_unreachable"):
+            parts.append(f"{split}: {figures['answers_unreachable']} of {figures['examples']} questions no span can "
+                         f"answer right (every gold answer outside the windows or longer than "
+                         f"task.max_answer_length)")
+
     return "; ".join(parts)
 
 

@@ -26,7 +26,7 @@ from .synthetic import synthetic_rows
 log = logging.getLogger(__name__)
 
 # Bump when tokenization changes, so cached tokenized datasets are rebuilt.
-PREPROCESS_VERSION = 2
+PREPROCESS_VERSION = 3
 CARVE_SEED = 0  # carving and subsampling use a fixed seed: the data is the same for every run seed
 CARVE_ORDER = ("validation", "test")  # the splits that can be carved from train
 VALIDATION_NAMES = ("validation", "val", "valid", "dev")  # local files read as the validation split

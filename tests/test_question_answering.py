@@ -7,7 +7,7 @@ import pytest
 from datasets import Dataset
 from omegaconf import OmegaConf
 
-from lsgbench.cli import summary
+from lsgbench.cli import summary, truncation_line
 from lsgbench.data import load_task_data, tokenize
 from lsgbench.errors import ConfigError
 from lsgbench.kinds import KINDS
@@ -84,6 +84,25 @@ def test_windows_share_the_stride_and_the_windows_holding_the_answer_point_at_it
     assert len(one["input_ids"]) == 1 and one["end_positions"] == [0] and one["input_length"][0] > 48  # cut
 
 
+def test_questions_no_span_can_answer_are_counted(tokenizer):
+    """Gold answers longer than task.max_answer_length, or outside every window, cap exact match: counted per
+    question. "the blue harbor" is 3 tokens and "story 2" 2, so with max_answer_length=2 only row 2, whose second
+    gold answer is "story 2", can be answered right; read in one window, its first answer is cut off too."""
+    rows = [qa_row(0), qa_row(1), qa_row(2)]
+    rows[2]["answers"] = {"text": ["the blue harbor", "story 2"],
+                          "answer_start": [rows[2]["answers"]["answer_start"][0], rows[2]["context"].index("story 2")]}
+    task = OmegaConf.merge(TASK, {"max_answer_length": 2})
+    windows = QA.truncation(Dataset.from_dict(QA.encode(rows, tokenizer, task, 48)), 48, task)
+    assert (windows["answers_cut"], windows["answers_unreachable"]) == (0, 2)
+    assert windows["windows_per_context_mean"] == windows["windows_per_context_max"] > 5
+    one_window = OmegaConf.merge(task, {"doc_stride": None})
+    first = QA.truncation(Dataset.from_dict(QA.encode(rows, tokenizer, one_window, 48)), 48, one_window)
+    assert (first["answers_cut"], first["answers_unreachable"], first["windows_per_context_max"]) == (3, 2, 1)
+    line = truncation_line({"eval": first})
+    assert "eval: 2 of 3 questions no span can answer right (every gold answer outside the windows or longer than " \
+           "task.max_answer_length)" in line
+
+
 def test_the_best_span_over_all_windows_is_the_prediction(tokenizer):
     rows = [qa_row(0), qa_row(1, answer="the old mill")]
     features = QA.encode(rows, tokenizer, TASK, 48)
@@ -125,8 +144,13 @@ def test_a_question_answering_folder_runs_end_to_end_with_windows_and_with_lsg(m
     common.append("task.doc_stride=16")
     windows = run(make_cfg(*common, "model=roberta", "model.max_length=64"), tmp_path / "a", [])
     assert windows["status"] == "ok", windows["error"]
-    assert set(windows["metrics"]) == {"exact_match", "f1"} and windows["provenance"]["truncation"]["eval"] == {
-        "examples": 4, "inputs_cut": 0, "inputs_dropped_share": 0.0, "answers_cut": 0}  # windows read it all
+    read = windows["provenance"]["truncation"]["eval"]
+    assert set(windows["metrics"]) == {"exact_match", "f1"} and {k: read[k] for k in (
+        "examples", "inputs_cut", "inputs_dropped_share", "answers_cut", "answers_unreachable")} == {
+        "examples": 4, "inputs_cut": 0, "inputs_dropped_share": 0.0, "answers_cut": 0, "answers_unreachable": 0}
+    windows_line = next(line for line in summary(windows).splitlines() if line.startswith("  windows:    train: "))
+    assert read["windows_per_context_max"] > 1 and "; eval: " in windows_line and "per context on average" in \
+        windows_line  # windows read it all
     predictions = json.loads((tmp_path / "a" / "predictions.json").read_text())
     assert predictions["targets"][0] == ["the blue harbor"] and len(predictions["predictions"]) == 4
     lsg = run(make_cfg(*common, "model=lsg_roberta", "model.max_length=512", "model.attention.block_size=32",

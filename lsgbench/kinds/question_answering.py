@@ -61,12 +61,14 @@ class QuestionAnswering(TaskKind):
 
     # ------------------------------------------------------------------ features and batches
     def encoding(self, task):
-        return {"doc_stride": task.doc_stride}
+        return {"doc_stride": task.doc_stride, "max_answer_length": task.max_answer_length}
 
     def encode(self, rows, tokenizer, task, max_length):
         """One feature per window: input_ids, attention_mask, the context offsets of each token (OUTSIDE for
         the others), example_index, question_length (the tokens before the context: Longformer's global
-        attention), the training span, whether the window holds the first answer, input_length."""
+        attention), the training span, whether the window holds the first answer, whether a prediction could
+        be a gold answer there (one wholly in the window and at most task.max_answer_length tokens long; a
+        question without an answer is answered by the empty span anywhere), input_length."""
         questions, contexts = self.inputs(rows, task)
         check_room(tokenizer, questions, rows, "question", max_length)
         stride, windows = task.doc_stride, task.doc_stride is not None
@@ -89,6 +91,8 @@ class QuestionAnswering(TaskKind):
             features["start_positions"].append(start)
             features["end_positions"].append(end)
             features["answer_in_window"].append(end > 0)
+            features["answer_reachable"].append(_reachable(offsets, rows[example][self.target_column],
+                                                           task.max_answer_length))
             # windows read the whole context; one window reads what fits
             features["input_length"].append(len(enc["input_ids"][i]) if windows else full[example])
         return dict(features)
@@ -114,14 +118,22 @@ class QuestionAnswering(TaskKind):
         return mask
 
     def truncation(self, ds, max_length, task):
-        """Per example (its first window): how many contexts the input length cut (one window only), and how
-        many examples none of whose windows holds the first answer (`answers_cut`)."""
-        first, held = {}, defaultdict(bool)
-        for i, (example, inside) in enumerate(zip(ds["example_index"], ds["answer_in_window"])):
+        """Per example (its first window): how many contexts the input length cut (one window only); how many
+        examples none of whose windows holds the first answer (`answers_cut`); how many no prediction can
+        answer right (`answers_unreachable`: every gold answer is outside every window or longer than
+        task.max_answer_length tokens, so exact match cannot reach 100); the windows read per context."""
+        first, held, reachable, windows = {}, defaultdict(bool), defaultdict(bool), defaultdict(int)
+        for i, (example, inside, reach) in enumerate(zip(ds["example_index"], ds["answer_in_window"],
+                                                         ds["answer_reachable"])):
             first.setdefault(example, i)
             held[example] |= inside
+            reachable[example] |= reach
+            windows[example] += 1
         out = super().truncation(ds.select(list(first.values())), max_length, task)
         out["answers_cut"] = sum(not inside for inside in held.values())
+        out["answers_unreachable"] = sum(not reach for reach in reachable.values())
+        out["windows_per_context_mean"] = sum(windows.values()) / max(len(windows), 1)
+        out["windows_per_context_max"] = max(windows.values(), default=0)
         return out
 
     def bench_targets(self, batch, length, vocab, new_tokens, device):
@@ -173,11 +185,21 @@ def _top(logits: list[float], n: int) -> list[int]:
     return sorted(range(len(logits)), key=logits.__getitem__, reverse=True)[:n]
 
 
-def _token_span(offsets: list[list[int]], answers: dict) -> tuple[int, int]:
-    """The tokens of the first answer in a window ((0, 0): not wholly in it, or no answer)."""
+def _reachable(offsets: list[list[int]], answers: dict, max_answer_length: int) -> bool:
+    """Whether a span predicted in this window can be a gold answer: one wholly in it and at most
+    max_answer_length tokens long (a question without an answer: always)."""
+    if not answers["text"]:
+        return True
+    spans = (_token_span(offsets, answers, k) for k in range(len(answers["text"])))
+    return any(end > 0 and end - start < max_answer_length for start, end in spans)
+
+
+def _token_span(offsets: list[list[int]], answers: dict, k: int = 0) -> tuple[int, int]:
+    """The tokens of answer k (the first: the training target) in a window ((0, 0): not wholly in it, or no
+    answer)."""
     if not answers["text"]:
         return 0, 0
-    first, last = answers["answer_start"][0], answers["answer_start"][0] + len(answers["text"][0])
+    first, last = answers["answer_start"][k], answers["answer_start"][k] + len(answers["text"][k])
     inside = [i for i, o in enumerate(offsets) if o != OUTSIDE]
     if not inside or offsets[inside[0]][0] > first or offsets[inside[-1]][1] < last:
         return 0, 0
