@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"--metric {unknown} is not in the records; they have {sorted(recorded)}")
     invalid = refused(records)
     records = [r for r in records if r["status"] != "invalid"]
+    if "eval_max_length" not in by and any(r.get("eval_max_length") not in (None, r["max_length"]) for r in records):
+        by.append("eval_max_length")  # a run evaluated at another length than it trained at: a column, and its row
     tables = {}  # one table per task kind: their metrics differ; the runs it refused listed under it
     for kind in sorted({r["task_kind"] for r in records + invalid}):
         mine = [r for r in records if r["task_kind"] == kind]

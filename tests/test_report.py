@@ -426,3 +426,17 @@ def test_tables_name_the_commits_of_their_runs():
     assert _commits(["a" * 40, "a" * 40, "b" * 40 + "+dirty", None]) == \
         "made by lsgbench commit aaaaaaa (2 runs), bbbbbbb+dirty (1 run), unknown (1 run)"
     assert _commits(["c" * 40], "row") == "made by lsgbench commit ccccccc (1 row)"
+
+
+def test_runs_evaluated_at_another_length_get_an_evaluation_length_column_and_rows_of_their_own(tmp_path, capsys):
+    same = record("a", 1, 80.0, length=1024)
+    longer = {**record("b", 1, 60.0, length=1024), "eval_max_length": 4096}
+    for r in (same, longer):
+        (tmp_path / f"{r['run_id']}.json").write_text(json.dumps(r))
+    assert main([str(tmp_path), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out.split("\n\n")[0].strip())))
+    assert [(r["max_length"], r["eval_max_length"], r["accuracy"]) for r in rows] == [("1024", "1024", "80.00"),
+                                                                                      ("1024", "4096", "60.00")]
+    (tmp_path / "b.json").unlink()
+    assert main([str(tmp_path), "--format", "csv"]) == 0
+    assert "eval_max_length" not in capsys.readouterr().out  # all at their training length: no column
