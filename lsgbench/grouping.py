@@ -40,6 +40,27 @@ class Row(TypedDict):
     commits: list[str]        # the lsgbench commits its runs were made by (env.git_commit; None: unknown)
 
 
+DROPPED_SHARE = 0.1  # evaluation inputs that lost more of their tokens than this to the input length are marked
+
+
+def cut_caveats(record: RunRecord) -> list[str]:
+    """What the input length took from a run's evaluation, for the report's marks (the summary has its own
+    `truncated:` line): more than DROPPED_SHARE of the inputs' tokens, answers cut off, questions no span can
+    answer right."""
+    cut = (record["provenance"].get("truncation") or {}).get("eval") or {}
+    n, out = cut.get("examples"), []
+    if (cut.get("inputs_dropped_share") or 0) > DROPPED_SHARE:
+        out.append(f"the evaluation inputs lost {cut['inputs_dropped_share']:.0%} of their tokens to the input length "
+                   f"({cut['inputs_cut']} of {n} cut)")
+    if cut.get("answers_unreachable"):
+        out.append(f"{cut['answers_unreachable']} of {n} questions no span can answer right (gold answers outside "
+                   f"the windows or longer than task.max_answer_length): exact match is at most "
+                   f"{100 * (1 - cut['answers_unreachable'] / n):.1f}")
+    elif cut.get("answers_cut"):
+        out.append(f"{cut['answers_cut']} of {n} answers were cut off by the input length")
+    return out
+
+
 def run_label(record: RunRecord) -> str:
     """A run's attention label, and what it trained when not every parameter (trainer.trainable)."""
     trainable = (record["provenance"].get("trainable") or {}).get("choice", "all")
@@ -125,6 +146,7 @@ def _row(group: list[RunRecord], columns: dict, metrics: list[str]) -> Row:
                seeds=len(ok), runs=f"{len(ok)}/{len(runs)}",
                status="ok" if len(ok) == len(runs) else ", ".join(sorted({r["status"] for r in runs} - {"ok"})),
                error=next((r["error"] for r in runs if r["error"]), None),
-               caveats=list(dict.fromkeys(c for r in ok for c in [*caveats(r), kernel_caveat(r)] if c)),
+               caveats=list(dict.fromkeys(c for r in ok for c in [*caveats(r), *cut_caveats(r), kernel_caveat(r)]
+                                          if c)),
                stale_kernel=any(kernel_caveat(r) for r in ok),
                commits=list(dict.fromkeys(r.get("env", {}).get("git_commit") for r in runs)))

@@ -226,32 +226,44 @@ def bench_table(rows: list[dict]) -> tuple[list[str], list[list[str]], list[str]
 
 
 def pretraining_table(records: list[RunRecord]) -> tuple[list[str], list[list[str]], list[str]] | None:
-    """Pretrain -> fine-tune: one row per pretraining run that ok fine-tuning runs name (provenance.pretrained_run),
-    its pretraining figures beside each fine-tuned task's first metric (mean ± std over its runs of that task);
-    None without such runs. Only masked-LM runs count as pretraining, and runs that continue it are not
-    fine-tuning."""
+    """Pretrain -> fine-tune: one row per pretraining run that ok fine-tuning runs name (provenance.pretrained_run)
+    and fine-tuning setup (the length it trained and was evaluated at, what trained), its pretraining figures beside
+    each fine-tuned task's first metric (mean ± std and the count over its runs of that task and setup); None
+    without such runs. Only masked-LM runs count as pretraining, and runs that continue it are not fine-tuning."""
     by_id = {r["run_id"]: r for r in records}
     tuned = [r for r in records if r["status"] == "ok" and r["task_kind"] != "masked_lm"
              and by_id.get(r["provenance"].get("pretrained_run"), {}).get("task_kind") == "masked_lm"]
     if not tuned:
         return None
+
+    def setup(run: RunRecord) -> tuple:
+        return (run["max_length"], run.get("eval_max_length") or run["max_length"],
+                (run["provenance"].get("trainable") or {}).get("choice", "all"))
+
     firsts = {r["task"]: next(iter(r["metrics"]), None) for r in tuned}
     pre_metrics = ["mlm_loss", "bits_per_token"]
     header = ["model", "attention", "max_length", "pretrained on", "steps", *map(_header, pre_metrics),
-              *[f"{task}: {_header(m)}" for task, m in sorted(firsts.items())]]
+              "fine-tuned at", "trains", *[f"{task}: {_header(m)}" for task, m in sorted(firsts.items())]]
     cells = []
     for pre_id in dict.fromkeys(r["provenance"]["pretrained_run"] for r in sorted(tuned, key=lambda r: r["run_id"])):
         pre = by_id[pre_id]
-        row = [pre["model"], run_label(pre), str(pre["max_length"]), pre["task"],
-               str(pre["efficiency"].get("train_steps", "—")),
-               *[_cell((pre["metrics"][m], 0.0), metric(m).digits) if m in pre["metrics"] else "—" for m in pre_metrics]]
-        for task, m in sorted(firsts.items()):
-            values = [r["metrics"][m] for r in tuned if r["task"] == task and r["provenance"]["pretrained_run"] == pre_id
-                      and m in r["metrics"]]
-            row.append(_cell(stats(values), metric(m).digits, len(values)) if values else "—")
-        cells.append(row)
+        mine = [r for r in tuned if r["provenance"]["pretrained_run"] == pre_id]
+        for length, evaluated, trains in dict.fromkeys(map(setup, mine)):
+            row = [pre["model"], run_label(pre), str(pre["max_length"]), pre["task"],
+                   str(pre["efficiency"].get("train_steps", "—")),
+                   *[_cell((pre["metrics"][m], 0.0), metric(m).digits) if m in pre["metrics"] else "—"
+                     for m in pre_metrics],
+                   str(length) + (f" (evaluated at {evaluated})" if evaluated != length else ""), trains]
+            for task, m in sorted(firsts.items()):
+                values = [r["metrics"][m] for r in mine if r["task"] == task and setup(r) == (length, evaluated, trains)
+                          and m in r["metrics"]]
+                row.append(_cell(stats(values), metric(m).digits, len(values)) + (f" (n={len(values)})"
+                                                                                 if len(values) > 1 else "")
+                           if values else "—")
+            cells.append(row)
     notes = ["each row: one masked-LM pretraining run (its figures on its corpus' evaluation split, lower is "
-             "better) and the runs that fine-tuned the model it saved (mean ± std over several)"]
+             "better) and the runs that fine-tuned the model it saved alike (the same lengths, the same parameters "
+             "trained): mean ± std over n of them"]
     return header, cells, notes
 
 

@@ -56,12 +56,13 @@ def test_each_variant_pretrains_once_and_every_task_fine_tunes_its_model(tmp_pat
         assert fine["efficiency"]["train_steps"] == 2 and fine["attention"]["from_checkpoint"]
     header, cells, _ = pretraining_table(read_records([tmp_path / "store"]))
     assert header[:7] == ["model", "attention", "max_length", "pretrained on", "steps", "mlm_loss ↓", "bits_per_token ↓"]
-    assert header[7:] == ["synth_keys: accuracy ↑"] and len(cells) == 1  # both tasks are named synth_keys: one column
+    assert header[7:] == ["fine-tuned at", "trains", "synth_keys: accuracy ↑"] and len(cells) == 1  # one column
     assert cells[0][:5] == ["roberta", "local sliding w=64 g=0", "256", "wikitext103", "3"]
     assert cells[0][5] == f"{pre0['metrics']['mlm_loss']:.3f}"
     accuracies = [fine0["metrics"]["accuracy"], fine1["metrics"]["accuracy"]]
     mean = sum(accuracies) / 2
-    assert cells[0][7].startswith(f"{mean:.2f} ± ")
+    assert cells[0][7:9] == [str(fine0["max_length"]), "all"]
+    assert cells[0][9].startswith(f"{mean:.2f} ± ") and cells[0][9].endswith(" (n=2)")
 
 
 def test_the_pretraining_spec_is_checked(tmp_path):

@@ -440,3 +440,41 @@ def test_runs_evaluated_at_another_length_get_an_evaluation_length_column_and_ro
     (tmp_path / "b.json").unlink()
     assert main([str(tmp_path), "--format", "csv"]) == 0
     assert "eval_max_length" not in capsys.readouterr().out  # all at their training length: no column
+
+
+def test_the_pretraining_table_averages_only_fine_tunes_of_one_setup():
+    """A full fine-tune and a globals-only one of the same pretrained model are two rows, each with its count
+    (they were once averaged into one cell with no count and no fine-tune length)."""
+    from lsgbench.report import pretraining_table
+
+    pre = {**record("pre", 1, 0.0), "task": "wikitext103", "task_kind": "masked_lm",
+           "metrics": {"mlm_loss": 5.0, "bits_per_token": 7.2}}
+    pre["efficiency"]["train_steps"] = 100
+    tuned = []
+    for run_id, accuracy, trains in (("f1", 60.0, "all"), ("f2", 70.0, "all"), ("g1", 50.0, "globals")):
+        r = record(run_id, 1, accuracy, length=4096)
+        r["provenance"] = {"model_init": "pretrained:x", "pretrained_run": "pre", "trainable": {"choice": trains}}
+        tuned.append(r)
+    header, cells, _ = pretraining_table([pre, *tuned])
+    assert header[7:] == ["fine-tuned at", "trains", "synth_keys: accuracy ↑"]
+    assert [row[7:] for row in cells] == [["4096", "all", "65.00 ± 7.07 (n=2)"], ["4096", "globals", "50.00"]]
+
+
+def test_rows_whose_evaluation_lost_tokens_or_answers_are_marked_with_the_figure():
+    from lsgbench.grouping import cut_caveats
+
+    windowed = record("w", 1, 40.0)
+    windowed["provenance"]["truncation"] = {"eval": {"examples": 8, "inputs_cut": 0, "inputs_dropped_share": 0.0,
+                                                     "answers_cut": 0, "answers_unreachable": 0}}
+    cut = record("c", 1, 10.0, block=128)
+    cut["provenance"]["truncation"] = {"eval": {"examples": 8, "inputs_cut": 8, "inputs_dropped_share": 0.966,
+                                                "answers_cut": 7, "answers_unreachable": 6}}
+    assert cut_caveats(windowed) == []
+    assert cut_caveats(cut) == ["the evaluation inputs lost 97% of their tokens to the input length (8 of 8 cut)",
+                                "6 of 8 questions no span can answer right (gold answers outside the windows or "
+                                "longer than task.max_answer_length): exact match is at most 25.0"]
+    by = ["task", "model", "attention"]
+    header, cells, notes = table(*rows([windowed, cut], by), by)
+    status = {row[2]: row[-1] for row in cells}
+    assert status["lsg b=64 s=32 f=4 pooling g=1"] == "ok" and status["lsg b=128 s=32 f=4 pooling g=1"] == "ok †"
+    assert any(n.startswith("† the evaluation inputs lost 97%") for n in notes)
