@@ -185,7 +185,8 @@ def _execute(cfg, record: dict, data: TaskData, output_dir: Path) -> bool:
     record["max_length"] = built.max_length
     record["attention"] = built.attention
     record["provenance"].update(model_init=built.init, tokenizer=built.tokenizer_source,
-                                n_params=sum(p.numel() for p in built.model.parameters()))
+                                n_params=sum(p.numel() for p in built.model.parameters()),
+                                positions_added=built.positions_added)
     if pooling := getattr(built.model.config, "classifier_pooling", None):  # ModernBERT: cls | mean
         record["provenance"]["classifier_pooling"] = pooling
 

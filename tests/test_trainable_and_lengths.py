@@ -173,3 +173,20 @@ def test_a_saved_run_keeps_the_length_it_trained_at_unless_asked_for_another(mak
     assert evaluated["provenance"]["pretrained_max_length"] == 256 and "train_steps" not in evaluated["efficiency"]
     longer = run(make_cfg(*again, "model.max_length=512", "trainer.args.max_steps=1"), tmp_path / "longer", [])
     assert longer["status"] == "ok" and (longer["max_length"], longer["eval_max_length"]) == (512, 512)
+
+
+def test_records_say_how_many_position_parameters_a_build_added(make_cfg, tmp_path):
+    """Converting a 512-position backbone to 1,024 tokens tiles 512 more rows; a saved converted model asked for
+    more than it takes grows too, and says so; one run at its own length adds none."""
+    keys = ["task=synth_keys", "task.synthetic.doc_words=400", "task.synthetic.n_train=8", "task.synthetic.n_test=4"]
+    trained = run(make_cfg(*keys, "model=lsg_roberta", *TINY, *VARIANTS["lsg"], "model.max_length=1024",
+                           "trainer.args.max_steps=1", "save_model=true"), tmp_path / "train", [])
+    assert trained["status"] == "ok", trained["error"]
+    hidden = build(make_cfg).model.config.hidden_size
+    assert trained["provenance"]["positions_added"] == 512 * hidden  # tiny RoBERTa: 512 positions (+2 reserved)
+    again = [*keys, "model=lsg_roberta", *VARIANTS["lsg"], f"model.pretrained=run:{trained['run_id']}",
+             "model.init=pretrained", "trainer.args.max_steps=1"]
+    same = run(make_cfg(*again), tmp_path / "same", [])
+    longer = run(make_cfg(*again, "model.max_length=2048"), tmp_path / "longer", [])
+    assert (same["status"], longer["status"]) == ("ok", "ok")
+    assert (same["provenance"]["positions_added"], longer["provenance"]["positions_added"]) == (0, 1024 * hidden)

@@ -42,6 +42,7 @@ class BuiltModel:
     family_name: str
     eval_max_length: int   # the input length it is evaluated at (model.eval_max_length, else max_length)
     added: tuple[str, ...] = ()  # patterns of the parameters this build's conversion added or grew
+    positions_added: int = 0     # parameters the build added to position tables (tiled rows), 0: none
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -151,10 +152,16 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
         model = _random(model_cfg, task_cfg, family, knobs, tokenizer, base_length)
         init = f"random:{model_cfg.size}"
     attention, added = knobs.to_dict(), ()
+    positions_before = _position_parameters(model)
     if stored is not None:
         load_converted(checkpoint, model, model_cfg.family, stored)
+        positions_before = _position_parameters(model)
         added = (POSITIONS,) if extend(model, model_cfg.family, stored, max_length) else ()
         attention = {**stored.to_dict(), "from_checkpoint": True}
+        if added:
+            log.warning("checkpoint %s is a converted model shorter than %d tokens (model.max_length): its positions "
+                        "are extended by tiling them, %d parameters added", model_cfg.pretrained, max_length,
+                        _position_parameters(model) - positions_before)
     elif knobs.converted:
         bos = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
         positions = model.config.max_position_embeddings
@@ -172,7 +179,12 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
     elif family.fixed_padding:
         _keep_block_sparse(model)
     return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source, attention, knobs, model_cfg.family,
-                      eval_max_length, added)
+                      eval_max_length, added, _position_parameters(model) - positions_before)
+
+
+def _position_parameters(model) -> int:
+    """The parameters of the model's learned position tables (`POSITIONS`)."""
+    return sum(p.numel() for name, p in model.named_parameters() if re.search(POSITIONS, name))
 
 
 def at_length(built: BuiltModel, length: int) -> BuiltModel:
