@@ -55,3 +55,36 @@ def test_task_settings_a_kind_cannot_use_are_named():
                                                   "['punkt', 'lines']"]
     assert KINDS["classification"].check(OmegaConf.create({"label_names": "???"})) == [
         "task.label_names: give the class names in label-index order, e.g. task.label_names=[neg,pos]"]
+
+
+def test_only_a_trained_classifier_of_another_size_is_called_replaced(caplog):
+    """A masked-LM checkpoint has no classifier (its config's default two labels are no head): fine-tuning it with
+    three labels says nothing of a 2-label head; a sequence classifier with two labels is replaced, and said so."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from lsgbench.kinds import KINDS
+
+    task = OmegaConf.create({"label_names": ["a", "b", "c"]})
+    for architecture, replaced in (("RobertaForMaskedLM", False), ("RobertaForSequenceClassification", True)):
+        config = SimpleNamespace(num_labels=2, id2label={0: "LABEL_0", 1: "LABEL_1"}, architectures=[architecture])
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            load_args = KINDS["classification"].pretrained_config(config, task, "ckpt")
+        assert bool(load_args.get("ignore_mismatched_sizes")) == replaced and config.num_labels == 3
+        assert any("has a 2-label head" in r.getMessage() for r in caplog.records) == replaced
+
+
+def test_a_run_that_failed_is_named_as_failed_not_as_one_that_kept_no_model(tmp_path):
+    import json
+
+    from lsgbench.errors import ConfigError
+    from lsgbench.models import artifacts
+
+    (tmp_path / "r1.json").write_text(json.dumps({"run_id": "r1", "status": "oom", "error": "out of memory"}))
+    (tmp_path / "r2.json").write_text(json.dumps({"run_id": "r2", "status": "ok", "error": None}))
+    with pytest.raises(ConfigError, match=r"run r1 ended oom and kept no model \(out of memory\); fix that and rerun it"):
+        artifacts.resolve("run:r1", tmp_path)
+    with pytest.raises(ConfigError, match="run r2 kept no model; rerun it with save_model=true"):
+        artifacts.resolve("run:r2", tmp_path)

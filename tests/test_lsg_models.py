@@ -306,6 +306,12 @@ def test_a_checkpoints_own_knobs_are_named_only_where_they_matter(make_cfg, tmp_
         messages = [r.getMessage() for r in caplog.records if "runs its own attention knobs" in r.getMessage()]
         assert bool(messages) == warned
         assert not messages or ("block_size" in messages[0] and "pass_global" not in messages[0])
+    caplog.clear()  # the README's form, model=roberta with the default attention: no warning, the checkpoint's own
+    cfg = make_cfg("model=roberta", "task=synth_keys", f"model.pretrained={tmp_path / 'ckpt'}", "model.max_length=1024")
+    with caplog.at_level("INFO"):
+        assert build_model(cfg.model, cfg.task, TEXTS, cfg.paths.cache_dir).attention["type"] == "lsg"
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and "attention" in r.getMessage()]
+    assert any("it runs its own attention, lsg b=32" in r.getMessage() for r in caplog.records)
 
 
 def test_a_ccdv_config_without_lsgbench_knobs_loads_with_ccdvs_defaults_and_lsgbenchs():

@@ -190,3 +190,11 @@ def test_records_say_how_many_position_parameters_a_build_added(make_cfg, tmp_pa
     longer = run(make_cfg(*again, "model.max_length=2048"), tmp_path / "longer", [])
     assert (same["status"], longer["status"]) == ("ok", "ok")
     assert (same["provenance"]["positions_added"], longer["provenance"]["positions_added"]) == (0, 1024 * hidden)
+
+
+def test_an_evaluation_length_within_one_window_is_warned_about(make_cfg, caplog):
+    with caplog.at_level("WARNING"):
+        built = build(make_cfg, "model=lsg_roberta", *VARIANTS["lsg"], "model.max_length=1024",
+                      "model.eval_max_length=64")
+    assert built.attention.get("runs_full_attention_at_eval") and not built.attention.get("runs_full_attention")
+    assert any("runs as full attention at the evaluation length, 64 tokens" in r.getMessage() for r in caplog.records)

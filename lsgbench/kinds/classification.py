@@ -50,7 +50,9 @@ class Classification(TaskKind):
     def pretrained_config(self, config, task, checkpoint):
         labels = self._labels(task)
         load_args = {}
-        if config.num_labels != labels["num_labels"] and getattr(config, "id2label", None):
+        head = any(a.endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or ())
+        if config.num_labels != labels["num_labels"] and head:  # a trained classifier of another size (a pretraining
+            # checkpoint, e.g. a masked-LM one, has none: its new head is the only one)
             log.warning("checkpoint %s has a %d-label head; a new %d-label head is initialised",
                         checkpoint, config.num_labels, labels["num_labels"])
             load_args["ignore_mismatched_sizes"] = True

@@ -123,9 +123,12 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
         saved, wanted = stored.to_dict(), asked.to_dict()
         differ = {k: f"{saved.get(k)} (config: {wanted.get(k)})" for k in {**saved, **wanted}
                   if saved.get(k) != wanted.get(k) and k not in irrelevant}
-        if differ:
+        if differ and asked.name == stored.name:  # knobs asked for that the checkpoint overrides
             log.warning("checkpoint %s is a converted %s model and runs its own attention knobs: %s",
                         model_cfg.pretrained, stored.name, differ)
+        elif differ:  # another variant (e.g. the default, full): the checkpoint's is the one it was converted with
+            log.info("checkpoint %s is a converted model: it runs its own attention, %s", model_cfg.pretrained,
+                     stored.label())
         if model_cfg.position_init != "copy":
             raise ConfigError(f"model.position_init={model_cfg.position_init} applies when a model is converted; "
                               f"checkpoint {model_cfg.pretrained!r} is converted already (its positions are its own)")
@@ -176,7 +179,11 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
         log.warning("%s attention runs as full attention at %d tokens: every query's window holds the whole input",
                     knobs.label(), max_length)
         attention["runs_full_attention"] = True
-    elif family.fixed_padding:
+    elif knobs.full_attention_at(eval_max_length):
+        log.warning("%s attention runs as full attention at the evaluation length, %d tokens: every query's window "
+                    "holds the whole input there", knobs.label(), eval_max_length)
+        attention["runs_full_attention_at_eval"] = True
+    if family.fixed_padding and not attention.get("runs_full_attention"):
         _keep_block_sparse(model)
     return BuiltModel(model, tokenizer, family, max_length, init, tokenizer_source, attention, knobs, model_cfg.family,
                       eval_max_length, added, _position_parameters(model) - positions_before)

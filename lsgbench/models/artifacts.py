@@ -63,8 +63,10 @@ def resolve(pretrained: str | None, store_dir: str | Path) -> tuple[str | None, 
     record = json.loads(path.read_text())
     artifact = record.get("artifact")
     if not artifact:
-        raise ConfigError(f"model.pretrained={pretrained!r}: run {run_id} ({record.get('status')}) kept no model; "
-                          f"rerun it with save_model=true")
+        if record.get("status") != "ok":
+            raise ConfigError(f"model.pretrained={pretrained!r}: run {run_id} ended {record.get('status')} and kept no "
+                              f"model ({record.get('error')}); fix that and rerun it")
+        raise ConfigError(f"model.pretrained={pretrained!r}: run {run_id} kept no model; rerun it with save_model=true")
     if not Path(artifact["path"]).is_dir():
         raise ConfigError(f"model.pretrained={pretrained!r}: the model run {run_id} saved, {artifact['path']!r}, is "
                           f"gone (a relative path is read from the working directory)")
