@@ -102,10 +102,7 @@ def load_task_data(task, evaluate_only: bool = False) -> TaskData:
         hint = (f" (to train on it and evaluate on a part carved from it: task.train_split={available[0]} "
                 f"task.eval_split={carved})") if len(available) == 1 else ""
         raise ConfigError(f"{source} has no {train_split!r} split; it has {sorted(available)}{hint}")
-    if eval_split == "test" and eval_split not in available and "validation" in available \
-            and train_split != "validation":  # (training on validation, the test split is carved from it)
-        note(f"{source} has no 'test' split: evaluating on 'validation' ({origin['validation']})", logging.WARNING)
-        eval_split = "validation"
+    eval_split = _test_or_validation(eval_split, train_split, available, source, origin, note)
     if eval_split not in available and eval_split not in CARVE_ORDER:
         raise ConfigError(f"{source} has no {eval_split!r} split (it has {sorted(available)}), and only "
                           f"{list(CARVE_ORDER)} can be carved from {train_split!r}")
@@ -138,10 +135,7 @@ def load_task_data(task, evaluate_only: bool = False) -> TaskData:
 
 def _evaluation_only(task, source, available, origin, read, note, notes) -> TaskData:
     """The evaluation split of a run that trains nothing, read whole (nothing to carve it from or to overlap)."""
-    eval_split = task.eval_split
-    if eval_split == "test" and eval_split not in available and "validation" in available:
-        note(f"{source} has no 'test' split: evaluating on 'validation' ({origin['validation']})", logging.WARNING)
-        eval_split = "validation"
+    eval_split = _test_or_validation(task.eval_split, None, available, source, origin, note)
     if eval_split not in available:
         raise ConfigError(f"{source} has no {eval_split!r} split to evaluate (it has {sorted(available)}): an "
                           f"evaluation-only run (trainer.trainable=none) reads one split whole; set "
@@ -152,6 +146,16 @@ def _evaluation_only(task, source, available, origin, read, note, notes) -> Task
     note(f"evaluation only (trainer.trainable=none): {eval_split!r} read whole, no training split")
     return TaskData(train=[], eval=evals, source=source, notes=notes,
                     splits={"train": None, "eval": origin[eval_split]}, eval_overlap=0)
+
+
+def _test_or_validation(eval_split, train_split, available, source, origin, note) -> str:
+    """The split to evaluate: a source without a test split is evaluated on its validation split, unless that is the
+    training split (then test is carved from it)."""
+    if eval_split == "test" and eval_split not in available and "validation" in available \
+            and train_split != "validation":
+        note(f"{source} has no 'test' split: evaluating on 'validation' ({origin['validation']})", logging.WARNING)
+        return "validation"
+    return eval_split
 
 
 def document_key(kind, row: dict) -> bytes:
@@ -307,15 +311,15 @@ def _char_start(data: bytes, offset: int) -> int:
     return offset
 
 
-def _carve(train: list[dict], split: str, fraction: float, content) -> tuple[list[dict], list[dict]]:
+def _carve(train: list[dict], split: str, fraction: float, document) -> tuple[list[dict], list[dict]]:
     """(train less the carved rows, a fixed-seed share of train as `split`); a row that is carved takes every
-    other row of the same `content` (its document) along, so carving never puts one document on both sides."""
+    other row of the same `document` (a key) along, so carving never puts one document on both sides."""
     order = list(range(len(train)))
     random.Random(CARVE_SEED).shuffle(order)
     size = max(1, int(fraction * len(train)))
     k = CARVE_ORDER.index(split)  # validation and test take different slices: carving both keeps them apart
-    carved = {content(train[i]) for i in order[k * size : (k + 1) * size]}
-    return [r for r in train if content(r) not in carved], [r for r in train if content(r) in carved]
+    carved = {document(train[i]) for i in order[k * size : (k + 1) * size]}
+    return [r for r in train if document(r) not in carved], [r for r in train if document(r) in carved]
 
 
 def _schema(task) -> str:

@@ -167,7 +167,8 @@ def _seed_everything(seed: int) -> None:
 
 
 def _note_backend(record: dict, phase: str) -> None:
-    """record["attention_backend"][phase]: the backend (flex, blocks) and attention dropout lsgbench's kernel ran with."""
+    """record["attention_backend"][phase]: the backend (flex, blocks) and attention dropout lsgbench's kernel ran
+    with."""
     if ran := backends_ran():
         record["attention_backend"][phase] = ran
 

@@ -257,9 +257,8 @@ def pretraining_table(records: list[RunRecord]) -> tuple[list[str], list[list[st
             for task, m in sorted(firsts.items()):
                 values = [r["metrics"][m] for r in mine if r["task"] == task and setup(r) == (length, evaluated, trains)
                           and m in r["metrics"]]
-                row.append(_cell(stats(values), metric(m).digits, len(values)) + (f" (n={len(values)})"
-                                                                                 if len(values) > 1 else "")
-                           if values else "—")
+                count = f" (n={len(values)})" if len(values) > 1 else ""
+                row.append(_cell(stats(values), metric(m).digits, len(values)) + count if values else "—")
             cells.append(row)
     notes = ["each row: one masked-LM pretraining run (its figures on its corpus' evaluation split, lower is "
              "better) and the runs that fine-tuned the model it saved alike (the same lengths, the same parameters "

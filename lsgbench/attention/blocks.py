@@ -269,9 +269,9 @@ class _Recomputed(torch.autograd.Function):
                 need += [sources_need and t.is_floating_point() for t in every[n:]]
                 grads = [None] * len(every)  # made by the first piece that reads the input
                 with torch.enable_grad():
-                    for i, piece in enumerate(ctx.pieces):
-                        if current is not None:
-                            _set_rng_state(device, ctx.rng_states[i])
+                    for piece, state in zip(ctx.pieces, ctx.rng_states or [None] * len(ctx.pieces)):
+                        if state is not None:  # dropout: the masks forward drew
+                            _set_rng_state(device, state)
                         _add_piece_grads(piece, every, need, grads, [grad_out])
                     del every  # of the derived inputs only their gradients are needed now
                     derived_grads, grads = grads[n:], grads[:n]

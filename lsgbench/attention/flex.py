@@ -98,7 +98,7 @@ def lsg_attention_flex(query, key, value, keep=None, *, block_size, sparse_block
         keep_kv = torch.cat([keep_tokens[:, None].expand(-1, heads, -1), keep_s,
                              keep[:, None, :g].expand(-1, heads, -1)], dim=2)
     elif g:
-        keys, values = torch.cat([keys, key[:, :, :g]], dim=2), torch.cat([values, value[:, :, :g]], dim=2)
+        keys, values = _globals_last(key, value, g)
     per_head = keep_kv.shape[1] > 1
 
     def mask_mod(batch, head, q, kv):  # q: non-global query q, in block q // b; kv: into [tokens | sparse | global]
@@ -135,9 +135,7 @@ def local_attention_flex(query, key, value, keep=None, *, mode, window, block_si
         return tiles, keep.roll(-g, dims=1), None  # keys [tokens | globals]
 
     block_mask, keep_kv, _ = _block_mask(keep, layout, tiles_and_kept)
-    keys, values = key, value
-    if g:
-        keys, values = (torch.cat([t[:, :, g:], t[:, :, :g]], dim=2) for t in (key, value))
+    keys, values = _globals_last(key, value, g) if g else (key, value)
 
     def mask_mod(batch, head, q, kv):  # q: non-global query q; kv: into [tokens | globals]
         near = (q - kv).abs() <= w if sliding else kv // b == q // b
@@ -147,6 +145,11 @@ def local_attention_flex(query, key, value, keep=None, *, mode, window, block_si
 
     out = _flex(query[:, :, g:], keys, values, _with_mask_mod(block_mask, mask_mod), scaling)
     return _with_global_queries(out, query, key, value, keep, g, scaling, causal)
+
+
+def _globals_last(key, value, g):
+    """K and V laid out [tokens | globals] (one copy each), as the layouts read them."""
+    return (torch.cat([t[:, :, g:], t[:, :, :g]], dim=2) for t in (key, value))
 
 
 def _flex(query, keys, values, block_mask, scaling):

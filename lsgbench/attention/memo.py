@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable
 
 import torch
 
-SIZE = 8  # entries kept: the few of a forward (the padding mask with globals, a BlockMask per layout), and the last forward's
+SIZE = 8  # entries kept: a forward's few (the padding mask with globals, a BlockMask per layout), and the last ones
 _made: collections.OrderedDict = collections.OrderedDict()
 
 
@@ -20,7 +20,8 @@ def once_per(anchor: torch.Tensor | None, key: Hashable, make: Callable):
     """make(), remembered for this anchor tensor (or None: no tensor) and `key`, which must name everything else
     the value depends on (shapes, knobs, device). The anchor is held, so its id stays its own while remembered;
     an in-place change to it (its version counter) makes the value anew."""
-    entry = (id(anchor), _version(anchor), torch.is_inference_mode_enabled(), key)  # inference tensors: not for training
+    # what inference made (inference tensors) is kept apart: autograd cannot save it for training
+    entry = (id(anchor), _version(anchor), torch.is_inference_mode_enabled(), key)
     hit = _made.get(entry)
     if hit is not None and hit[0] is anchor:
         _made.move_to_end(entry)

@@ -118,7 +118,8 @@ def build_model(model_cfg, task_cfg, train_texts: list[str], cache_dir) -> Built
                      knobs.num_global_tokens)
         knobs = asked = decoder
     if stored is not None:  # a saved converted checkpoint (lsgbench's or ccdv's) carries its own knobs
-        stored = dataclasses.replace(stored, dropout=getattr(asked, "dropout", None))  # a training setting, not the checkpoint's
+        # dropout is a training setting, not the checkpoint's
+        stored = dataclasses.replace(stored, dropout=getattr(asked, "dropout", None))
         irrelevant = () if LAYOUTS[model_cfg.family].is_seq2seq else ("pass_global_tokens_to_decoder",)  # no decoder
         saved, wanted = stored.to_dict(), asked.to_dict()
         differ = {k: f"{saved.get(k)} (config: {wanted.get(k)})" for k in {**saved, **wanted}
